@@ -1,0 +1,123 @@
+//! The windowed game: Bevy's default plugins plus the game, input, renderer
+//! and overlay plugins; optionally a frame limit and a screenshot on exit.
+
+use crate::game::{Config, GamePlugin, input::InputToolsPlugin};
+use crate::overlay::OverlayPlugin;
+use crate::render::ParticleRenderPlugin;
+use bevy::log::LogPlugin;
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
+use bevy::window::{PresentMode, WindowResolution};
+use bevy_egui::EguiPlugin;
+use std::path::PathBuf;
+
+/// Stop after `frames` frames, saving a screenshot first when `screenshot` is set.
+#[derive(Resource, Debug, Clone)]
+pub struct FrameLimit {
+    pub frames: u64,
+    pub screenshot: Option<PathBuf>,
+    counted: u64,
+    requested: bool,
+}
+
+/// Frames to wait for the screenshot after asking for it before giving up.
+const SCREENSHOT_PATIENCE: u64 = 300;
+
+/// Builds and runs the windowed game; returns the process exit code.
+pub fn run_windowed(
+    config: Config,
+    autoplay: bool,
+    frames: Option<u64>,
+    screenshot: Option<PathBuf>,
+) -> Result<u8, String> {
+    let window = Window {
+        title: "Particle Forge".into(),
+        resolution: WindowResolution::new(config.window.width, config.window.height)
+            .with_scale_factor_override(1.0),
+        present_mode: if config.window.vsync {
+            PresentMode::AutoVsync
+        } else {
+            PresentMode::AutoNoVsync
+        },
+        resizable: true,
+        ..default()
+    };
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(WindowPlugin {
+                primary_window: Some(window),
+                ..default()
+            })
+            .set(LogPlugin {
+                filter: "warn,particle_forge=info,bevy_render::renderer=info,wgpu=error,naga=warn"
+                    .into(),
+                ..default()
+            }),
+    )
+    .add_plugins(EguiPlugin::default())
+    .add_plugins(GamePlugin::new(config, autoplay)?)
+    .add_plugins((InputToolsPlugin, ParticleRenderPlugin, OverlayPlugin));
+    if let Some(frames) = frames {
+        app.insert_resource(FrameLimit {
+            frames,
+            screenshot,
+            counted: 0,
+            requested: false,
+        })
+        .add_systems(Last, count_frames);
+    }
+    Ok(match app.run() {
+        AppExit::Success => 0,
+        AppExit::Error(code) => code.get(),
+    })
+}
+
+fn count_frames(
+    mut commands: Commands,
+    mut limit: ResMut<FrameLimit>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    limit.counted += 1;
+    if limit.counted < limit.frames {
+        return;
+    }
+    let Some(path) = limit.screenshot.clone() else {
+        exit.write(AppExit::Success);
+        return;
+    };
+    if !limit.requested {
+        limit.requested = true;
+        commands.spawn(Screenshot::primary_window()).observe(
+            move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>| {
+                exit.write(save_png(&captured.image, &path));
+            },
+        );
+    } else if limit.counted > limit.frames + SCREENSHOT_PATIENCE {
+        error!("the screenshot was not captured within {SCREENSHOT_PATIENCE} frames");
+        exit.write(AppExit::from_code(1));
+    }
+}
+
+/// Writes the captured window as an RGB PNG.
+fn save_png(image: &Image, path: &PathBuf) -> AppExit {
+    let saved = image
+        .clone()
+        .try_into_dynamic()
+        .map_err(|e| e.to_string())
+        .and_then(|img| {
+            img.to_rgb8()
+                .save_with_format(path, image::ImageFormat::Png)
+                .map_err(|e| e.to_string())
+        });
+    match saved {
+        Ok(()) => {
+            info!("screenshot saved to {}", path.display());
+            AppExit::Success
+        }
+        Err(e) => {
+            error!("cannot save the screenshot to {}: {e}", path.display());
+            AppExit::from_code(2)
+        }
+    }
+}

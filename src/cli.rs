@@ -1,0 +1,276 @@
+//! Command-line flags and how they combine with the config file.
+
+use crate::game::Config;
+use clap::Parser;
+use std::path::{Path, PathBuf};
+
+const CONTROLS: &str = "\
+Controls (window):
+  left drag           spawn brush          1 2 3 4   sand, water, spark, heavy
+  right drag          attract              P         pause
+  shift + right drag  repel                R         reset
+  space               explosion            H         help on screen
+  F3                  debug overlay        Esc       quit
+
+Config: every tunable lives in a TOML file. `--print-config` writes the
+defaults; `--config FILE` reads one (./particle-forge.toml is read when
+present); `--set section.key=value` overrides one key; the flags above
+override the file.";
+
+/// A particle sandbox: spawn, attract, repel and blow up hundreds of
+/// thousands of colliding particles.
+#[derive(Parser, Debug, Default, Clone)]
+#[command(name = "particle-forge", version, after_help = CONTROLS)]
+pub struct Cli {
+    /// Run without a window or GPU, as fast as possible, then print a summary.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Frames to run before exiting (headless default: 600; window default:
+    /// run until closed, or 60 with --screenshot).
+    #[arg(long, value_name = "N")]
+    pub frames: Option<u64>,
+
+    /// Particles at start and after reset [config: particles.initial, default 100000].
+    #[arg(long, value_name = "P")]
+    pub particles: Option<usize>,
+
+    /// Most particles alive at once [config: particles.max, default 2000000].
+    #[arg(long, value_name = "M")]
+    pub max_particles: Option<usize>,
+
+    /// Seed of every random choice; same seed, same run [config: world.seed].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+
+    /// Headless: make the last line of stdout one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// A scripted player uses the tools (spawn bursts, attract, explosions).
+    #[arg(long)]
+    pub autoplay: bool,
+
+    /// Render the frames, save a PNG of the window to this path and exit.
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
+
+    /// Read settings from this TOML file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one config key, e.g. `--set physics.substeps=3` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Physics threads, 0 = one per core [config: physics.threads].
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+
+    /// Physics substeps per frame [config: physics.substeps, default 2].
+    #[arg(long, value_name = "N")]
+    pub substeps: Option<u32>,
+
+    /// Contact passes per substep [config: physics.iterations, default 1].
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u32>,
+
+    /// Downward acceleration in world units/s² [config: world.gravity, default 500].
+    #[arg(long, value_name = "G", allow_negative_numbers = true)]
+    pub gravity: Option<f32>,
+
+    /// Window width in pixels [config: window.width, default 1280].
+    #[arg(long, value_name = "PX")]
+    pub width: Option<u32>,
+
+    /// Window height in pixels [config: window.height, default 720].
+    #[arg(long, value_name = "PX")]
+    pub height: Option<u32>,
+
+    /// Do not wait for the display's refresh [config: window.vsync].
+    #[arg(long)]
+    pub no_vsync: bool,
+
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// What to run, once flags and config agree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    PrintConfig,
+    Headless {
+        frames: u64,
+        json: bool,
+    },
+    Window {
+        frames: Option<u64>,
+        screenshot: Option<PathBuf>,
+    },
+}
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "particle-forge.toml";
+
+impl Cli {
+    /// Loads and overrides the config and checks the flags against it. The
+    /// error is one sentence that says what to do.
+    pub fn resolve(&self) -> Result<(Config, Mode), String> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| e.0)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                Config::load(Path::new(DEFAULT_CONFIG_FILE)).map_err(|e| e.0)?
+            }
+            None => Config::default(),
+        };
+        for s in &self.set {
+            config.set(s).map_err(|e| e.0)?;
+        }
+        if let Some(m) = self.max_particles {
+            if m == 0 {
+                return Err("--max-particles must be at least 1".into());
+            }
+            config.particles.max = m;
+            config.particles.initial = config.particles.initial.min(m);
+        }
+        if let Some(p) = self.particles {
+            if p == 0 {
+                return Err("--particles must be at least 1 (for an empty box use --set particles.initial=0)".into());
+            }
+            if p > config.particles.max {
+                return Err(format!(
+                    "--particles {p} is above the maximum of {}; lower it or raise --max-particles",
+                    config.particles.max
+                ));
+            }
+            config.particles.initial = p;
+        }
+        if let Some(s) = self.seed {
+            config.world.seed = s;
+        }
+        if let Some(t) = self.threads {
+            config.physics.threads = t;
+        }
+        if let Some(n) = self.substeps {
+            config.physics.substeps = n;
+        }
+        if let Some(n) = self.iterations {
+            config.physics.iterations = n;
+        }
+        if let Some(g) = self.gravity {
+            config.world.gravity = g;
+        }
+        if let Some(w) = self.width {
+            config.window.width = w;
+        }
+        if let Some(h) = self.height {
+            config.window.height = h;
+        }
+        if self.no_vsync {
+            config.window.vsync = false;
+        }
+        config
+            .validate()
+            .map_err(|e| format!("{} (after applying the flags)", e.0))?;
+
+        if self.frames == Some(0) {
+            return Err("--frames must be at least 1".into());
+        }
+        if self.print_config {
+            return Ok((config, Mode::PrintConfig));
+        }
+        if self.headless {
+            if self.screenshot.is_some() {
+                return Err("--screenshot needs a window; drop --headless (under no display, run it with xvfb-run)".into());
+            }
+            return Ok((
+                config,
+                Mode::Headless {
+                    frames: self.frames.unwrap_or(600),
+                    json: self.json,
+                },
+            ));
+        }
+        if self.json {
+            return Err(
+                "--json only applies to --headless runs; add --headless or drop --json".into(),
+            );
+        }
+        if let Some(path) = &self.screenshot {
+            check_screenshot_path(path)?;
+        }
+        check_display()?;
+        let frames = self.frames.or(self.screenshot.as_ref().map(|_| 60));
+        Ok((
+            config,
+            Mode::Window {
+                frames,
+                screenshot: self.screenshot.clone(),
+            },
+        ))
+    }
+}
+
+/// The screenshot must be a .png in a folder we can write to.
+fn check_screenshot_path(path: &Path) -> Result<(), String> {
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        return Err(format!("--screenshot {} must end in .png", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot write the screenshot: folder {} does not exist; create it or pick another path",
+            dir.display()
+        ));
+    }
+    let probe = dir.join(format!(".particle-forge-write-test-{}", std::process::id()));
+    match std::fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot write the screenshot into {} ({e}); pick a writable path",
+            dir.display()
+        )),
+    }
+}
+
+/// A window needs an X display (this build talks X11).
+fn check_display() -> Result<(), String> {
+    let display = std::env::var("DISPLAY").unwrap_or_default();
+    if display.is_empty() {
+        return Err("no display found (DISPLAY is not set); run it from a desktop session, under xvfb-run, or pass --headless".into());
+    }
+    // A local display `:N` has a socket; a missing one means no X server.
+    if let Some(rest) = display.strip_prefix(':') {
+        let number: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        let socket = format!("/tmp/.X11-unix/X{number}");
+        if !number.is_empty() && !Path::new(&socket).exists() {
+            return Err(format!(
+                "no X server answers on DISPLAY={display} ({socket} is missing); start one, run under xvfb-run, or pass --headless"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Turns a clap error into one line that says what to do.
+pub fn one_line_error(e: &clap::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    format!("{first}; run `particle-forge --help` to see every flag")
+}

@@ -1,0 +1,228 @@
+//! `--headless`: the real game schedule with no window and no GPU, run for a
+//! number of frames as fast as the machine allows, then a summary.
+
+use super::{Config, GamePlugin, Sandbox};
+use bevy::prelude::*;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+/// Percentiles of a list of durations, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(samples: &[f64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        // Nearest-rank percentile.
+        let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        Self {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: s[s.len() - 1],
+            mean: s.iter().sum::<f64>() / s.len() as f64,
+        }
+    }
+}
+
+/// Median time of each physics phase per step, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct PhaseMedians {
+    pub integrate: f64,
+    pub grid: f64,
+    pub collide: f64,
+}
+
+/// What a headless run prints (the `--json` line).
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub frames: u64,
+    /// Particles alive at the end.
+    pub particles: usize,
+    pub frame_ms: Percentiles,
+    pub step_ms: Percentiles,
+    pub phase_ms: PhaseMedians,
+    pub steps_per_second: f64,
+    pub seed: u64,
+    pub threads: usize,
+    pub autoplay: bool,
+    pub spawned: u64,
+    pub despawned: u64,
+    pub explosions: u64,
+    pub contacts: u64,
+    /// Position checksum, for comparing runs.
+    pub checksum: String,
+    pub wall_s: f64,
+}
+
+/// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
+pub fn build_app(config: Config, autoplay: bool) -> Result<App, String> {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .add_plugins(GamePlugin::new(config, autoplay)?);
+    app.finish();
+    app.cleanup();
+    Ok(app)
+}
+
+/// Runs `frames` frames; shows progress on stderr when it is a terminal.
+pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, String> {
+    let seed = config.world.seed;
+    let threads = config.physics_threads();
+    let mut app = build_app(config, autoplay)?;
+    let mut progress = Progress::new(frames);
+    let mut frame_ms = Vec::with_capacity(frames as usize);
+    let mut step_ms = Vec::with_capacity(frames as usize);
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    let start = Instant::now();
+    for f in 0..frames {
+        let t = Instant::now();
+        app.update();
+        frame_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        let sandbox = app.world().resource::<Sandbox>();
+        let s = sandbox.last_step;
+        step_ms.push(s.total_ms);
+        phases[0].push(s.integrate_ms);
+        phases[1].push(s.grid_ms);
+        phases[2].push(s.collide_ms);
+        progress.show(f + 1);
+    }
+    progress.finish();
+    let wall_s = start.elapsed().as_secs_f64();
+    let sandbox = app.world().resource::<Sandbox>();
+    let step = Percentiles::of(&step_ms);
+    Ok(Summary {
+        frames,
+        particles: sandbox.store.len(),
+        frame_ms: Percentiles::of(&frame_ms),
+        step_ms: step,
+        phase_ms: PhaseMedians {
+            integrate: Percentiles::of(&phases[0]).p50,
+            grid: Percentiles::of(&phases[1]).p50,
+            collide: Percentiles::of(&phases[2]).p50,
+        },
+        steps_per_second: if step.mean > 0.0 {
+            1000.0 / step.mean
+        } else {
+            0.0
+        },
+        seed,
+        threads,
+        autoplay,
+        spawned: sandbox.counts.spawned,
+        despawned: sandbox.counts.despawned,
+        explosions: sandbox.counts.explosions,
+        contacts: sandbox.last_step.contacts,
+        checksum: format!("{:016x}", checksum(sandbox)),
+        wall_s,
+    })
+}
+
+/// FNV-1a over the bits of every position and velocity.
+pub fn checksum(sandbox: &Sandbox) -> u64 {
+    let s = sandbox.store.slices();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for col in [s.x, s.y, s.vx, s.vy] {
+        for v in col {
+            h ^= v.to_bits() as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+impl Summary {
+    /// The human-readable report.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} frames, {} particles at the end ({} threads, seed {}{})\n\
+             frame: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
+             physics step: p50 {:.2} ms, p99 {:.2} ms ({:.0} steps/s); \
+             per step: integrate {:.2} ms, grid {:.2} ms, collide {:.2} ms\n\
+             spawned {}, despawned {}, explosions {}, contacts {}\n\
+             checksum {}, wall {:.1} s",
+            self.frames,
+            self.particles,
+            self.threads,
+            self.seed,
+            if self.autoplay { ", autoplay" } else { "" },
+            self.frame_ms.p50,
+            self.frame_ms.p99,
+            self.frame_ms.max,
+            self.step_ms.p50,
+            self.step_ms.p99,
+            self.steps_per_second,
+            self.phase_ms.integrate,
+            self.phase_ms.grid,
+            self.phase_ms.collide,
+            self.spawned,
+            self.despawned,
+            self.explosions,
+            self.contacts,
+            self.checksum,
+            self.wall_s
+        )
+    }
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+struct Progress {
+    total: u64,
+    enabled: bool,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Self {
+            total,
+            enabled: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, done: u64) {
+        if !self.enabled || self.last.is_some_and(|t| t.elapsed().as_millis() < 100) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let width = 30;
+        let filled = (done * width / self.total.max(1)) as usize;
+        let _ = write!(
+            std::io::stderr(),
+            "\r[{}{}] {done}/{} frames",
+            "#".repeat(filled),
+            " ".repeat(width as usize - filled),
+            self.total
+        );
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            let _ = write!(std::io::stderr(), "\r{}\r", " ".repeat(60));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(|i| i as f64).collect();
+        let p = Percentiles::of(&v);
+        assert_eq!((p.p50, p.p99, p.max), (50.0, 99.0, 100.0));
+        assert_eq!(p.mean, 50.5);
+        assert_eq!(Percentiles::of(&[]).max, 0.0);
+    }
+}

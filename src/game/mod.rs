@@ -1,0 +1,169 @@
+//! The game as Bevy plugins: the four system sets every frame flows through,
+//! the sandbox resource, the player's tools and the headless runner.
+//!
+//! ```text
+//! input ─▶ Management ─▶ Physics ─▶ Rendering ─▶ Blockchain
+//! ```
+//! Systems here are thin: they move commands and call into `Sandbox`, which
+//! owns the particles and the physics and knows nothing of Bevy's schedule.
+
+pub mod autoplay;
+pub mod config;
+pub mod headless;
+pub mod input;
+pub mod rng;
+pub mod sandbox;
+
+use bevy::prelude::*;
+use std::sync::Mutex;
+
+use crate::particles::Kind;
+pub use config::Config;
+pub use sandbox::{Sandbox, ToolCommand};
+
+/// The four workers of a frame, run in this order.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GameSet {
+    /// Player tools, spawning and despawning, budgets.
+    Management,
+    /// The physics step.
+    Physics,
+    /// Packing particles for the GPU.
+    Rendering,
+    /// Handing game events to the chain recorder (nothing yet).
+    Blockchain,
+}
+
+/// The effective configuration.
+#[derive(Resource, Clone, Debug)]
+pub struct GameConfig(pub Config);
+
+/// Tool uses waiting for this frame's Management set.
+#[derive(Resource, Default, Debug)]
+pub struct ToolQueue(pub Vec<ToolCommand>);
+
+/// What the player has chosen.
+#[derive(Resource, Debug)]
+pub struct PlayerState {
+    pub kind: Kind,
+    pub paused: bool,
+    pub show_help: bool,
+    pub show_overlay: bool,
+    pub reset_requested: bool,
+}
+
+impl Default for PlayerState {
+    fn default() -> Self {
+        Self {
+            kind: Kind::Sand,
+            paused: false,
+            show_help: false,
+            show_overlay: false,
+            reset_requested: false,
+        }
+    }
+}
+
+/// The scripted player of `--autoplay`.
+#[derive(Resource)]
+pub struct AutoplayDriver(pub autoplay::Autoplay);
+
+/// The game's simulation: system sets, sandbox, tools. Rendering, input and
+/// the overlay are separate plugins, so the same game runs headless.
+pub struct GamePlugin {
+    config: Config,
+    autoplay: bool,
+    sandbox: Mutex<Option<Sandbox>>,
+}
+
+impl GamePlugin {
+    /// Builds the sandbox up front so a failure is an error, not a panic.
+    pub fn new(config: Config, autoplay: bool) -> Result<Self, String> {
+        let sandbox = Sandbox::new(&config)?;
+        Ok(Self {
+            config,
+            autoplay,
+            sandbox: Mutex::new(Some(sandbox)),
+        })
+    }
+}
+
+impl Plugin for GamePlugin {
+    fn build(&self, app: &mut App) {
+        let sandbox = self
+            .sandbox
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .expect("GamePlugin is added once");
+        let c = &self.config;
+        if self.autoplay {
+            app.insert_resource(AutoplayDriver(autoplay::Autoplay::new(
+                c.world.seed,
+                c.world.width,
+                c.world.height,
+                c.tools.brush_per_frame,
+            )));
+        }
+        app.insert_resource(GameConfig(c.clone()))
+            .insert_resource(sandbox)
+            .init_resource::<ToolQueue>()
+            .init_resource::<PlayerState>()
+            .configure_sets(
+                Update,
+                (
+                    GameSet::Management,
+                    GameSet::Physics,
+                    GameSet::Rendering,
+                    GameSet::Blockchain,
+                )
+                    .chain(),
+            )
+            .add_systems(
+                Update,
+                (
+                    reset_on_request,
+                    run_autoplay.run_if(resource_exists::<AutoplayDriver>),
+                    apply_tools,
+                    expire_particles,
+                )
+                    .chain()
+                    .in_set(GameSet::Management),
+            )
+            .add_systems(Update, step_physics.in_set(GameSet::Physics));
+    }
+}
+
+fn reset_on_request(mut player: ResMut<PlayerState>, mut sandbox: ResMut<Sandbox>) {
+    if player.reset_requested {
+        player.reset_requested = false;
+        sandbox.reset();
+    }
+}
+
+fn run_autoplay(mut driver: ResMut<AutoplayDriver>, mut queue: ResMut<ToolQueue>) {
+    driver.0.next_frame(&mut queue.0);
+}
+
+pub(crate) fn apply_tools(
+    mut queue: ResMut<ToolQueue>,
+    mut sandbox: ResMut<Sandbox>,
+    config: Res<GameConfig>,
+) {
+    let dt = config.0.world.dt;
+    for cmd in queue.0.drain(..) {
+        sandbox.apply(cmd, dt);
+    }
+}
+
+fn expire_particles(mut sandbox: ResMut<Sandbox>, player: Res<PlayerState>) {
+    if !player.paused {
+        sandbox.expire();
+    }
+}
+
+fn step_physics(mut sandbox: ResMut<Sandbox>, player: Res<PlayerState>, config: Res<GameConfig>) {
+    if !player.paused {
+        sandbox.step(config.0.world.dt);
+    }
+}

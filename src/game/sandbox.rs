@@ -1,0 +1,266 @@
+//! The sandbox: the particle store, the physics world and the player's tools
+//! as one plain value that Bevy holds as a resource. Everything here is
+//! deterministic: the same config and the same tool commands give the same
+//! particles, bit for bit, for a given physics thread count.
+
+use super::config::{Config, ParticlesConfig, ToolsConfig};
+use super::rng::Rng;
+use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
+use crate::physics::{Physics, PhysicsParams, StepTimings};
+use bevy::prelude::Resource;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// One use of a tool, at a point of the world.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ToolCommand {
+    /// The spawn brush: `count` particles of `kind` in the brush disc.
+    Spawn {
+        x: f32,
+        y: f32,
+        kind: Kind,
+        count: usize,
+    },
+    /// Pull particles towards the point (`repel`: push them away).
+    Attract { x: f32, y: f32, repel: bool },
+    /// A radial blast plus a burst of sparks.
+    Explode { x: f32, y: f32 },
+}
+
+/// What a frame's tools and expiry did (fed to telemetry and, later, events).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FrameCounts {
+    pub spawned: u64,
+    pub despawned: u64,
+    pub explosions: u64,
+    /// Spawns refused because the store was full.
+    pub refused: u64,
+}
+
+#[derive(Resource)]
+pub struct Sandbox {
+    pub store: ParticleStore,
+    pub physics: Physics,
+    pub kinds: KindTable,
+    pub tools: ToolsConfig,
+    initial: ParticlesConfig,
+    pub rng: Rng,
+    seed: u64,
+    /// Threads for physics and instance packing.
+    pub pool: Arc<rayon::ThreadPool>,
+    pub frame: u64,
+    pub last_step: StepTimings,
+    pub counts: FrameCounts,
+}
+
+/// Particles per task when a tool touches every particle.
+const GRAIN: usize = 16384;
+
+impl Sandbox {
+    /// Builds the sandbox and spawns the initial particles.
+    pub fn new(config: &Config) -> Result<Self, String> {
+        let threads = config.physics_threads();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("physics-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {threads} physics threads: {e}"))?;
+        let mut params = PhysicsParams::new(
+            config.world.width,
+            config.world.height,
+            config.world.gravity,
+            &config.kinds,
+        );
+        params.walls = config.world.walls;
+        params.substeps = config.physics.substeps;
+        params.iterations = config.physics.iterations;
+        params.relaxation = config.physics.relaxation;
+        params.max_move = config.physics.max_move;
+        let mut sandbox = Self {
+            store: ParticleStore::with_limit(config.particles.max),
+            physics: Physics::new(params),
+            kinds: config.kinds,
+            tools: config.tools.clone(),
+            initial: config.particles.clone(),
+            rng: Rng::new(config.world.seed),
+            seed: config.world.seed,
+            pool: Arc::new(pool),
+            frame: 0,
+            last_step: StepTimings::default(),
+            counts: FrameCounts::default(),
+        };
+        sandbox.reset();
+        Ok(sandbox)
+    }
+
+    pub fn width(&self) -> f32 {
+        self.physics.params.width
+    }
+
+    pub fn height(&self) -> f32 {
+        self.physics.params.height
+    }
+
+    /// Empties the box and spawns the initial particles again.
+    pub fn reset(&mut self) {
+        self.store.clear();
+        self.rng = Rng::new(self.seed);
+        let n = self.initial.initial.min(self.store.limit());
+        self.store.reserve(n);
+        // Random points in the middle of the box, at about the spacing of a
+        // loose pile: blocks slump into piles (sand), spread (water) and
+        // sink (heavy) in the first seconds. For `mix`, each of the five
+        // blocks gets the same area, so big kinds get fewer particles.
+        let (w, h) = (self.width(), self.height());
+        let initial_kind = self.initial.initial_kind;
+        let kinds = self.kinds;
+        let kind_of = |block: usize| initial_kind.kind_for(block, 5);
+        let spacing = |k: Kind| 2.6 * kinds.get(k).radius;
+        let weights: Vec<f32> = (0..5).map(|b| 1.0 / spacing(kind_of(b)).powi(2)).collect();
+        let total: f32 = weights.iter().sum();
+        let (x0, y0) = (0.15 * w, 0.08 * h);
+        let block_w = 0.7 * w / 5.0;
+        let mut spawned = 0;
+        for (b, weight) in weights.iter().enumerate() {
+            let count = if b == 4 {
+                n - spawned
+            } else {
+                (n as f32 * weight / total) as usize
+            };
+            let kind = kind_of(b);
+            let s = spacing(kind);
+            let block_h = (count as f32 * s * s / block_w).min(0.9 * h - y0);
+            for _ in 0..count {
+                let x = x0 + (b as f32 + self.rng.unit()) * block_w;
+                let y = y0 + self.rng.unit() * block_h;
+                let _ = self.spawn_one(x, y, 0.0, 0.0, kind);
+            }
+            spawned += count;
+        }
+    }
+
+    fn spawn_one(&mut self, x: f32, y: f32, vx: f32, vy: f32, kind: Kind) -> bool {
+        let k = self.kinds.get(kind);
+        let r = k.radius;
+        let p = &self.physics.params;
+        let (x, y) = if p.walls {
+            (x.clamp(r, p.width - r), y.clamp(r, p.height - r))
+        } else {
+            (x, y)
+        };
+        let ok = self
+            .store
+            .spawn(NewParticle {
+                x,
+                y,
+                vx,
+                vy,
+                radius: r,
+                inv_mass: 1.0 / self.kinds.mass(kind),
+                kind: kind as u8,
+            })
+            .is_ok();
+        if ok {
+            self.counts.spawned += 1;
+        } else {
+            self.counts.refused += 1;
+        }
+        ok
+    }
+
+    /// Applies one tool use for a frame of `dt` seconds.
+    pub fn apply(&mut self, cmd: ToolCommand, dt: f32) {
+        match cmd {
+            ToolCommand::Spawn { x, y, kind, count } => {
+                let radius = self.tools.brush_radius;
+                for _ in 0..count {
+                    let (ox, oy) = self.rng.in_disc(radius);
+                    let (vx, vy) = self.rng.in_disc(20.0);
+                    if !self.spawn_one(x + ox, y + oy, vx, vy, kind) {
+                        break;
+                    }
+                }
+            }
+            ToolCommand::Attract { x, y, repel } => {
+                let sign = if repel { -1.0 } else { 1.0 };
+                let dv = sign * self.tools.attract_strength * dt;
+                self.radial_impulse(x, y, self.tools.attract_radius, dv);
+            }
+            ToolCommand::Explode { x, y } => {
+                self.counts.explosions += 1;
+                self.radial_impulse(
+                    x,
+                    y,
+                    self.tools.explosion_radius,
+                    -self.tools.explosion_speed,
+                );
+                let speed = self.tools.explosion_speed;
+                for _ in 0..self.tools.explosion_sparks {
+                    let (ox, oy) = self.rng.in_disc(4.0);
+                    let a = self.rng.unit() * std::f32::consts::TAU;
+                    let s = speed * self.rng.range(0.2, 1.0);
+                    if !self.spawn_one(x + ox, y + oy, s * a.cos(), s * a.sin(), Kind::Spark) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `dv × falloff` to the velocity of every particle within `radius`
+    /// of the point, towards it (`dv > 0`) or away from it (`dv < 0`).
+    fn radial_impulse(&mut self, cx: f32, cy: f32, radius: f32, dv: f32) {
+        let s = self.store.slices_mut();
+        let (x, y) = (&*s.x, &*s.y);
+        let r2 = radius * radius;
+        self.pool.install(|| {
+            s.vx.par_chunks_mut(GRAIN)
+                .zip(s.vy.par_chunks_mut(GRAIN))
+                .enumerate()
+                .for_each(|(c, (vx, vy))| {
+                    let base = c * GRAIN;
+                    for k in 0..vx.len() {
+                        let dx = cx - x[base + k];
+                        let dy = cy - y[base + k];
+                        let d2 = dx * dx + dy * dy;
+                        if d2 < r2 && d2 > 1e-6 {
+                            let d = d2.sqrt();
+                            let f = dv * (1.0 - d / radius) / d;
+                            vx[k] += dx * f;
+                            vy[k] += dy * f;
+                        }
+                    }
+                });
+        });
+    }
+
+    /// Removes particles that outlived their kind's lifetime.
+    pub fn expire(&mut self) -> usize {
+        let lifetime = self.kinds.rows().map(|k| k.lifetime);
+        if lifetime.iter().all(|&l| l <= 0.0) {
+            return 0;
+        }
+        let n = self.store.despawn_where(|s, i| {
+            let l = lifetime[s.kind[i] as usize & 3];
+            l > 0.0 && s.age[i] >= l
+        });
+        self.counts.despawned += n as u64;
+        n
+    }
+
+    /// Advances physics by `dt`.
+    pub fn step(&mut self, dt: f32) {
+        let (physics, store) = (&mut self.physics, &mut self.store);
+        self.last_step = self.pool.install(|| physics.step(store, dt));
+        self.frame += 1;
+    }
+
+    /// Particles alive per kind.
+    pub fn count_by_kind(&self) -> [usize; Kind::COUNT] {
+        let mut c = [0; Kind::COUNT];
+        for &k in self.store.slices().kind {
+            c[k as usize & 3] += 1;
+        }
+        c
+    }
+}

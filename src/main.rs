@@ -1,0 +1,55 @@
+//! `particle-forge`: the binary edge. Parses flags, then runs the windowed
+//! game, the headless simulation or prints the config. Every user mistake
+//! ends here as one line on stderr and exit code 2.
+
+use clap::Parser;
+use particle_forge::{
+    app,
+    cli::{Cli, Mode, one_line_error},
+    game::headless,
+};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("particle-forge: {}", one_line_error(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("particle-forge: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<u8, String> {
+    let (config, mode) = cli.resolve()?;
+    match mode {
+        Mode::PrintConfig => {
+            print!("{}", config.to_toml());
+            Ok(0)
+        }
+        Mode::Headless { frames, json } => {
+            let summary = headless::run(config, frames, cli.autoplay)?;
+            println!("{}", summary.describe());
+            if json {
+                let line = serde_json::to_string(&summary).map_err(|e| e.to_string())?;
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Mode::Window { frames, screenshot } => {
+            app::run_windowed(config, cli.autoplay, frames, screenshot)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The egui layer: a one-line status bar, the help window (H) and the debug
+//! overlay (F3: FPS, particle counts, physics phases, a frame-time plot).
+//! Data is sampled once per frame into `FrameHistory`; drawing reads it.
+
+use crate::game::{GameConfig, PlayerState, Sandbox, input::UiCapturesInput};
+use crate::particles::Kind;
+use bevy::prelude::*;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+use egui_plot::{HLine, Line, Plot};
+use std::collections::VecDeque;
+
+/// The last frames' timings, oldest first.
+#[derive(Resource, Debug, Default)]
+pub struct FrameHistory {
+    /// (frame time, physics step time) in ms.
+    pub samples: VecDeque<(f64, f64)>,
+}
+
+impl FrameHistory {
+    pub const LEN: usize = 300;
+
+    pub fn push(&mut self, frame_ms: f64, step_ms: f64) {
+        if self.samples.len() == Self::LEN {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((frame_ms, step_ms));
+    }
+
+    /// Frames per second over the last second or so of samples.
+    pub fn fps(&self) -> f64 {
+        let recent: Vec<f64> = self.samples.iter().rev().take(60).map(|s| s.0).collect();
+        let total: f64 = recent.iter().sum();
+        if total > 0.0 {
+            recent.len() as f64 * 1000.0 / total
+        } else {
+            0.0
+        }
+    }
+}
+
+pub struct OverlayPlugin;
+
+impl Plugin for OverlayPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<FrameHistory>()
+            .add_systems(Last, sample_frame)
+            .add_systems(EguiPrimaryContextPass, draw_ui);
+    }
+}
+
+fn sample_frame(time: Res<Time<Real>>, sandbox: Res<Sandbox>, mut history: ResMut<FrameHistory>) {
+    history.push(time.delta_secs_f64() * 1000.0, sandbox.last_step.total_ms);
+}
+
+const CONTROLS: [(&str, &str); 10] = [
+    ("Left drag", "spawn brush"),
+    ("Right drag", "attract"),
+    ("Shift + right drag", "repel"),
+    ("Space", "explosion at the cursor"),
+    ("1 2 3 4", "sand, water, spark, heavy"),
+    ("P", "pause"),
+    ("R", "reset"),
+    ("H", "this help"),
+    ("F3", "debug overlay"),
+    ("Esc", "quit"),
+];
+
+fn kind_color(kinds: &crate::particles::KindTable, k: Kind) -> egui::Color32 {
+    let c = kinds.get(k).color;
+    egui::Color32::from_rgb(
+        (c[0] * 255.0) as u8,
+        (c[1] * 255.0) as u8,
+        (c[2] * 255.0) as u8,
+    )
+}
+
+fn draw_ui(
+    mut contexts: EguiContexts,
+    mut player: ResMut<PlayerState>,
+    sandbox: Res<Sandbox>,
+    config: Res<GameConfig>,
+    history: Res<FrameHistory>,
+    mut captures: ResMut<UiCapturesInput>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let kinds = &sandbox.kinds;
+
+    egui::Area::new(egui::Id::new("status"))
+        .anchor(egui::Align2::LEFT_TOP, [8.0, 6.0])
+        .interactable(false)
+        .show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                ui.label(
+                    egui::RichText::new(player.kind.name())
+                        .color(kind_color(kinds, player.kind))
+                        .strong(),
+                );
+                ui.label(
+                    egui::RichText::new(format!(
+                        "{} particles{}   H help · F3 debug",
+                        sandbox.store.len(),
+                        if player.paused { " · PAUSED" } else { "" }
+                    ))
+                    .color(egui::Color32::from_gray(200)),
+                );
+            });
+        });
+
+    if player.show_help {
+        let mut open = true;
+        egui::Window::new("Controls")
+            .open(&mut open)
+            .resizable(false)
+            .anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0])
+            .show(ctx, |ui| {
+                egui::Grid::new("controls").striped(true).show(ui, |ui| {
+                    for (key, what) in CONTROLS {
+                        ui.label(egui::RichText::new(key).strong());
+                        ui.label(what);
+                        ui.end_row();
+                    }
+                });
+            });
+        player.show_help = open;
+    }
+
+    if player.show_overlay {
+        let mut open = true;
+        egui::Window::new("Debug")
+            .open(&mut open)
+            .default_pos([10.0, 40.0])
+            .default_width(320.0)
+            .show(ctx, |ui| {
+                let step = sandbox.last_step;
+                ui.label(format!(
+                    "FPS {:.0}   particles {} / {}",
+                    history.fps(),
+                    sandbox.store.len(),
+                    sandbox.store.limit()
+                ));
+                let by_kind = sandbox.count_by_kind();
+                ui.horizontal(|ui| {
+                    for k in Kind::ALL {
+                        ui.label(
+                            egui::RichText::new(format!("{k} {}", by_kind[k as usize]))
+                                .color(kind_color(kinds, k)),
+                        );
+                    }
+                });
+                ui.label(format!(
+                    "physics {:.2} ms: integrate {:.2} · grid {:.2} · collide {:.2} · {} contacts",
+                    step.total_ms, step.integrate_ms, step.grid_ms, step.collide_ms, step.contacts
+                ));
+                ui.label(format!(
+                    "{} substeps × {} passes, {} threads",
+                    config.0.physics.substeps,
+                    config.0.physics.iterations,
+                    sandbox.pool.current_num_threads()
+                ));
+                let frame: Vec<[f64; 2]> = history
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| [i as f64, s.0])
+                    .collect();
+                let physics: Vec<[f64; 2]> = history
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| [i as f64, s.1])
+                    .collect();
+                Plot::new("frame_times")
+                    .height(130.0)
+                    .include_y(0.0)
+                    .include_y(20.0)
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .y_axis_label("ms")
+                    .show(ui, |plot| {
+                        plot.hline(
+                            HLine::new("60 FPS", 1000.0 / 60.0).color(egui::Color32::DARK_GRAY),
+                        );
+                        plot.line(Line::new("frame", frame));
+                        plot.line(Line::new("physics", physics));
+                    });
+            });
+        player.show_overlay = open;
+    }
+
+    captures.pointer = ctx.egui_wants_pointer_input() || ctx.is_pointer_over_egui();
+    captures.keyboard = ctx.egui_wants_keyboard_input();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_fps_follows_frame_time() {
+        let mut h = FrameHistory::default();
+        for _ in 0..1000 {
+            h.push(20.0, 5.0);
+        }
+        assert_eq!(h.samples.len(), FrameHistory::LEN);
+        assert!((h.fps() - 50.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,184 @@
+//! `Column<T>`: one dense, 64-byte aligned array of plain values.
+//!
+//! A column is a `Vec` of cache lines (`Line`, 64 bytes, 64-byte aligned) viewed
+//! as a slice of `T` through `bytemuck`. That gives every column the alignment
+//! the vector units and the cache want, with no `unsafe`: the cast is checked by
+//! `bytemuck` (`T` must be `Pod` and its size must divide 64).
+
+use std::marker::PhantomData;
+
+use bytemuck::{Pod, Zeroable};
+
+/// One cache line of raw bytes; the unit a column grows by.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Bytes in one cache line.
+pub const LINE_BYTES: usize = 64;
+
+/// A dense array of `T` whose first element sits on a 64-byte boundary.
+///
+/// The column always holds at least one spare cache line past its length, so
+/// `as_padded_slice` lets vector kernels read a few lanes past the end
+/// without a scalar tail loop (those lanes hold stale values; mask them).
+pub struct Column<T: Pod> {
+    lines: Vec<Line>,
+    len: usize,
+    _values: PhantomData<T>,
+}
+
+impl<T: Pod> Default for Column<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Pod> Clone for Column<T> {
+    fn clone(&self) -> Self {
+        Self {
+            lines: self.lines.clone(),
+            len: self.len,
+            _values: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> Column<T> {
+    const PER_LINE: usize = {
+        assert!(size_of::<T>() > 0 && LINE_BYTES.is_multiple_of(size_of::<T>()));
+        LINE_BYTES / size_of::<T>()
+    };
+
+    pub fn new() -> Self {
+        Self {
+            lines: Vec::new(),
+            len: 0,
+            _values: PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements the column holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.lines.capacity() * Self::PER_LINE
+    }
+
+    /// Bytes reserved by the column (whole cache lines).
+    pub fn reserved_bytes(&self) -> usize {
+        self.lines.capacity() * LINE_BYTES
+    }
+
+    pub fn as_slice(&self) -> &[T] {
+        &bytemuck::cast_slice::<Line, T>(&self.lines)[..self.len]
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut bytemuck::cast_slice_mut::<Line, T>(&mut self.lines)[..self.len]
+    }
+
+    /// The live elements followed by at least one cache line of padding.
+    pub fn as_padded_slice(&self) -> &[T] {
+        bytemuck::cast_slice::<Line, T>(&self.lines)
+    }
+
+    /// Lines needed to hold `len` elements plus the spare line.
+    fn lines_for(len: usize) -> usize {
+        len.div_ceil(Self::PER_LINE) + 1
+    }
+
+    /// Reserves room for `additional` more elements.
+    pub fn reserve(&mut self, additional: usize) {
+        let lines = Self::lines_for(self.len + additional);
+        if lines > self.lines.len() {
+            self.lines.reserve(lines - self.lines.len());
+        }
+    }
+
+    /// Sets the length to `len`; new elements are zero.
+    pub fn resize_zeroed(&mut self, len: usize) {
+        let lines = Self::lines_for(len);
+        if lines > self.lines.len() {
+            self.lines.resize(lines, Line::zeroed());
+        }
+        if len > self.len {
+            let old = self.len;
+            self.len = len;
+            self.as_mut_slice()[old..].fill(T::zeroed());
+        } else {
+            self.len = len;
+        }
+    }
+
+    pub fn push(&mut self, value: T) {
+        let i = self.len;
+        while self.lines.len() < Self::lines_for(i + 1) {
+            self.lines.push(Line::zeroed());
+        }
+        self.len += 1;
+        self.as_mut_slice()[i] = value;
+    }
+
+    /// Moves the last element into `index` and shortens by one (O(1)).
+    pub fn swap_remove(&mut self, index: usize) -> T {
+        let s = self.as_mut_slice();
+        let value = s[index];
+        let last = s.len() - 1;
+        s[index] = s[last];
+        self.len -= 1;
+        value
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Releases memory beyond what `len` needs.
+    pub fn shrink_to_fit(&mut self) {
+        self.lines.truncate(Self::lines_for(self.len));
+        self.lines.shrink_to_fit();
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Column<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_cache_line_aligned_and_keep_values() {
+        let mut a: Column<f32> = Column::new();
+        let mut b: Column<u8> = Column::new();
+        for i in 0..1000 {
+            a.push(i as f32);
+            b.push((i % 251) as u8);
+        }
+        assert_eq!(a.as_slice().as_ptr() as usize % 64, 0);
+        assert!(a.as_padded_slice().len() >= a.len() + 16);
+        assert!(b.as_padded_slice().len() >= b.len() + 64);
+        assert_eq!(b.as_slice().as_ptr() as usize % 64, 0);
+        assert_eq!(a.len(), 1000);
+        assert_eq!(a.as_slice()[999], 999.0);
+        assert_eq!(b.as_slice()[260], (260 % 251) as u8);
+        assert_eq!(a.swap_remove(0), 0.0);
+        assert_eq!(a.as_slice()[0], 999.0);
+        assert_eq!(a.len(), 999);
+        a.resize_zeroed(1200);
+        assert_eq!(a.as_slice()[1100], 0.0);
+        a.resize_zeroed(10);
+        a.shrink_to_fit();
+        assert!(a.capacity() >= 10 && a.capacity() <= 64);
+    }
+}

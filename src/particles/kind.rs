@@ -1,0 +1,179 @@
+//! Particle kinds: what a kind is made of, as plain numbers the physics and the
+//! renderer read from a small table (one row per kind).
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds a player can pick with keys 1–4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum Kind {
+    Sand = 0,
+    Water = 1,
+    Spark = 2,
+    Heavy = 3,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Sand, Kind::Water, Kind::Spark, Kind::Heavy];
+    pub const COUNT: usize = 4;
+
+    pub fn from_index(i: u8) -> Option<Kind> {
+        Self::ALL.get(i as usize).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Sand => "sand",
+            Kind::Water => "water",
+            Kind::Spark => "spark",
+            Kind::Heavy => "heavy",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one kind of particle is made of. Part of the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindProperties {
+    /// Collision radius in world units (pixels at the default zoom).
+    pub radius: f32,
+    /// Mass per unit area; mass = density × π r².
+    pub density: f32,
+    /// Coulomb-like friction between touching particles, 0 (slippery) to 1.
+    pub friction: f32,
+    /// Fraction of velocity kept each second in free flight (air drag), 0 to 1.
+    pub drag: f32,
+    /// Scale on gravity (sparks float a little).
+    pub gravity_scale: f32,
+    /// Seconds a particle lives; 0 means forever.
+    pub lifetime: f32,
+    /// Base colour, sRGB 0–1.
+    pub color: [f32; 3],
+}
+
+/// Properties of every kind, indexed by `Kind as usize`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindTable {
+    pub sand: KindProperties,
+    pub water: KindProperties,
+    pub spark: KindProperties,
+    pub heavy: KindProperties,
+}
+
+impl Default for KindTable {
+    fn default() -> Self {
+        Self {
+            sand: KindProperties {
+                radius: 0.9,
+                density: 2.0,
+                friction: 0.5,
+                drag: 0.98,
+                gravity_scale: 1.0,
+                lifetime: 0.0,
+                color: [0.90, 0.74, 0.42],
+            },
+            water: KindProperties {
+                radius: 1.0,
+                density: 1.0,
+                friction: 0.0,
+                drag: 0.995,
+                gravity_scale: 1.0,
+                lifetime: 0.0,
+                color: [0.22, 0.52, 1.0],
+            },
+            spark: KindProperties {
+                radius: 0.7,
+                density: 0.3,
+                friction: 0.1,
+                drag: 0.6,
+                gravity_scale: 0.25,
+                lifetime: 1.2,
+                color: [1.0, 0.86, 0.35],
+            },
+            heavy: KindProperties {
+                radius: 1.6,
+                density: 6.0,
+                friction: 0.35,
+                drag: 0.99,
+                gravity_scale: 1.0,
+                lifetime: 0.0,
+                color: [0.62, 0.64, 0.74],
+            },
+        }
+    }
+}
+
+impl KindTable {
+    pub fn get(&self, kind: Kind) -> &KindProperties {
+        match kind {
+            Kind::Sand => &self.sand,
+            Kind::Water => &self.water,
+            Kind::Spark => &self.spark,
+            Kind::Heavy => &self.heavy,
+        }
+    }
+
+    pub fn rows(&self) -> [&KindProperties; Kind::COUNT] {
+        [&self.sand, &self.water, &self.spark, &self.heavy]
+    }
+
+    /// The largest radius of any kind: it sets the collision grid's cell size.
+    pub fn max_radius(&self) -> f32 {
+        self.rows().iter().map(|k| k.radius).fold(0.0, f32::max)
+    }
+
+    pub fn mass(&self, kind: Kind) -> f32 {
+        let k = self.get(kind);
+        k.density * std::f32::consts::PI * k.radius * k.radius
+    }
+
+    /// Checks every value; the error names the field and what to do.
+    pub fn validate(&self) -> Result<(), String> {
+        for kind in Kind::ALL {
+            let k = self.get(kind);
+            let name = kind.name();
+            if !(k.radius.is_finite() && k.radius > 0.0 && k.radius <= 64.0) {
+                return Err(format!(
+                    "kinds.{name}.radius must be between 0 and 64, got {}",
+                    k.radius
+                ));
+            }
+            if !(k.density.is_finite() && k.density > 0.0) {
+                return Err(format!(
+                    "kinds.{name}.density must be above 0, got {}",
+                    k.density
+                ));
+            }
+            for (field, v) in [("friction", k.friction), ("drag", k.drag)] {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!(
+                        "kinds.{name}.{field} must be between 0 and 1, got {v}"
+                    ));
+                }
+            }
+            if !(k.lifetime.is_finite() && k.lifetime >= 0.0) {
+                return Err(format!(
+                    "kinds.{name}.lifetime must be 0 (forever) or more seconds, got {}",
+                    k.lifetime
+                ));
+            }
+            if !k.gravity_scale.is_finite() {
+                return Err(format!("kinds.{name}.gravity_scale must be a number"));
+            }
+            if k.color.iter().any(|c| !(0.0..=1.0).contains(c)) {
+                return Err(format!(
+                    "kinds.{name}.color must be three numbers between 0 and 1"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

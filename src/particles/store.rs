@@ -1,0 +1,423 @@
+//! The particle store: structure-of-arrays columns with generational handles.
+//!
+//! Scheme (a slot map over dense columns):
+//! - Live particles occupy the dense prefix `0..len` of every column, with no
+//!   holes, so every hot loop is a straight pass over slices.
+//! - A `Handle` is `(slot, generation)`. `slots[slot]` says where that
+//!   particle's row is now (`dense`) and which generation owns the slot;
+//!   `owner[dense]` points back to the slot. Moving rows (despawn's swap,
+//!   cell-order sorting) only rewrites these two small arrays.
+//! - Spawn appends a row and takes a slot from the free list: O(1).
+//! - Despawn moves the last row into the hole and bumps the slot's generation,
+//!   so every old copy of the handle is caught as stale: O(1).
+
+use super::column::Column;
+use bytemuck::Pod;
+
+/// A stable name for one particle. Stale handles are detected, never misread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// What can go wrong with a handle or a spawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the particle handle is stale: that particle was despawned")]
+    Stale,
+    #[error("the particle handle names a slot this store never had")]
+    UnknownSlot,
+    #[error("the particle store is full ({0} particles); raise particles.max in the config")]
+    Full(usize),
+}
+
+/// Everything needed to create one particle.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NewParticle {
+    pub x: f32,
+    pub y: f32,
+    pub vx: f32,
+    pub vy: f32,
+    pub radius: f32,
+    pub inv_mass: f32,
+    pub kind: u8,
+}
+
+const FREE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    dense: u32,
+    generation: u32,
+}
+
+/// Read-only view of the live rows.
+pub struct ParticleSlices<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub vx: &'a [f32],
+    pub vy: &'a [f32],
+    pub radius: &'a [f32],
+    pub inv_mass: &'a [f32],
+    pub age: &'a [f32],
+    pub kind: &'a [u8],
+}
+
+/// The float columns with their padding (see `Column::as_padded_slice`), for
+/// vector kernels that read whole lanes past the last row.
+pub struct PaddedSlices<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub vx: &'a [f32],
+    pub vy: &'a [f32],
+    pub radius: &'a [f32],
+    pub inv_mass: &'a [f32],
+}
+
+/// Mutable view of the live rows (values only: the row count cannot change).
+pub struct ParticleSlicesMut<'a> {
+    pub x: &'a mut [f32],
+    pub y: &'a mut [f32],
+    pub vx: &'a mut [f32],
+    pub vy: &'a mut [f32],
+    pub radius: &'a mut [f32],
+    pub inv_mass: &'a mut [f32],
+    pub age: &'a mut [f32],
+    pub kind: &'a mut [u8],
+}
+
+/// The columns of a store (or a scratch copy used while reordering).
+#[derive(Clone, Default)]
+struct Columns {
+    x: Column<f32>,
+    y: Column<f32>,
+    vx: Column<f32>,
+    vy: Column<f32>,
+    radius: Column<f32>,
+    inv_mass: Column<f32>,
+    age: Column<f32>,
+    kind: Column<u8>,
+    owner: Column<u32>,
+}
+
+/// Applies `$f` to each column of `$c` with a shared set of arguments.
+macro_rules! each_column {
+    ($c:expr, |$col:ident| $body:expr) => {{
+        {
+            let $col = &mut $c.x;
+            $body;
+        }
+        {
+            let $col = &mut $c.y;
+            $body;
+        }
+        {
+            let $col = &mut $c.vx;
+            $body;
+        }
+        {
+            let $col = &mut $c.vy;
+            $body;
+        }
+        {
+            let $col = &mut $c.radius;
+            $body;
+        }
+        {
+            let $col = &mut $c.inv_mass;
+            $body;
+        }
+        {
+            let $col = &mut $c.age;
+            $body;
+        }
+        {
+            let $col = &mut $c.kind;
+            $body;
+        }
+        {
+            let $col = &mut $c.owner;
+            $body;
+        }
+    }};
+}
+
+/// Structure-of-arrays particle storage with generational handles.
+#[derive(Default)]
+pub struct ParticleStore {
+    cols: Columns,
+    /// Reused by `permute` so reordering allocates nothing in steady state.
+    scratch: Columns,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    capacity_limit: usize,
+}
+
+impl ParticleStore {
+    /// A store that holds at most `max` particles.
+    pub fn with_limit(max: usize) -> Self {
+        Self {
+            capacity_limit: max,
+            ..Default::default()
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.capacity_limit
+    }
+
+    pub fn set_limit(&mut self, max: usize) {
+        self.capacity_limit = max;
+    }
+
+    pub fn len(&self) -> usize {
+        self.cols.x.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by the columns, scratch and handle tables.
+    pub fn reserved_bytes(&self) -> usize {
+        fn cols(c: &Columns) -> usize {
+            c.x.reserved_bytes()
+                + c.y.reserved_bytes()
+                + c.vx.reserved_bytes()
+                + c.vy.reserved_bytes()
+                + c.radius.reserved_bytes()
+                + c.inv_mass.reserved_bytes()
+                + c.age.reserved_bytes()
+                + c.kind.reserved_bytes()
+                + c.owner.reserved_bytes()
+        }
+        cols(&self.cols)
+            + cols(&self.scratch)
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.free.capacity() * 4
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        each_column!(self.cols, |c| c.reserve(additional));
+    }
+
+    /// Adds a particle at the end of the dense rows.
+    pub fn spawn(&mut self, p: NewParticle) -> Result<Handle, StoreError> {
+        let dense = self.len();
+        if dense >= self.capacity_limit {
+            return Err(StoreError::Full(self.capacity_limit));
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    dense: FREE,
+                    generation: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[slot as usize];
+        s.dense = dense as u32;
+        let c = &mut self.cols;
+        c.x.push(p.x);
+        c.y.push(p.y);
+        c.vx.push(p.vx);
+        c.vy.push(p.vy);
+        c.radius.push(p.radius);
+        c.inv_mass.push(p.inv_mass);
+        c.age.push(0.0);
+        c.kind.push(p.kind);
+        c.owner.push(slot);
+        Ok(Handle {
+            slot,
+            generation: s.generation,
+        })
+    }
+
+    /// The dense row of a live particle.
+    pub fn index_of(&self, h: Handle) -> Result<usize, StoreError> {
+        let s = self
+            .slots
+            .get(h.slot as usize)
+            .ok_or(StoreError::UnknownSlot)?;
+        if s.generation != h.generation || s.dense == FREE {
+            return Err(StoreError::Stale);
+        }
+        Ok(s.dense as usize)
+    }
+
+    pub fn contains(&self, h: Handle) -> bool {
+        self.index_of(h).is_ok()
+    }
+
+    /// The handle of the particle now in dense row `index`.
+    pub fn handle_at(&self, index: usize) -> Handle {
+        let slot = self.cols.owner.as_slice()[index];
+        Handle {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        }
+    }
+
+    /// Removes a particle; its handle (and every copy) becomes stale.
+    pub fn despawn(&mut self, h: Handle) -> Result<(), StoreError> {
+        let dense = self.index_of(h)?;
+        self.remove_row(dense);
+        Ok(())
+    }
+
+    /// Removes the particle in dense row `dense`, moving the last row into it.
+    fn remove_row(&mut self, dense: usize) {
+        let slot = self.cols.owner.as_slice()[dense];
+        each_column!(self.cols, |c| {
+            c.swap_remove(dense);
+        });
+        if dense < self.len() {
+            let moved = self.cols.owner.as_slice()[dense];
+            self.slots[moved as usize].dense = dense as u32;
+        }
+        let s = &mut self.slots[slot as usize];
+        s.dense = FREE;
+        s.generation = s.generation.wrapping_add(1);
+        self.free.push(slot);
+    }
+
+    /// Removes every particle for which `dead(row)` is true; returns how many.
+    /// Rows are visited from the end so each removal is O(1).
+    pub fn despawn_where(
+        &mut self,
+        mut dead: impl FnMut(&ParticleSlices<'_>, usize) -> bool,
+    ) -> usize {
+        let mut removed = 0;
+        let mut i = self.len();
+        while i > 0 {
+            i -= 1;
+            if dead(&self.slices(), i) {
+                self.remove_row(i);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes every particle; all handles become stale.
+    pub fn clear(&mut self) {
+        for &slot in self.cols.owner.as_slice() {
+            let s = &mut self.slots[slot as usize];
+            s.dense = FREE;
+            s.generation = s.generation.wrapping_add(1);
+            self.free.push(slot);
+        }
+        each_column!(self.cols, |c| c.clear());
+    }
+
+    pub fn slices(&self) -> ParticleSlices<'_> {
+        let c = &self.cols;
+        ParticleSlices {
+            x: c.x.as_slice(),
+            y: c.y.as_slice(),
+            vx: c.vx.as_slice(),
+            vy: c.vy.as_slice(),
+            radius: c.radius.as_slice(),
+            inv_mass: c.inv_mass.as_slice(),
+            age: c.age.as_slice(),
+            kind: c.kind.as_slice(),
+        }
+    }
+
+    pub fn padded_slices(&self) -> PaddedSlices<'_> {
+        let c = &self.cols;
+        PaddedSlices {
+            x: c.x.as_padded_slice(),
+            y: c.y.as_padded_slice(),
+            vx: c.vx.as_padded_slice(),
+            vy: c.vy.as_padded_slice(),
+            radius: c.radius.as_padded_slice(),
+            inv_mass: c.inv_mass.as_padded_slice(),
+        }
+    }
+
+    pub fn slices_mut(&mut self) -> ParticleSlicesMut<'_> {
+        let c = &mut self.cols;
+        ParticleSlicesMut {
+            x: c.x.as_mut_slice(),
+            y: c.y.as_mut_slice(),
+            vx: c.vx.as_mut_slice(),
+            vy: c.vy.as_mut_slice(),
+            radius: c.radius.as_mut_slice(),
+            inv_mass: c.inv_mass.as_mut_slice(),
+            age: c.age.as_mut_slice(),
+            kind: c.kind.as_mut_slice(),
+        }
+    }
+
+    /// Reorders the rows: new row `i` is old row `order[i]`. `order` must be a
+    /// permutation of `0..len` (the counting sort in `physics::grid` makes one).
+    /// Handles stay valid. With `parallel`, each column is gathered by its own
+    /// rayon task.
+    pub fn permute(&mut self, order: &[u32], parallel: bool) {
+        let n = self.len();
+        assert_eq!(order.len(), n, "permute: order has the wrong length");
+        each_column!(self.scratch, |c| c.resize_zeroed(n));
+        let (src, dst) = (&self.cols, &mut self.scratch);
+        let jobs: [Box<dyn FnOnce() + Send + '_>; 9] = [
+            Box::new(|| gather(&mut dst.x, &src.x, order)),
+            Box::new(|| gather(&mut dst.y, &src.y, order)),
+            Box::new(|| gather(&mut dst.vx, &src.vx, order)),
+            Box::new(|| gather(&mut dst.vy, &src.vy, order)),
+            Box::new(|| gather(&mut dst.radius, &src.radius, order)),
+            Box::new(|| gather(&mut dst.inv_mass, &src.inv_mass, order)),
+            Box::new(|| gather(&mut dst.age, &src.age, order)),
+            Box::new(|| gather(&mut dst.kind, &src.kind, order)),
+            Box::new(|| gather(&mut dst.owner, &src.owner, order)),
+        ];
+        if parallel {
+            rayon::scope(|s| {
+                for job in jobs {
+                    s.spawn(move |_| job());
+                }
+            });
+        } else {
+            for job in jobs {
+                job();
+            }
+        }
+        std::mem::swap(&mut self.cols, &mut self.scratch);
+        for (dense, &slot) in self.cols.owner.as_slice().iter().enumerate() {
+            self.slots[slot as usize].dense = dense as u32;
+        }
+        debug_assert!(self.check_invariants().is_ok());
+    }
+
+    /// Verifies slot ↔ row links and the free list; used by tests.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let n = self.len();
+        let mut live = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.dense != FREE {
+                live += 1;
+                let d = s.dense as usize;
+                if d >= n || self.cols.owner.as_slice()[d] as usize != i {
+                    return Err(format!("slot {i} points at row {d}, which it does not own"));
+                }
+            }
+        }
+        if live != n {
+            return Err(format!("{live} live slots for {n} rows"));
+        }
+        if live + self.free.len() != self.slots.len() {
+            return Err("free list and live slots do not add up".into());
+        }
+        Ok(())
+    }
+}
+
+/// `dst[i] = src[order[i]]`.
+fn gather<T: Pod>(dst: &mut Column<T>, src: &Column<T>, order: &[u32]) {
+    let src = src.as_slice();
+    for (d, &o) in dst.as_mut_slice().iter_mut().zip(order) {
+        *d = src[o as usize];
+    }
+}

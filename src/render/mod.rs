@@ -1,0 +1,300 @@
+//! Drawing the particles: one instanced draw through a custom pipeline.
+//!
+//! Main world, `GameSet::Rendering`: the SoA columns are packed into
+//! `ParticleInstances` (16 bytes a particle, in parallel chunks).
+//! Render world: the packed records are copied out at extract, uploaded into
+//! one vertex buffer at prepare, and a single `Transparent2d` item draws
+//! `6 vertices × N instances` with `shaders/particles.wgsl`. There is no
+//! entity, mesh or sprite per particle; one marker entity carries the item.
+
+pub mod instance;
+
+use crate::game::{GameSet, Sandbox, input::WorldCamera};
+use bevy::{
+    camera::ScalingMode,
+    core_pipeline::core_2d::{CORE_2D_DEPTH_FORMAT, Transparent2d},
+    ecs::{
+        query::ROQueryItem,
+        system::{SystemParamItem, lifetimeless::SRes},
+    },
+    math::FloatOrd,
+    mesh::VertexBufferLayout,
+    prelude::*,
+    render::{
+        Extract, ExtractSchedule, Render, RenderApp, RenderStartup, RenderSystems,
+        render_phase::{
+            AddRenderCommand, DrawFunctions, PhaseItem, PhaseItemExtraIndex, RenderCommand,
+            RenderCommandResult, SetItemPipeline, TrackedRenderPass, ViewSortedRenderPhases,
+        },
+        render_resource::{
+            BindGroupLayoutDescriptor, BlendState, BufferUsages, ColorTargetState, ColorWrites,
+            CompareFunction, DepthStencilState, FragmentState, MultisampleState, PipelineCache,
+            PrimitiveState, RawBufferVec, RenderPipelineDescriptor, SpecializedRenderPipeline,
+            SpecializedRenderPipelines, VertexAttribute, VertexFormat, VertexState, VertexStepMode,
+        },
+        renderer::{RenderDevice, RenderQueue},
+        sync_world::{MainEntity, RenderEntity, SyncToRenderWorld},
+        view::ExtractedView,
+    },
+    shader::Shader,
+    sprite_render::{
+        Mesh2dPipeline, Mesh2dPipelineKey, SetMesh2dViewBindGroup, init_mesh_2d_pipeline,
+    },
+};
+use instance::{Palette, ParticleInstance};
+
+/// The packed particles of this frame, ready for upload.
+#[derive(Resource, Default)]
+pub struct ParticleInstances(pub Vec<ParticleInstance>);
+
+/// The one entity that stands for all particles in the render phase.
+#[derive(Component, Default)]
+#[require(SyncToRenderWorld)]
+pub struct ParticleLayer;
+
+pub struct ParticleRenderPlugin;
+
+impl Plugin for ParticleRenderPlugin {
+    fn build(&self, app: &mut App) {
+        let shader = app
+            .world_mut()
+            .resource_mut::<Assets<Shader>>()
+            .add(Shader::from_wgsl(
+                include_str!("../../shaders/particles.wgsl"),
+                "shaders/particles.wgsl",
+            ));
+        app.init_resource::<ParticleInstances>()
+            .insert_resource(ClearColor(Color::srgb(0.035, 0.04, 0.055)))
+            .add_systems(Startup, spawn_camera_and_layer)
+            .add_systems(Update, pack_instances.in_set(GameSet::Rendering));
+        let Some(render_app) = app.get_sub_app_mut(RenderApp) else {
+            return;
+        };
+        render_app
+            .insert_resource(ParticleShader(shader))
+            .init_resource::<GpuParticles>()
+            .init_resource::<SpecializedRenderPipelines<ParticlePipeline>>()
+            .add_render_command::<Transparent2d, DrawParticles>()
+            .add_systems(
+                RenderStartup,
+                init_particle_pipeline.after(init_mesh_2d_pipeline),
+            )
+            .add_systems(ExtractSchedule, extract_particles)
+            .add_systems(
+                Render,
+                (
+                    upload_particles.in_set(RenderSystems::PrepareResources),
+                    queue_particles.in_set(RenderSystems::Queue),
+                ),
+            );
+    }
+}
+
+fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
+    let (w, h) = (sandbox.width(), sandbox.height());
+    commands.spawn((
+        Camera2d,
+        WorldCamera,
+        Projection::Orthographic(OrthographicProjection {
+            scaling_mode: ScalingMode::AutoMin {
+                min_width: w,
+                min_height: h,
+            },
+            ..OrthographicProjection::default_2d()
+        }),
+        Transform::from_xyz(w * 0.5, h * 0.5, 0.0),
+    ));
+    commands.spawn(ParticleLayer);
+}
+
+fn pack_instances(sandbox: Res<Sandbox>, mut out: ResMut<ParticleInstances>) {
+    let palette = Palette::new(&sandbox.kinds);
+    let slices = sandbox.store.slices();
+    sandbox
+        .pool
+        .install(|| instance::pack(&slices, &palette, &mut out.0));
+}
+
+#[derive(Resource)]
+struct ParticleShader(Handle<Shader>);
+
+/// Render-world copy of the instances and their GPU buffer.
+#[derive(Resource)]
+struct GpuParticles {
+    instances: RawBufferVec<ParticleInstance>,
+    count: u32,
+    /// The layer entity: (render world, main world).
+    layer: Option<(Entity, MainEntity)>,
+}
+
+impl Default for GpuParticles {
+    fn default() -> Self {
+        Self {
+            instances: RawBufferVec::new(BufferUsages::VERTEX),
+            count: 0,
+            layer: None,
+        }
+    }
+}
+
+fn extract_particles(
+    mut gpu: ResMut<GpuParticles>,
+    instances: Extract<Res<ParticleInstances>>,
+    layer: Extract<Query<(Entity, &RenderEntity), With<ParticleLayer>>>,
+) {
+    let values = gpu.instances.values_mut();
+    values.clear();
+    values.extend_from_slice(&instances.0);
+    gpu.count = instances.0.len() as u32;
+    gpu.layer = layer
+        .iter()
+        .next()
+        .map(|(main, render)| (render.id(), MainEntity::from(main)));
+}
+
+fn upload_particles(
+    mut gpu: ResMut<GpuParticles>,
+    device: Res<RenderDevice>,
+    queue: Res<RenderQueue>,
+) {
+    if gpu.count > 0 {
+        gpu.instances.write_buffer(&device, &queue);
+    }
+}
+
+#[derive(Resource)]
+struct ParticlePipeline {
+    view_layout: BindGroupLayoutDescriptor,
+    shader: Handle<Shader>,
+}
+
+fn init_particle_pipeline(
+    mut commands: Commands,
+    mesh2d: Res<Mesh2dPipeline>,
+    shader: Res<ParticleShader>,
+) {
+    commands.insert_resource(ParticlePipeline {
+        view_layout: mesh2d.view_layout.clone(),
+        shader: shader.0.clone(),
+    });
+}
+
+impl SpecializedRenderPipeline for ParticlePipeline {
+    type Key = Mesh2dPipelineKey;
+
+    fn specialize(&self, key: Self::Key) -> RenderPipelineDescriptor {
+        let instance_layout = VertexBufferLayout {
+            array_stride: size_of::<ParticleInstance>() as u64,
+            step_mode: VertexStepMode::Instance,
+            attributes: vec![
+                VertexAttribute {
+                    format: VertexFormat::Float32x3,
+                    offset: 0,
+                    shader_location: 0,
+                },
+                VertexAttribute {
+                    format: VertexFormat::Uint32,
+                    offset: 12,
+                    shader_location: 1,
+                },
+            ],
+        };
+        RenderPipelineDescriptor {
+            label: Some("particles".into()),
+            layout: vec![self.view_layout.clone()],
+            vertex: VertexState {
+                shader: self.shader.clone(),
+                buffers: vec![instance_layout],
+                ..default()
+            },
+            fragment: Some(FragmentState {
+                shader: self.shader.clone(),
+                targets: vec![Some(ColorTargetState {
+                    format: key.target_format(),
+                    blend: Some(BlendState::ALPHA_BLENDING),
+                    write_mask: ColorWrites::ALL,
+                })],
+                ..default()
+            }),
+            primitive: PrimitiveState::default(),
+            depth_stencil: Some(DepthStencilState {
+                format: CORE_2D_DEPTH_FORMAT,
+                depth_write_enabled: Some(false),
+                depth_compare: Some(CompareFunction::Always),
+                stencil: default(),
+                bias: default(),
+            }),
+            multisample: MultisampleState {
+                count: key.msaa_samples(),
+                mask: !0,
+                alpha_to_coverage_enabled: false,
+            },
+            ..default()
+        }
+    }
+}
+
+fn queue_particles(
+    draw_functions: Res<DrawFunctions<Transparent2d>>,
+    pipeline: Res<ParticlePipeline>,
+    mut pipelines: ResMut<SpecializedRenderPipelines<ParticlePipeline>>,
+    cache: Res<PipelineCache>,
+    gpu: Res<GpuParticles>,
+    mut phases: ResMut<ViewSortedRenderPhases<Transparent2d>>,
+    views: Query<(&ExtractedView, &Msaa)>,
+) {
+    let Some(layer) = gpu.layer else {
+        return;
+    };
+    if gpu.count == 0 {
+        return;
+    }
+    let draw = draw_functions.read().id::<DrawParticles>();
+    for (view, msaa) in &views {
+        let Some(phase) = phases.get_mut(&view.retained_view_entity) else {
+            continue;
+        };
+        let key = Mesh2dPipelineKey::from_msaa_samples(msaa.samples())
+            | Mesh2dPipelineKey::from_target_format(view.target_format);
+        phase.add_transient(Transparent2d {
+            sort_key: FloatOrd(0.0),
+            entity: layer,
+            pipeline: pipelines.specialize(&cache, &pipeline, key),
+            draw_function: draw,
+            batch_range: 0..1,
+            extracted_index: usize::MAX,
+            extra_index: PhaseItemExtraIndex::None,
+            indexed: false,
+        });
+    }
+}
+
+type DrawParticles = (
+    SetItemPipeline,
+    SetMesh2dViewBindGroup<0>,
+    DrawParticleInstances,
+);
+
+struct DrawParticleInstances;
+
+impl<P: PhaseItem> RenderCommand<P> for DrawParticleInstances {
+    type Param = SRes<GpuParticles>;
+    type ViewQuery = ();
+    type ItemQuery = ();
+
+    fn render<'w>(
+        _: &P,
+        _: ROQueryItem<'w, '_, Self::ViewQuery>,
+        _: Option<ROQueryItem<'w, '_, Self::ItemQuery>>,
+        gpu: SystemParamItem<'w, '_, Self::Param>,
+        pass: &mut TrackedRenderPass<'w>,
+    ) -> RenderCommandResult {
+        let gpu = gpu.into_inner();
+        let Some(buffer) = gpu.instances.buffer() else {
+            return RenderCommandResult::Skip;
+        };
+        pass.set_vertex_buffer(0, buffer.slice(..));
+        pass.draw(0..6, 0..gpu.count);
+        RenderCommandResult::Success
+    }
+}
