@@ -67,7 +67,7 @@ pub struct Cli {
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
 
-    /// Physics substeps per frame [config: physics.substeps, default 2].
+    /// Physics substeps per frame [config: physics.substeps, default 3].
     #[arg(long, value_name = "N")]
     pub substeps: Option<u32>,
 

@@ -36,10 +36,14 @@ impl Autoplay {
         }
     }
 
-    /// The tool uses for the next frame.
-    pub fn next_frame(&mut self, out: &mut Vec<ToolCommand>) {
+    /// The tool uses for the next frame. With `room == false` (the box holds
+    /// enough particles) it stops spawning and only stirs and blows up.
+    pub fn next_frame(&mut self, room: bool, out: &mut Vec<ToolCommand>) {
         if self.frames_left == 0 {
             self.choose(out);
+        }
+        if !room && matches!(self.action, Action::Spawn { .. }) {
+            self.action = Action::Idle;
         }
         self.frames_left = self.frames_left.saturating_sub(1);
         match &mut self.action {
@@ -109,7 +113,7 @@ mod tests {
             let mut a = Autoplay::new(seed, 1280.0, 720.0, 100);
             let mut all = Vec::new();
             for _ in 0..600 {
-                a.next_frame(&mut all);
+                a.next_frame(true, &mut all);
             }
             all
         };
@@ -119,5 +123,15 @@ mod tests {
         assert!(a.iter().any(|c| matches!(c, ToolCommand::Spawn { .. })));
         assert!(a.iter().any(|c| matches!(c, ToolCommand::Attract { .. })));
         assert!(a.iter().any(|c| matches!(c, ToolCommand::Explode { .. })));
+        let mut full = Autoplay::new(3, 1280.0, 720.0, 100);
+        let mut cmds = Vec::new();
+        for _ in 0..600 {
+            full.next_frame(false, &mut cmds);
+        }
+        assert!(!cmds.iter().any(|c| matches!(c, ToolCommand::Spawn { .. })));
+        assert!(
+            cmds.iter()
+                .any(|c| matches!(c, ToolCommand::Explode { .. }))
+        );
     }
 }

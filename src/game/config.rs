@@ -93,7 +93,7 @@ pub struct PhysicsConfig {
     pub substeps: u32,
     /// Contact passes per substep.
     pub iterations: u32,
-    /// Scale on each contact pass's correction, (0, 1].
+    /// Scale on each contact pass's correction, (0, 2]; above 1 over-relaxes.
     pub relaxation: f32,
     /// Largest move per substep as a fraction of the radius (prevents tunnelling), (0, 1].
     pub max_move: f32,
@@ -167,9 +167,9 @@ impl Default for ParticlesConfig {
 impl Default for PhysicsConfig {
     fn default() -> Self {
         Self {
-            substeps: 2,
+            substeps: 3,
             iterations: 1,
-            relaxation: 0.8,
+            relaxation: 1.5,
             max_move: 0.9,
             threads: 0,
         }
@@ -361,9 +361,9 @@ impl Config {
                 ph.iterations
             ));
         }
-        if !(ph.relaxation > 0.0 && ph.relaxation <= 1.0) {
+        if !(ph.relaxation > 0.0 && ph.relaxation <= 2.0) {
             return err(format!(
-                "physics.relaxation must be in (0, 1], got {}",
+                "physics.relaxation must be in (0, 2], got {}",
                 ph.relaxation
             ));
         }

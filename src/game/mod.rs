@@ -141,8 +141,15 @@ fn reset_on_request(mut player: ResMut<PlayerState>, mut sandbox: ResMut<Sandbox
     }
 }
 
-fn run_autoplay(mut driver: ResMut<AutoplayDriver>, mut queue: ResMut<ToolQueue>) {
-    driver.0.next_frame(&mut queue.0);
+fn run_autoplay(
+    mut driver: ResMut<AutoplayDriver>,
+    mut queue: ResMut<ToolQueue>,
+    sandbox: Res<Sandbox>,
+    config: Res<GameConfig>,
+) {
+    // The scripted player tops the box up to twice the initial count.
+    let room = sandbox.store.len() < (2 * config.0.particles.initial).max(20_000);
+    driver.0.next_frame(room, &mut queue.0);
 }
 
 pub(crate) fn apply_tools(

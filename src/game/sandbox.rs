@@ -141,7 +141,7 @@ impl Sandbox {
 
     fn spawn_one(&mut self, x: f32, y: f32, vx: f32, vy: f32, kind: Kind) -> bool {
         let k = self.kinds.get(kind);
-        let r = k.radius;
+        let r = k.radius * (1.0 + k.size_jitter * self.rng.range(-1.0, 1.0));
         let p = &self.physics.params;
         let (x, y) = if p.walls {
             (x.clamp(r, p.width - r), y.clamp(r, p.height - r))
@@ -156,7 +156,7 @@ impl Sandbox {
                 vx,
                 vy,
                 radius: r,
-                inv_mass: 1.0 / self.kinds.mass(kind),
+                inv_mass: 1.0 / self.kinds.mass_at(kind, r),
                 kind: kind as u8,
             })
             .is_ok();

@@ -44,6 +44,9 @@ impl std::fmt::Display for Kind {
 pub struct KindProperties {
     /// Collision radius in world units (pixels at the default zoom).
     pub radius: f32,
+    /// Each particle's radius is `radius × (1 ± size_jitter)`, at random;
+    /// mixed sizes keep piles from freezing into a crystal (water flows).
+    pub size_jitter: f32,
     /// Mass per unit area; mass = density × π r².
     pub density: f32,
     /// Coulomb-like friction between touching particles, 0 (slippery) to 1.
@@ -73,6 +76,7 @@ impl Default for KindTable {
         Self {
             sand: KindProperties {
                 radius: 0.9,
+                size_jitter: 0.15,
                 density: 2.0,
                 friction: 0.5,
                 drag: 0.98,
@@ -82,6 +86,7 @@ impl Default for KindTable {
             },
             water: KindProperties {
                 radius: 1.0,
+                size_jitter: 0.25,
                 density: 1.0,
                 friction: 0.0,
                 drag: 0.995,
@@ -91,6 +96,7 @@ impl Default for KindTable {
             },
             spark: KindProperties {
                 radius: 0.7,
+                size_jitter: 0.2,
                 density: 0.3,
                 friction: 0.1,
                 drag: 0.6,
@@ -100,6 +106,7 @@ impl Default for KindTable {
             },
             heavy: KindProperties {
                 radius: 1.6,
+                size_jitter: 0.1,
                 density: 6.0,
                 friction: 0.35,
                 drag: 0.99,
@@ -125,9 +132,17 @@ impl KindTable {
         [&self.sand, &self.water, &self.spark, &self.heavy]
     }
 
-    /// The largest radius of any kind: it sets the collision grid's cell size.
+    /// The largest radius any particle can have (jitter included).
     pub fn max_radius(&self) -> f32 {
-        self.rows().iter().map(|k| k.radius).fold(0.0, f32::max)
+        self.rows()
+            .iter()
+            .map(|k| k.radius * (1.0 + k.size_jitter))
+            .fold(0.0, f32::max)
+    }
+
+    /// Mass of a particle of `kind` with radius `r`.
+    pub fn mass_at(&self, kind: Kind, r: f32) -> f32 {
+        self.get(kind).density * std::f32::consts::PI * r * r
     }
 
     pub fn mass(&self, kind: Kind) -> f32 {
@@ -152,7 +167,11 @@ impl KindTable {
                     k.density
                 ));
             }
-            for (field, v) in [("friction", k.friction), ("drag", k.drag)] {
+            for (field, v) in [
+                ("friction", k.friction),
+                ("drag", k.drag),
+                ("size_jitter", k.size_jitter),
+            ] {
                 if !(0.0..=1.0).contains(&v) {
                     return Err(format!(
                         "kinds.{name}.{field} must be between 0 and 1, got {v}"

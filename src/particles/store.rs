@@ -61,6 +61,8 @@ pub struct ParticleSlices<'a> {
     pub radius: &'a [f32],
     pub inv_mass: &'a [f32],
     pub age: &'a [f32],
+    /// Contacts each particle had in the last physics pass.
+    pub contacts: &'a [f32],
     pub kind: &'a [u8],
 }
 
@@ -73,6 +75,7 @@ pub struct PaddedSlices<'a> {
     pub vy: &'a [f32],
     pub radius: &'a [f32],
     pub inv_mass: &'a [f32],
+    pub contacts: &'a [f32],
 }
 
 /// Mutable view of the live rows (values only: the row count cannot change).
@@ -84,6 +87,7 @@ pub struct ParticleSlicesMut<'a> {
     pub radius: &'a mut [f32],
     pub inv_mass: &'a mut [f32],
     pub age: &'a mut [f32],
+    pub contacts: &'a mut [f32],
     pub kind: &'a mut [u8],
 }
 
@@ -97,6 +101,7 @@ struct Columns {
     radius: Column<f32>,
     inv_mass: Column<f32>,
     age: Column<f32>,
+    contacts: Column<f32>,
     kind: Column<u8>,
     owner: Column<u32>,
 }
@@ -130,6 +135,10 @@ macro_rules! each_column {
         }
         {
             let $col = &mut $c.age;
+            $body;
+        }
+        {
+            let $col = &mut $c.contacts;
             $body;
         }
         {
@@ -189,6 +198,7 @@ impl ParticleStore {
                 + c.radius.reserved_bytes()
                 + c.inv_mass.reserved_bytes()
                 + c.age.reserved_bytes()
+                + c.contacts.reserved_bytes()
                 + c.kind.reserved_bytes()
                 + c.owner.reserved_bytes()
         }
@@ -228,6 +238,7 @@ impl ParticleStore {
         c.radius.push(p.radius);
         c.inv_mass.push(p.inv_mass);
         c.age.push(0.0);
+        c.contacts.push(0.0);
         c.kind.push(p.kind);
         c.owner.push(slot);
         Ok(Handle {
@@ -323,6 +334,7 @@ impl ParticleStore {
             radius: c.radius.as_slice(),
             inv_mass: c.inv_mass.as_slice(),
             age: c.age.as_slice(),
+            contacts: c.contacts.as_slice(),
             kind: c.kind.as_slice(),
         }
     }
@@ -336,6 +348,7 @@ impl ParticleStore {
             vy: c.vy.as_padded_slice(),
             radius: c.radius.as_padded_slice(),
             inv_mass: c.inv_mass.as_padded_slice(),
+            contacts: c.contacts.as_padded_slice(),
         }
     }
 
@@ -349,6 +362,7 @@ impl ParticleStore {
             radius: c.radius.as_mut_slice(),
             inv_mass: c.inv_mass.as_mut_slice(),
             age: c.age.as_mut_slice(),
+            contacts: c.contacts.as_mut_slice(),
             kind: c.kind.as_mut_slice(),
         }
     }
@@ -362,7 +376,7 @@ impl ParticleStore {
         assert_eq!(order.len(), n, "permute: order has the wrong length");
         each_column!(self.scratch, |c| c.resize_zeroed(n));
         let (src, dst) = (&self.cols, &mut self.scratch);
-        let jobs: [Box<dyn FnOnce() + Send + '_>; 9] = [
+        let jobs: [Box<dyn FnOnce() + Send + '_>; 10] = [
             Box::new(|| gather(&mut dst.x, &src.x, order)),
             Box::new(|| gather(&mut dst.y, &src.y, order)),
             Box::new(|| gather(&mut dst.vx, &src.vx, order)),
@@ -370,6 +384,7 @@ impl ParticleStore {
             Box::new(|| gather(&mut dst.radius, &src.radius, order)),
             Box::new(|| gather(&mut dst.inv_mass, &src.inv_mass, order)),
             Box::new(|| gather(&mut dst.age, &src.age, order)),
+            Box::new(|| gather(&mut dst.contacts, &src.contacts, order)),
             Box::new(|| gather(&mut dst.kind, &src.kind, order)),
             Box::new(|| gather(&mut dst.owner, &src.owner, order)),
         ];

@@ -39,7 +39,9 @@ pub struct PhysicsParams {
     pub walls: bool,
     pub substeps: u32,
     pub iterations: u32,
-    /// Scale on each Jacobi pass's correction (0–1]; lower is calmer.
+    /// Scale on each Jacobi pass's correction, (0, 2]: each pair's term is
+    /// already divided by the larger contact count of the two, so some
+    /// over-relaxation converges faster.
     pub relaxation: f32,
     /// Largest move per substep, as a fraction of the particle's radius; this
     /// is what keeps particles from tunnelling through each other.
@@ -48,6 +50,10 @@ pub struct PhysicsParams {
     /// Velocity kept per second in free flight, per kind.
     pub drag: [f32; Kind::COUNT],
     pub gravity_scale: [f32; Kind::COUNT],
+    /// Mass scaling for stacking, per world unit of height: in a contact,
+    /// the upper particle acts `exp(stacking × Δy)` times lighter. 0 is off.
+    pub stacking: f32,
+
     /// Largest particle radius: how far beyond its own radius a particle
     /// must look for contacts.
     pub max_radius: f32,
@@ -65,13 +71,15 @@ impl PhysicsParams {
             height,
             gravity,
             walls: true,
-            substeps: 2,
+            substeps: 3,
             iterations: 1,
-            relaxation: 0.8,
+            relaxation: 1.5,
             max_move: 0.9,
             friction: rows.map(|k| k.friction),
             drag: rows.map(|k| k.drag),
             gravity_scale: rows.map(|k| k.gravity_scale),
+            stacking: 0.7,
+
             max_radius: kinds.max_radius(),
             cell_size: kinds.max_radius(),
         }

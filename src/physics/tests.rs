@@ -1,1 +1,317 @@
+//! Physics invariants: the box holds, momentum is conserved, piles settle
+//! without deep overlap, nothing tunnels, and runs repeat bit for bit.
 
+use super::*;
+use crate::game::rng::Rng;
+use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+fn add(store: &mut ParticleStore, kinds: &KindTable, kind: Kind, x: f32, y: f32, vx: f32, vy: f32) {
+    store
+        .spawn(NewParticle {
+            x,
+            y,
+            vx,
+            vy,
+            radius: kinds.get(kind).radius,
+            inv_mass: 1.0 / kinds.mass(kind),
+            kind: kind as u8,
+        })
+        .unwrap();
+}
+
+/// A loose random cloud of mixed kinds filling the lower part of the box.
+fn cloud(n: usize, seed: u64, kinds: &KindTable, w: f32, h: f32) -> ParticleStore {
+    let mut rng = Rng::new(seed);
+    let mut store = ParticleStore::with_limit(n);
+    for i in 0..n {
+        let kind = [Kind::Sand, Kind::Water, Kind::Heavy, Kind::Sand][i % 4];
+        let (vx, vy) = rng.in_disc(60.0);
+        add(
+            &mut store,
+            kinds,
+            kind,
+            rng.range(5.0, w - 5.0),
+            rng.range(5.0, h * 0.7),
+            vx,
+            vy,
+        );
+    }
+    store
+}
+
+fn params(kinds: &KindTable, w: f32, h: f32) -> PhysicsParams {
+    PhysicsParams::new(w, h, 500.0, kinds)
+}
+
+/// All pairs that overlap by more than `frac` of the smaller radius.
+fn overlaps(store: &ParticleStore, frac: f32) -> (usize, f32) {
+    let s = store.slices();
+    let n = s.x.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| s.x[a].total_cmp(&s.x[b]));
+    let (mut count, mut worst) = (0, 0.0f32);
+    for (k, &i) in idx.iter().enumerate() {
+        for &j in &idx[k + 1..] {
+            if s.x[j] - s.x[i] > 4.0 {
+                break;
+            }
+            let d = ((s.x[i] - s.x[j]).powi(2) + (s.y[i] - s.y[j]).powi(2)).sqrt();
+            let overlap = (s.radius[i] + s.radius[j] - d) / s.radius[i].min(s.radius[j]);
+            worst = worst.max(overlap);
+            if overlap > frac {
+                count += 1;
+            }
+        }
+    }
+    (count, worst)
+}
+
+#[test]
+fn nothing_leaves_the_box() {
+    let kinds = KindTable::default();
+    let (w, h) = (300.0, 200.0);
+    let mut store = cloud(6000, 1, &kinds, w, h);
+    let mut physics = Physics::new(params(&kinds, w, h));
+    let pool = pool(2);
+    let mut rng = Rng::new(9);
+    for step in 0..240 {
+        if step % 30 == 0 {
+            // Kick everything hard, as an explosion would.
+            let s = store.slices_mut();
+            for (vx, vy) in s.vx.iter_mut().zip(s.vy.iter_mut()) {
+                let (a, b) = rng.in_disc(3000.0);
+                *vx += a;
+                *vy += b;
+            }
+        }
+        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+        let s = store.slices();
+        for i in 0..s.x.len() {
+            let r = s.radius[i];
+            assert!(
+                s.x[i] >= r && s.x[i] <= w - r && s.y[i] >= r && s.y[i] <= h - r,
+                "particle {i} at ({}, {}) left the box at step {step}",
+                s.x[i],
+                s.y[i]
+            );
+            assert!(s.vx[i].is_finite() && s.vy[i].is_finite());
+        }
+    }
+}
+
+#[test]
+fn momentum_is_conserved_without_walls_and_gravity() {
+    let mut kinds = KindTable::default();
+    for k in [
+        &mut kinds.sand,
+        &mut kinds.water,
+        &mut kinds.spark,
+        &mut kinds.heavy,
+    ] {
+        k.drag = 1.0;
+    }
+    let mut p = params(&kinds, 400.0, 400.0);
+    p.gravity = 0.0;
+    p.walls = false;
+    // A lattice of touching-distance neighbours moving at random, so many
+    // collide, but none starts deep inside another (which the correction cap
+    // would clip).
+    let mut rng = Rng::new(5);
+    let mut store = ParticleStore::with_limit(10_000);
+    for i in 0..4000 {
+        let kind = [Kind::Sand, Kind::Heavy, Kind::Water][i % 3];
+        let (vx, vy) = rng.in_disc(40.0);
+        let (x, y) = (100.0 + (i % 64) as f32 * 3.4, 100.0 + (i / 64) as f32 * 3.4);
+        add(&mut store, &kinds, kind, x, y, vx, vy);
+    }
+    let momentum = |s: &ParticleStore| {
+        let v = s.slices();
+        let (mut px, mut py, mut m) = (0.0f64, 0.0f64, 0.0f64);
+        for i in 0..v.x.len() {
+            let mass = 1.0 / v.inv_mass[i] as f64;
+            px += mass * v.vx[i] as f64;
+            py += mass * v.vy[i] as f64;
+            m += mass * (v.vx[i] as f64).hypot(v.vy[i] as f64);
+        }
+        (px, py, m)
+    };
+    let (px0, py0, scale) = momentum(&store);
+    let mut physics = Physics::new(p);
+    let pool = pool(2);
+    let mut contacts = 0;
+    for _ in 0..120 {
+        contacts += pool
+            .install(|| physics.step(&mut store, 1.0 / 60.0))
+            .contacts;
+    }
+    assert!(
+        contacts > 1000,
+        "the test must exercise collisions ({contacts})"
+    );
+    let (px1, py1, _) = momentum(&store);
+    let drift = (px1 - px0).hypot(py1 - py0) / scale;
+    // Exact pairwise terms; the small drift comes from the per-particle
+    // limits (correction cap, no-speed-gain rule) when they engage.
+    assert!(drift < 1e-2, "momentum drifted by {drift} of its scale");
+}
+
+#[test]
+fn piles_settle_without_deep_overlap() {
+    let kinds = KindTable::default();
+    let (w, h) = (200.0, 200.0);
+    let mut store = cloud(5000, 3, &kinds, w, h);
+    let mut physics = Physics::new(params(&kinds, w, h));
+    let pool = pool(2);
+    for _ in 0..900 {
+        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+    }
+    let s = store.slices();
+    let mean_speed: f32 =
+        s.vx.iter().zip(s.vy).map(|(a, b)| a.hypot(*b)).sum::<f32>() / s.x.len() as f32;
+    assert!(
+        mean_speed < 5.0,
+        "the pile is still moving: mean speed {mean_speed}"
+    );
+    let (deep, worst) = overlaps(&store, 0.5);
+    // Tolerance: under 1% of the particles in a pair deeper than half a
+    // radius, and no pair deeper than 80% of the smaller radius.
+    assert!(
+        deep * 100 < s.x.len(),
+        "{deep} pairs overlap by more than half a radius (worst {worst})"
+    );
+    assert!(
+        worst < 0.8,
+        "worst overlap is {worst} of the smaller radius"
+    );
+}
+
+#[test]
+fn a_fast_particle_does_not_tunnel_through_a_wall_of_particles() {
+    let kinds = KindTable::default();
+    let mut p = params(&kinds, 400.0, 200.0);
+    p.gravity = 0.0;
+    let mut store = ParticleStore::with_limit(1000);
+    // A wall three heavy particles thick at x ≈ 200.
+    let r = kinds.heavy.radius;
+    for layer in 0..3 {
+        for k in 0..40 {
+            let y = 60.0 + k as f32 * 2.0 * r;
+            add(
+                &mut store,
+                &kinds,
+                Kind::Heavy,
+                200.0 + layer as f32 * 2.0 * r,
+                y,
+                0.0,
+                0.0,
+            );
+        }
+    }
+    // Sparks fired at the wall far faster than any substep can carry them.
+    for k in 0..20 {
+        add(
+            &mut store,
+            &kinds,
+            Kind::Sand,
+            100.0,
+            70.0 + k as f32 * 3.0,
+            50_000.0,
+            0.0,
+        );
+    }
+    let mut physics = Physics::new(p);
+    let pool = pool(1);
+    for _ in 0..120 {
+        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+    }
+    let s = store.slices();
+    let wall_back =
+        s.x.iter()
+            .zip(s.kind)
+            .filter(|(_, k)| **k == Kind::Heavy as u8)
+            .map(|(x, _)| *x)
+            .fold(f32::MAX, f32::min);
+    for i in 0..s.x.len() {
+        if s.kind[i] == Kind::Sand as u8 {
+            assert!(
+                s.x[i] < wall_back,
+                "a bullet at x = {} passed the wall (front at {wall_back})",
+                s.x[i]
+            );
+        }
+    }
+}
+
+fn run(threads: usize, seed: u64) -> Vec<u32> {
+    let kinds = KindTable::default();
+    let (w, h) = (300.0, 200.0);
+    let mut store = cloud(8000, seed, &kinds, w, h);
+    let mut physics = Physics::new(params(&kinds, w, h));
+    let pool = pool(threads);
+    for _ in 0..60 {
+        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+    }
+    let s = store.slices();
+    s.x.iter()
+        .chain(s.y)
+        .chain(s.vx)
+        .chain(s.vy)
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+#[test]
+fn same_seed_gives_identical_results() {
+    assert_eq!(run(2, 11), run(2, 11));
+    assert_ne!(run(2, 11), run(2, 12));
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    assert_eq!(run(1, 4), run(2, 4));
+    assert_eq!(run(1, 4), run(3, 4));
+}
+
+#[test]
+fn contact_search_finds_exactly_the_touching_pairs() {
+    let kinds = KindTable::default();
+    let (w, h) = (200.0, 200.0);
+    let mut rng = Rng::new(3);
+    let mut store = ParticleStore::with_limit(5000);
+    for i in 0..3000 {
+        let kind = Kind::ALL[i % 4];
+        add(
+            &mut store,
+            &kinds,
+            kind,
+            rng.range(5.0, w - 5.0),
+            rng.range(5.0, 60.0),
+            0.0,
+            0.0,
+        );
+    }
+    let p = params(&kinds, w, h);
+    let mut physics = Physics::new(p.clone());
+    physics.grid.rebuild(&mut store);
+    let s = store.slices();
+    let mut brute = 0u64;
+    for i in 0..s.x.len() {
+        for j in i + 1..s.x.len() {
+            let d2 = (s.x[i] - s.x[j]).powi(2) + (s.y[i] - s.y[j]).powi(2);
+            let rr = s.radius[i] + s.radius[j];
+            if d2 < rr * rr && d2 > 1e-12 {
+                brute += 1;
+            }
+        }
+    }
+    let mut scratch = collide::Scratch::default();
+    let got = collide::resolve(&mut store, &physics.grid, &p, 1.0 / 120.0, &mut scratch);
+    assert_eq!(got, brute);
+}
