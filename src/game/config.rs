@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Every tunable of the game.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub window: WindowConfig,
@@ -116,19 +116,6 @@ pub struct ToolsConfig {
     pub explosion_speed: f32,
     /// Sparks thrown out by each explosion.
     pub explosion_sparks: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            window: WindowConfig::default(),
-            world: WorldConfig::default(),
-            particles: ParticlesConfig::default(),
-            physics: PhysicsConfig::default(),
-            tools: ToolsConfig::default(),
-            kinds: KindTable::default(),
-        }
-    }
 }
 
 impl Default for WindowConfig {

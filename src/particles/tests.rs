@@ -93,7 +93,7 @@ proptest! {
                 }
                 Op::Clear => {
                     store.clear();
-                    dead.extend(order.drain(..));
+                    dead.append(&mut order);
                     model.clear();
                 }
                 _ => {}

@@ -1,15 +1,17 @@
-//! Circle contacts: one Jacobi pass of split position/velocity resolution.
+//! Circle contacts: one Jacobi pass of position-based resolution.
 //!
 //! Pass 1 (parallel; every particle reads its neighbours and writes only its
-//! own sums): for each touching neighbour, a particle is
-//! - pushed out of the overlap (position only: resolving an overlap adds no
-//!   velocity, so a compressed pile does not boil), and
-//! - relieved of the approaching part of the relative normal velocity
-//!   (perfectly inelastic), with Coulomb friction on the tangential part
-//!   bounded by `friction × normal impulse`;
-//! each in inverse-mass proportion. Pass 2 applies the sums.
-//! Pair terms are equal and opposite, so momentum is conserved (with mass
-//! scaling for stacking off, which it is without gravity).
+//! own sums): each touching pair is pushed apart along the line of centres,
+//! and the pair's relative sliding this substep is removed up to the Coulomb
+//! bound `friction × overlap`. A pair's term is split in inverse-mass
+//! proportion (with mass scaling for stacking under gravity) and divided by
+//! the larger contact count of the two from the last pass, so a particle
+//! pressed from many sides does not overshoot. Pass 2 applies the sums to
+//! positions and, as position-based dynamics does, to velocities (`Δx / h`),
+//! except that a correction may not make a particle faster than it or its
+//! fastest neighbour was: pushing apart the overlap of a pile under its own
+//! weight must not launch its top layer. Pair terms are equal and opposite,
+//! so momentum is conserved up to those two per-particle limits.
 
 use super::{PhysicsParams, grid::Grid, integrate::clamp_to_box};
 use crate::particles::ParticleStore;

@@ -1,0 +1,70 @@
+//! The real game plugins on Bevy's `MinimalPlugins`: no window, no GPU.
+
+use particle_forge::game::{Config, Sandbox, headless};
+
+fn config(particles: usize, seed: u64) -> Config {
+    let mut c = Config::default();
+    c.particles.initial = particles;
+    c.world.seed = seed;
+    c.physics.threads = 2;
+    c
+}
+
+#[test]
+fn the_system_sets_run_the_simulation_for_100_frames() {
+    let c = config(4000, 1);
+    let (w, h) = (c.world.width, c.world.height);
+    let mut app = headless::build_app(c, false).unwrap();
+    let mean_y = |app: &bevy::app::App| {
+        let s = app.world().resource::<Sandbox>();
+        let y = s.store.slices().y;
+        y.iter().sum::<f32>() / y.len() as f32
+    };
+    app.update();
+    let start_y = mean_y(&app);
+    for _ in 1..100 {
+        app.update();
+    }
+    let sandbox = app.world().resource::<Sandbox>();
+    assert_eq!(sandbox.frame, 100, "Physics ran once per frame");
+    assert_eq!(sandbox.store.len(), 4000, "no particle lost or added");
+    let s = sandbox.store.slices();
+    for i in 0..s.x.len() {
+        assert!(s.x[i] > 0.0 && s.x[i] < w && s.y[i] > 0.0 && s.y[i] < h);
+    }
+    assert!(
+        mean_y(&app) < start_y - 5.0,
+        "gravity pulled the blocks down: {start_y} -> {}",
+        mean_y(&app)
+    );
+}
+
+#[test]
+fn autoplay_spawns_explodes_and_sparks_expire() {
+    let mut app = headless::build_app(config(3000, 5), true).unwrap();
+    for _ in 0..400 {
+        app.update();
+    }
+    let s = app.world().resource::<Sandbox>();
+    assert!(s.counts.spawned > 3000, "{:?}", s.counts);
+    assert!(s.counts.explosions > 0, "{:?}", s.counts);
+    assert!(s.counts.despawned > 0, "sparks must die: {:?}", s.counts);
+    assert_eq!(
+        s.store.len() as u64,
+        s.counts.spawned - s.counts.despawned,
+        "every spawn and despawn is accounted for"
+    );
+}
+
+#[test]
+fn same_seed_same_game() {
+    let run = |seed| {
+        let mut app = headless::build_app(config(3000, seed), true).unwrap();
+        for _ in 0..120 {
+            app.update();
+        }
+        headless::checksum(app.world().resource::<Sandbox>())
+    };
+    assert_eq!(run(9), run(9));
+    assert_ne!(run(9), run(10));
+}
