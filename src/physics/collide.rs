@@ -161,10 +161,17 @@ fn span_push(me: Me, c: Cols<'_>, lo: usize, hi: usize, h: f32, stack: f32) -> P
             let overlap = (rr - d) & hit;
             let (nx, ny) = (dx * inv_d, dy * inv_d);
             // Mass scaling for stacking: the particle above acts lighter by
-            // exp(stack × height difference), so a pile is held up from the
+            // about exp(stack × height difference), so a pile is held up from the
             // bottom in one pass instead of sagging until many passes agree.
             // Masked lanes may hold anything; `hit` zeroes their terms.
-            let share = scale * mw / (mw + w * (f32x4::splat(-stack) * dy).exp());
+            // The weight is the (2,2) Padé approximant of exp(-stack × dy):
+            // positive, decreasing, and f(-x) = 1 / f(x), so the two shares
+            // of a pair still add up to one; far cheaper than `exp`.
+            let s = f32x4::splat(stack) * dy;
+            let (twelve, six) = (f32x4::splat(12.0), f32x4::splat(6.0));
+            let num = twelve - six * s + s * s;
+            let den = twelve + six * s + s * s;
+            let share = scale * mw * den / (mw * den + w * num);
             // Relative tangential move this substep, removed up to the
             // Coulomb bound `mu × overlap`.
             let bound = f32x4::splat(0.5) * (mmu + mu) * overlap;

@@ -58,8 +58,8 @@ pub struct PhysicsParams {
     /// must look for contacts.
     pub max_radius: f32,
     /// Side of a grid cell. Any size is correct (each particle searches the
-    /// cells its reach overlaps); about the largest radius keeps the searched
-    /// area, and so the candidates, small.
+    /// cells its reach overlaps); 1.4 × the largest radius measured fastest
+    /// (smaller cells cost more spans, larger ones more candidates).
     pub cell_size: f32,
 }
 
@@ -81,7 +81,7 @@ impl PhysicsParams {
             stacking: 0.7,
 
             max_radius: kinds.max_radius(),
-            cell_size: kinds.max_radius(),
+            cell_size: 1.4 * kinds.max_radius(),
         }
     }
 }

@@ -50,13 +50,14 @@ fn params(kinds: &KindTable, w: f32, h: f32) -> PhysicsParams {
     PhysicsParams::new(w, h, 500.0, kinds)
 }
 
-/// All pairs that overlap by more than `frac` of the smaller radius.
-fn overlaps(store: &ParticleStore, frac: f32) -> (usize, f32) {
+/// Overlap of touching pairs as a fraction of the smaller radius:
+/// (pairs deeper than `frac`, the deepest, the mean over touching pairs).
+fn overlaps(store: &ParticleStore, frac: f32) -> (usize, f32, f32) {
     let s = store.slices();
     let n = s.x.len();
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| s.x[a].total_cmp(&s.x[b]));
-    let (mut count, mut worst) = (0, 0.0f32);
+    let (mut count, mut worst, mut sum, mut touching) = (0, 0.0f32, 0.0f64, 0usize);
     for (k, &i) in idx.iter().enumerate() {
         for &j in &idx[k + 1..] {
             if s.x[j] - s.x[i] > 4.0 {
@@ -65,12 +66,16 @@ fn overlaps(store: &ParticleStore, frac: f32) -> (usize, f32) {
             let d = ((s.x[i] - s.x[j]).powi(2) + (s.y[i] - s.y[j]).powi(2)).sqrt();
             let overlap = (s.radius[i] + s.radius[j] - d) / s.radius[i].min(s.radius[j]);
             worst = worst.max(overlap);
+            if overlap > 0.0 {
+                sum += overlap as f64;
+                touching += 1;
+            }
             if overlap > frac {
                 count += 1;
             }
         }
     }
-    (count, worst)
+    (count, worst, (sum / touching.max(1) as f64) as f32)
 }
 
 #[test]
@@ -179,12 +184,17 @@ fn piles_settle_without_deep_overlap() {
         mean_speed < 5.0,
         "the pile is still moving: mean speed {mean_speed}"
     );
-    let (deep, worst) = overlaps(&store, 0.5);
-    // Tolerance: under 1% of the particles in a pair deeper than half a
-    // radius, and no pair deeper than 80% of the smaller radius.
+    let (deep, worst, mean) = overlaps(&store, 0.5);
+    // Tolerance: touching pairs overlap by under 15% of the smaller radius
+    // on average, under 2% of the particles sit in a pair deeper than half a
+    // radius, and no pair is deeper than 80%.
     assert!(
-        deep * 100 < s.x.len(),
-        "{deep} pairs overlap by more than half a radius (worst {worst})"
+        mean < 0.15,
+        "touching pairs overlap by {mean} of a radius on average"
+    );
+    assert!(
+        deep * 50 < s.x.len(),
+        "{deep} pairs overlap by more than half a radius (worst {worst}, mean {mean})"
     );
     assert!(
         worst < 0.8,
