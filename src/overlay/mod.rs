@@ -6,7 +6,7 @@ use crate::game::{GameConfig, PlayerState, Sandbox, input::UiCapturesInput};
 use crate::particles::Kind;
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
-use egui_plot::{HLine, Line, Plot};
+use egui_plot::{HLine, Legend, Line, Plot};
 use std::collections::VecDeque;
 
 /// The last frames' timings, oldest first.
@@ -157,18 +157,15 @@ fn draw_ui(
                     config.0.physics.iterations,
                     sandbox.pool.current_num_threads()
                 ));
-                let frame: Vec<[f64; 2]> = history
-                    .samples
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| [i as f64, s.0])
-                    .collect();
-                let physics: Vec<[f64; 2]> = history
-                    .samples
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| [i as f64, s.1])
-                    .collect();
+                let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
+                    history
+                        .samples
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| [i as f64, pick(s)])
+                        .collect()
+                };
+                let (frame, physics) = (series(|s| s.0), series(|s| s.1));
                 Plot::new("frame_times")
                     .height(130.0)
                     .include_y(0.0)
@@ -177,6 +174,7 @@ fn draw_ui(
                     .allow_zoom(false)
                     .allow_scroll(false)
                     .y_axis_label("ms")
+                    .legend(Legend::default())
                     .show(ui, |plot| {
                         plot.hline(
                             HLine::new("60 FPS", 1000.0 / 60.0).color(egui::Color32::DARK_GRAY),

@@ -6,15 +6,14 @@
 //! 2. sort the store by grid cell (`grid::Grid::rebuild`);
 //! 3. `iterations` Jacobi passes of position-based contact resolution.
 //!
-//! Contacts are resolved on positions (overlap pushed apart in inverse-mass
-//! proportion, friction on the tangential motion) and every position
-//! correction `Δ` also changes the velocity by `Δ / h`, which is the same as
-//! deriving the velocity from the positions (position-based dynamics) and
-//! makes piles settle without bouncing. Corrections are equal and opposite
-//! for each pair, so momentum is conserved. Each particle sums its own
-//! correction from an input it only reads, so the result does not depend on
-//! how the work is split: the same seed gives the same state on any thread
-//! count.
+//! Contacts are resolved on positions (position-based dynamics): overlaps
+//! are pushed apart in inverse-mass proportion, friction removes sliding up
+//! to the Coulomb bound, and every correction `Δ` also changes the velocity
+//! by `Δ / h`, so piles settle without bouncing. `collide` explains the
+//! scaling that keeps one pass per substep stable. Each particle sums its
+//! own correction from inputs it only reads, so the result does not depend
+//! on how the work is split: the same seed gives the same state, bit for
+//! bit, on any thread count.
 
 pub mod collide;
 pub mod grid;
