@@ -1,17 +1,27 @@
-//! Circle contacts: one Jacobi pass of position-based resolution.
+//! Circle contacts: one Jacobi pass of position-based resolution, each
+//! touching pair evaluated once.
 //!
-//! Pass 1 (parallel; every particle reads its neighbours and writes only its
-//! own sums): each touching pair is pushed apart along the line of centres,
-//! and the pair's relative sliding this substep is removed up to the Coulomb
-//! bound `friction × overlap`. A pair's term is split in inverse-mass
-//! proportion (with mass scaling for stacking under gravity) and divided by
-//! the larger contact count of the two from the last pass, so a particle
-//! pressed from many sides does not overshoot. Pass 2 applies the sums to
-//! positions and, as position-based dynamics does, to velocities (`Δx / h`),
-//! except that a correction may not make a particle faster than it or its
-//! fastest neighbour was: pushing apart the overlap of a pile under its own
-//! weight must not launch its top layer. Pair terms are equal and opposite,
-//! so momentum is conserved up to those two per-particle limits.
+//! Pass 1: every particle `i` looks only forward, at rows `j > i` (the rest
+//! of its own cell row and the grid rows above), so each pair is found once.
+//! The pair is pushed apart along the line of centres and its relative
+//! sliding this substep is removed up to the Coulomb bound
+//! `friction × overlap`; the term goes to `i` and, opposite, to `j`, split in
+//! inverse-mass proportion (with mass scaling for stacking under gravity) and
+//! divided by the larger contact count of the two from the last pass, so a
+//! particle pressed from many sides does not overshoot.
+//!
+//! Writing to `j` is made race-free and deterministic by stripes: the sorted
+//! rows are cut into stripes of `STRIPE_ROWS` grid rows; a particle's
+//! forward neighbours lie in its own stripe or the next, so all even stripes
+//! run in parallel, then all odd ones, and every sum is added in the same
+//! order whatever the thread count.
+//!
+//! Pass 2 applies the sums to positions and, as position-based dynamics
+//! does, to velocities (`Δx / h`), except that a correction may not make a
+//! particle faster than it or its fastest neighbour was: pushing apart the
+//! overlap of a pile under its own weight must not launch its top layer.
+//! Pair terms are equal and opposite, so momentum is conserved up to that
+//! limit and the per-particle correction cap.
 
 use super::{PhysicsParams, grid::Grid, integrate::clamp_to_box};
 use crate::particles::ParticleStore;
@@ -32,21 +42,9 @@ pub struct Scratch {
     mu: Vec<f32>,
 }
 
-/// What the neighbours in one span do to a particle.
-#[derive(Clone, Copy, Default)]
-struct Push {
-    dx: f32,
-    dy: f32,
-    hits: f32,
-    /// Largest squared speed among the touching neighbours.
-    speed2: f32,
-}
-
 /// One particle's own values, as the contact kernel reads them.
 #[derive(Clone, Copy)]
 struct Me {
-    /// Row of the particle (to leave itself out).
-    i: usize,
     /// Contacts in the last pass.
     n: f32,
     x: f32,
@@ -71,8 +69,23 @@ struct Cols<'a> {
     n: &'a [f32],
 }
 
+/// The sums one stripe task may write: rows `base..base + dx.len()` (its
+/// own stripe and the next).
+struct Sums<'a> {
+    base: usize,
+    dx: &'a mut [f32],
+    dy: &'a mut [f32],
+    hits: &'a mut [f32],
+    speed2: &'a mut [f32],
+}
+
 /// Candidates handled side by side: one SSE register of f32.
 const LANES: usize = 4;
+
+/// Grid rows per stripe. A forward search reaches at most
+/// `ceil(2 × max radius / cell)` = 2 rows up (cells are 1.4 max radii), so
+/// with 4 rows it never passes the next stripe; the search is also clamped.
+const STRIPE_ROWS: u32 = 4;
 
 /// `VALID[m]` keeps the first `m` lanes.
 const VALID: [[f32; LANES]; LANES + 1] = {
@@ -86,28 +99,61 @@ const VALID: [[f32; LANES]; LANES + 1] = {
     ]
 };
 
-/// `AFTER[m]` selects lanes `m+1..`: the rows after the particle's own.
-const AFTER: [[f32; LANES]; LANES] = {
-    let on = f32::from_bits(u32::MAX);
-    [
-        [0.0, on, on, on],
-        [0.0, 0.0, on, on],
-        [0.0, 0.0, 0.0, on],
-        [0.0, 0.0, 0.0, 0.0],
-    ]
-};
-
 /// `LANES` consecutive values of a padded column from row `j`.
 #[inline(always)]
 fn lanes(col: &[f32], j: usize) -> f32x4 {
     f32x4::new(col[j..j + LANES].try_into().unwrap())
 }
 
-/// Sum of the pushes on `me` from rows `lo..hi`, `LANES` candidates at a
-/// time with masks instead of per-candidate branches. Rows past `hi` are
-/// read (the columns are padded) and masked out.
+/// Adds `v` to `out[k..k + LANES]`, lane by lane where the slice ends early
+/// (those lanes are masked, so `v` is zero there).
 #[inline(always)]
-fn span_push(me: Me, c: Cols<'_>, lo: usize, hi: usize, h: f32, stack: f32) -> Push {
+fn add_lanes(out: &mut [f32], k: usize, v: f32x4) {
+    match out.get_mut(k..k + LANES) {
+        Some(s) => {
+            let sum = f32x4::new((&*s).try_into().unwrap()) + v;
+            s.copy_from_slice(&sum.to_array());
+        }
+        None => {
+            for (o, x) in out[k..].iter_mut().zip(v.to_array()) {
+                *o += x;
+            }
+        }
+    }
+}
+
+/// Raises `out[k..k + LANES]` to at least `v`, lane by lane.
+#[inline(always)]
+fn max_lanes(out: &mut [f32], k: usize, v: f32x4) {
+    match out.get_mut(k..k + LANES) {
+        Some(s) => {
+            let m = f32x4::new((&*s).try_into().unwrap()).max(v);
+            s.copy_from_slice(&m.to_array());
+        }
+        None => {
+            for (o, x) in out[k..].iter_mut().zip(v.to_array()) {
+                *o = o.max(x);
+            }
+        }
+    }
+}
+
+/// All pairs between `me` (row `i`) and rows `lo..hi` (all after `i`),
+/// `LANES` candidates at a time with masks instead of per-candidate
+/// branches. Rows past `hi` are read (the columns are padded) and masked
+/// out. Adds `me`'s share to its own sums and the opposite share to each
+/// neighbour's; returns `me`'s (push x, push y, touching, max speed²).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn span_pairs(
+    me: Me,
+    c: Cols<'_>,
+    lo: usize,
+    hi: usize,
+    h: f32,
+    stack: f32,
+    sums: &mut Sums<'_>,
+) -> (f32, f32, f32, f32) {
     let zero = f32x4::ZERO;
     let (mx, my, mr, mw) = (
         f32x4::splat(me.x),
@@ -120,26 +166,17 @@ fn span_push(me: Me, c: Cols<'_>, lo: usize, hi: usize, h: f32, stack: f32) -> P
         f32x4::splat(me.vy),
         f32x4::splat(me.mu),
     );
+    let my_speed2 = f32x4::splat(me.vx * me.vx + me.vy * me.vy);
     let (mut ax, mut ay, mut hits, mut speed2) = (zero, zero, zero, zero);
     let mut j = lo;
     while j < hi {
-        let mut valid = VALID[(hi - j).min(LANES)];
-        // Rows after the particle's own push it one way when centres
-        // coincide, rows before it the other, so such pairs still separate.
-        let after = if me.i < j {
-            f32x4::new(VALID[LANES])
-        } else if me.i < j + LANES {
-            valid[me.i - j] = 0.0; // the particle itself
-            f32x4::new(AFTER[me.i - j])
-        } else {
-            zero
-        };
-        let valid = f32x4::new(valid);
+        let valid = f32x4::new(VALID[(hi - j).min(LANES)]);
         let (x, y, r) = (lanes(c.x, j), lanes(c.y, j), lanes(c.r, j));
         let mut dx = mx - x;
         let dy = my - y;
+        // Coincident centres: push `me` (the earlier row) towards -x.
         let coincident = (dx * dx + dy * dy).simd_lt(f32x4::splat(1e-10));
-        dx += coincident & (f32x4::splat(1e-4) - (after & f32x4::splat(2e-4)));
+        dx -= coincident & f32x4::splat(1e-4);
         let d2 = dx * dx + dy * dy;
         let rr = mr + r;
         let hit = valid & d2.simd_lt(rr * rr);
@@ -153,44 +190,52 @@ fn span_push(me: Me, c: Cols<'_>, lo: usize, hi: usize, h: f32, stack: f32) -> P
             );
             // Each pair's correction is divided by the larger contact count
             // of the two (from the last pass): a particle pressed from many
-            // sides does not overshoot, and both sides of a pair still get
-            // equal and opposite terms.
+            // sides does not overshoot.
             let scale = f32x4::ONE / lanes(c.n, j).max(f32x4::splat(me.n)).max(f32x4::ONE);
             let d = d2.sqrt();
             let inv_d = (f32x4::ONE / d) & hit;
             let overlap = (rr - d) & hit;
             let (nx, ny) = (dx * inv_d, dy * inv_d);
             // Mass scaling for stacking: the particle above acts lighter by
-            // about exp(stack × height difference), so a pile is held up from the
-            // bottom in one pass instead of sagging until many passes agree.
-            // Masked lanes may hold anything; `hit` zeroes their terms.
-            // The weight is the (2,2) Padé approximant of exp(-stack × dy):
-            // positive, decreasing, and f(-x) = 1 / f(x), so the two shares
-            // of a pair still add up to one; far cheaper than `exp`.
+            // about exp(stack × height difference), so a pile is held up from
+            // the bottom in one pass instead of sagging until many passes
+            // agree. The weight is the (2,2) Padé approximant of
+            // exp(-stack × dy): positive, decreasing, and f(-x) = 1 / f(x),
+            // so the two shares of a pair add up to one; far cheaper than
+            // `exp`. Masked lanes may hold anything; `hit` zeroes their terms.
             let s = f32x4::splat(stack) * dy;
             let (twelve, six) = (f32x4::splat(12.0), f32x4::splat(6.0));
             let num = twelve - six * s + s * s;
             let den = twelve + six * s + s * s;
-            let share = scale * mw * den / (mw * den + w * num);
+            let frac = mw * den / (mw * den + w * num);
             // Relative tangential move this substep, removed up to the
             // Coulomb bound `mu × overlap`.
             let bound = f32x4::splat(0.5) * (mmu + mu) * overlap;
             let slip = (((mvx - vx) * -ny + (mvy - vy) * nx) * f32x4::splat(h))
                 .max(-bound)
                 .min(bound);
-            ax += (nx * overlap + ny * slip) * share;
-            ay += (ny * overlap - nx * slip) * share;
-            hits += f32x4::ONE & hit;
+            let tx = (nx * overlap + ny * slip) * scale;
+            let ty = (ny * overlap - nx * slip) * scale;
+            ax += tx * frac;
+            ay += ty * frac;
+            let k = j - sums.base;
+            let other = f32x4::ONE - frac;
+            add_lanes(sums.dx, k, -(tx * other));
+            add_lanes(sums.dy, k, -(ty * other));
+            let one = f32x4::ONE & hit;
+            hits += one;
+            add_lanes(sums.hits, k, one);
             speed2 = speed2.max((vx * vx + vy * vy) & hit);
+            max_lanes(sums.speed2, k, my_speed2 & hit);
         }
         j += LANES;
     }
-    Push {
-        dx: ax.reduce_add(),
-        dy: ay.reduce_add(),
-        hits: hits.reduce_add(),
-        speed2: speed2.to_array().into_iter().fold(0.0, f32::max),
-    }
+    (
+        ax.reduce_add(),
+        ay.reduce_add(),
+        hits.reduce_add(),
+        speed2.to_array().into_iter().fold(0.0, f32::max),
+    )
 }
 
 /// Runs one pass; returns the number of touching pairs.
@@ -202,10 +247,15 @@ pub fn resolve(
     scratch: &mut Scratch,
 ) -> u64 {
     let n = store.len();
-    scratch.dx.resize(n, 0.0);
-    scratch.dy.resize(n, 0.0);
-    scratch.speed2.resize(n, 0.0);
-    scratch.n.resize(n, 0.0);
+    for v in [
+        &mut scratch.dx,
+        &mut scratch.dy,
+        &mut scratch.speed2,
+        &mut scratch.n,
+    ] {
+        v.clear();
+        v.resize(n, 0.0);
+    }
     // `mu` is padded like the store's columns.
     scratch.mu.resize(n + LANES, 0.0);
     let s = store.padded_slices();
@@ -233,8 +283,6 @@ pub fn resolve(
         mu,
         n: n_prev,
     };
-    let relax = p.relaxation;
-    let max_move = p.max_move;
     // Reach of the widest contact: own radius plus the largest radius.
     let r_max = p.max_radius;
     // Mass scaling follows gravity; without gravity it is off (and momentum
@@ -244,68 +292,112 @@ pub fn resolve(
     } else {
         p.stacking * p.gravity.signum()
     };
-    let touching: u64 = scratch
-        .dx
-        .par_chunks_mut(GRAIN)
-        .zip(scratch.dy.par_chunks_mut(GRAIN))
-        .zip(scratch.speed2.par_chunks_mut(GRAIN))
-        .zip(scratch.n.par_chunks_mut(GRAIN))
-        .enumerate()
-        .map(|(chunk, (((out_x, out_y), out_s), out_n))| {
-            let base = chunk * GRAIN;
-            let mut touching = 0u64;
-            for k in 0..out_x.len() {
-                let i = base + k;
-                let me = Me {
-                    i,
-                    n: n_prev[i],
-                    x: x[i],
-                    y: y[i],
-                    r: r[i],
-                    w: w[i],
-                    vx: vx[i],
-                    vy: vy[i],
-                    mu: mu[i],
-                };
-                // Only the cells the particle's reach overlaps.
-                let reach = r[i] + r_max;
-                let (c0, r0) = grid.cell_coords(x[i] - reach, y[i] - reach);
-                let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
-                let mut sum = Push::default();
-                for row in r0..=r1 {
-                    let (lo, hi) = grid.row_range(row, c0, c1);
-                    let p = span_push(me, cols, lo, hi, h, stack);
-                    sum.dx += p.dx;
-                    sum.dy += p.dy;
-                    sum.hits += p.hits;
-                    sum.speed2 = sum.speed2.max(p.speed2);
-                }
-                touching += sum.hits as u64;
-                let (mut ax, mut ay) = (sum.dx * relax, sum.dy * relax);
-                // Deep overlaps (a spawn inside a pile) are pushed out over
-                // several substeps instead of all at once.
-                let limit = max_move * r[i];
-                let sq = ax * ax + ay * ay;
-                if sq > limit * limit {
-                    let f = limit / sq.sqrt();
-                    ax *= f;
-                    ay *= f;
-                }
-                out_x[k] = ax;
-                out_y[k] = ay;
-                out_s[k] = sum.speed2;
-                out_n[k] = sum.hits;
-            }
-            touching
+
+    // Stripe `s` holds rows `bounds[s]..bounds[s + 1]`.
+    let stripes = grid.rows.div_ceil(STRIPE_ROWS) as usize;
+    let bounds: Vec<usize> = (0..=stripes)
+        .map(|s| {
+            let row = (s as u32 * STRIPE_ROWS).min(grid.rows);
+            grid.cell_start[(row * grid.cols) as usize] as usize
         })
-        .sum();
-    let contacts = touching / 2;
+        .collect();
+    let mut touching = 0u64;
+    for parity in 0..2 {
+        // Carve the sums into disjoint windows: stripe s and s + 1, for
+        // every s of this parity.
+        let mut tasks = Vec::new();
+        let (mut dx, mut dy, mut hits, mut sp) = (
+            &mut scratch.dx[..],
+            &mut scratch.dy[..],
+            &mut scratch.n[..],
+            &mut scratch.speed2[..],
+        );
+        let mut at = 0;
+        for s in (parity..stripes).step_by(2) {
+            let (start, end) = (bounds[s], bounds[(s + 2).min(stripes)]);
+            let skip = start - at;
+            let take = end - start;
+            let rest;
+            (_, rest) = std::mem::take(&mut dx).split_at_mut(skip);
+            let (wdx, rdx) = rest.split_at_mut(take);
+            let rest;
+            (_, rest) = std::mem::take(&mut dy).split_at_mut(skip);
+            let (wdy, rdy) = rest.split_at_mut(take);
+            let rest;
+            (_, rest) = std::mem::take(&mut hits).split_at_mut(skip);
+            let (wh, rh) = rest.split_at_mut(take);
+            let rest;
+            (_, rest) = std::mem::take(&mut sp).split_at_mut(skip);
+            let (ws, rs) = rest.split_at_mut(take);
+            (dx, dy, hits, sp) = (rdx, rdy, rh, rs);
+            at = end;
+            tasks.push((
+                s,
+                Sums {
+                    base: start,
+                    dx: wdx,
+                    dy: wdy,
+                    hits: wh,
+                    speed2: ws,
+                },
+            ));
+        }
+        touching += tasks
+            .into_par_iter()
+            .map(|(s, mut sums)| {
+                let mut touching = 0u64;
+                // The last grid row this stripe's particles may search.
+                let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
+                for i in bounds[s]..bounds[s + 1] {
+                    let me = Me {
+                        n: n_prev[i],
+                        x: x[i],
+                        y: y[i],
+                        r: r[i],
+                        w: w[i],
+                        vx: vx[i],
+                        vy: vy[i],
+                        mu: mu[i],
+                    };
+                    // The cells the particle's reach overlaps, from its own
+                    // row up; in its own row only the rows after it.
+                    let reach = r[i] + r_max;
+                    let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
+                    let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
+                    let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+                    for row in r0..=r1.min(last_row) {
+                        let (lo, hi) = grid.row_range(row, c0, c1);
+                        // Only rows after `i` (in its own grid row, that
+                        // cuts off the cells to its left and itself).
+                        let lo = lo.max(i + 1);
+                        if lo >= hi {
+                            continue;
+                        }
+                        let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, &mut sums);
+                        px += ax;
+                        py += ay;
+                        hits += hh;
+                        speed2 = speed2.max(s2);
+                    }
+                    let k = i - sums.base;
+                    sums.dx[k] += px;
+                    sums.dy[k] += py;
+                    sums.hits[k] += hits;
+                    sums.speed2[k] = sums.speed2[k].max(speed2);
+                    touching += hits as u64;
+                }
+                touching
+            })
+            .sum::<u64>();
+    }
+    let contacts = touching;
 
     let (bw, bh, walls) = (p.width, p.height, p.walls);
     let s = store.slices_mut();
     let (ddx, ddy, speed2) = (&scratch.dx[..], &scratch.dy[..], &scratch.speed2[..]);
     s.contacts.copy_from_slice(&scratch.n);
     let inv_h = 1.0 / h;
+    let (relax, max_move) = (p.relaxation, p.max_move);
     s.x.par_chunks_mut(GRAIN)
         .zip(s.y.par_chunks_mut(GRAIN))
         .zip(s.vx.par_chunks_mut(GRAIN))
@@ -317,7 +409,17 @@ pub fn resolve(
             for i in 0..x.len() {
                 let k = base + i;
                 let (ox, oy) = (x[i], y[i]);
-                let (mut nx, mut ny) = (ox + ddx[k], oy + ddy[k]);
+                let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
+                // Deep overlaps (a spawn inside a pile) are pushed out over
+                // several substeps instead of all at once.
+                let limit = max_move * r[i];
+                let sq = ax * ax + ay * ay;
+                if sq > limit * limit {
+                    let f = limit / sq.sqrt();
+                    ax *= f;
+                    ay *= f;
+                }
+                let (mut nx, mut ny) = (ox + ax, oy + ay);
                 if walls {
                     (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
                 }

@@ -10,10 +10,9 @@
 //! are pushed apart in inverse-mass proportion, friction removes sliding up
 //! to the Coulomb bound, and every correction `Δ` also changes the velocity
 //! by `Δ / h`, so piles settle without bouncing. `collide` explains the
-//! scaling that keeps one pass per substep stable. Each particle sums its
-//! own correction from inputs it only reads, so the result does not depend
-//! on how the work is split: the same seed gives the same state, bit for
-//! bit, on any thread count.
+//! scaling that keeps one pass per substep stable and the striped schedule
+//! that adds every sum in the same order however the work is split: the
+//! same seed gives the same state, bit for bit, on any thread count.
 
 pub mod collide;
 pub mod grid;
