@@ -59,6 +59,10 @@ pub struct Summary {
     pub despawned: u64,
     pub explosions: u64,
     pub contacts: u64,
+    /// Mean particle speed at the end (world units/s): near 0 once piles settle.
+    pub mean_speed: f32,
+    /// Highest particle centre at the end, as a fraction of the box height.
+    pub top: f32,
     /// Position checksum, for comparing runs.
     pub checksum: String,
     pub wall_s: f64,
@@ -122,6 +126,18 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
         despawned: sandbox.counts.despawned,
         explosions: sandbox.counts.explosions,
         contacts: sandbox.last_step.contacts,
+        mean_speed: {
+            let s = sandbox.store.slices();
+            let sum: f32 = s.vx.iter().zip(s.vy).map(|(u, v)| u.hypot(*v)).sum();
+            sum / s.x.len().max(1) as f32
+        },
+        top: sandbox
+            .store
+            .slices()
+            .y
+            .iter()
+            .fold(0.0f32, |a, &b| a.max(b))
+            / sandbox.height(),
         checksum: format!("{:016x}", checksum(sandbox)),
         wall_s,
     })
@@ -149,6 +165,7 @@ impl Summary {
              physics step: p50 {:.2} ms, p99 {:.2} ms ({:.0} steps/s); \
              per step: integrate {:.2} ms, grid {:.2} ms, collide {:.2} ms\n\
              spawned {}, despawned {}, explosions {}, contacts {}\n\
+             mean speed {:.1}, highest particle at {:.0}% of the box\n\
              checksum {}, wall {:.1} s",
             self.frames,
             self.particles,
@@ -168,6 +185,8 @@ impl Summary {
             self.despawned,
             self.explosions,
             self.contacts,
+            self.mean_speed,
+            self.top * 100.0,
             self.checksum,
             self.wall_s
         )

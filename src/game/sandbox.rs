@@ -53,6 +53,9 @@ pub struct Sandbox {
     pub counts: FrameCounts,
 }
 
+/// Blocks of the initial scene.
+const BLOCKS: usize = 5;
+
 /// Particles per task when a tool touches every particle.
 const GRAIN: usize = 16384;
 
@@ -107,35 +110,52 @@ impl Sandbox {
         self.rng = Rng::new(self.seed);
         let n = self.initial.initial.min(self.store.limit());
         self.store.reserve(n);
-        // Random points in the middle of the box, at about the spacing of a
-        // loose pile: blocks slump into piles (sand), spread (water) and
-        // sink (heavy) in the first seconds. For `mix`, each of the five
-        // blocks gets the same area, so big kinds get fewer particles.
+        // Five side-by-side blocks (for `mix`: sand, water, heavy, sand,
+        // water) on a jittered hexagonal lattice a little looser than the
+        // largest particle of each kind, so nothing starts overlapping; the
+        // blocks then slump into piles (sand), spread (water) and sink
+        // (heavy). Each block gets the same area, so big kinds get fewer
+        // particles; if they cannot fit, the lattice is squeezed evenly.
         let (w, h) = (self.width(), self.height());
         let initial_kind = self.initial.initial_kind;
         let kinds = self.kinds;
-        let kind_of = |block: usize| initial_kind.kind_for(block, 5);
-        let spacing = |k: Kind| 2.6 * kinds.get(k).radius;
-        let weights: Vec<f32> = (0..5).map(|b| 1.0 / spacing(kind_of(b)).powi(2)).collect();
+        let kind_of = |block: usize| initial_kind.kind_for(block, BLOCKS);
+        let spacing = |k: Kind| {
+            let p = kinds.get(k);
+            2.1 * p.radius * (1.0 + p.size_jitter)
+        };
+        let weights: Vec<f32> = (0..BLOCKS)
+            .map(|b| 1.0 / spacing(kind_of(b)).powi(2))
+            .collect();
         let total: f32 = weights.iter().sum();
-        let (x0, y0) = (0.15 * w, 0.08 * h);
-        let block_w = 0.7 * w / 5.0;
+        let (x0, y0) = (0.05 * w, 0.03 * h);
+        let block_w = 0.9 * w / BLOCKS as f32;
+        let room = 0.92 * h - y0;
         let mut spawned = 0;
         for (b, weight) in weights.iter().enumerate() {
-            let count = if b == 4 {
+            let count = if b == BLOCKS - 1 {
                 n - spawned
             } else {
                 (n as f32 * weight / total) as usize
             };
+            spawned += count;
             let kind = kind_of(b);
-            let s = spacing(kind);
-            let block_h = (count as f32 * s * s / block_w).min(0.9 * h - y0);
-            for _ in 0..count {
-                let x = x0 + (b as f32 + self.rng.unit()) * block_w;
-                let y = y0 + self.rng.unit() * block_h;
+            let mut s = spacing(kind);
+            let row_h = 0.866;
+            let needed = count as f32 * s * s * row_h / block_w;
+            if needed > room {
+                s *= (room / needed).sqrt();
+            }
+            let cols = ((block_w / s) as usize).max(1);
+            for i in 0..count {
+                let (row, col) = (i / cols, i % cols);
+                let shift = if row % 2 == 1 { 0.5 } else { 0.0 };
+                let jx = self.rng.range(-0.05, 0.05) * s;
+                let jy = self.rng.range(-0.05, 0.05) * s;
+                let x = x0 + b as f32 * block_w + (col as f32 + 0.25 + shift) * s + jx;
+                let y = y0 + (row as f32 + 0.5) * s * row_h + jy;
                 let _ = self.spawn_one(x, y, 0.0, 0.0, kind);
             }
-            spawned += count;
         }
     }
 

@@ -54,20 +54,21 @@ fn screenshot_shows_particles_where_they_were_spawned() {
         }
         n
     };
-    // The initial blocks stand on the floor between 15% and 85% of the
-    // width: sand in the first fifth, water in the second.
+    // The initial blocks stand on the floor between 5% and 95% of the
+    // width: sand in the first fifth (64–294 px), water in the second
+    // (294–524 px).
     let band = (640, 700);
-    let sand = count(200, 360, band.0, band.1, "sand");
-    let water = count(390, 550, band.0, band.1, "water");
+    let sand = count(100, 260, band.0, band.1, "sand");
+    let water = count(330, 490, band.0, band.1, "water");
     let area = 160 * (band.1 - band.0);
     assert!(sand * 3 > area, "sand block: {sand} of {area} pixels");
     assert!(water * 3 > area, "water block: {water} of {area} pixels");
     // Above the blocks and beside them the box is empty.
-    let sky = count(300, 1000, 150, 300, "background");
+    let sky = count(300, 1000, 40, 150, "background");
     assert!(
-        sky > 700 * 150 * 99 / 100,
+        sky > 700 * 110 * 99 / 100,
         "the sky has {sky} background pixels"
     );
-    let left = count(10, 150, 500, 700, "background");
-    assert!(left > 140 * 200 * 95 / 100, "left of the blocks: {left}");
+    let right = count(1225, 1275, 300, 700, "background");
+    assert!(right > 50 * 400 * 95 / 100, "right of the blocks: {right}");
 }
