@@ -238,6 +238,14 @@ fn span_pairs(
     )
 }
 
+/// Cuts `take` values after the next `skip` off the front of `rest`.
+fn carve<'a>(rest: &mut &'a mut [f32], skip: usize, take: usize) -> &'a mut [f32] {
+    let (_, tail) = std::mem::take(rest).split_at_mut(skip);
+    let (window, tail) = tail.split_at_mut(take);
+    *rest = tail;
+    window
+}
+
 /// Runs one pass; returns the number of touching pairs.
 pub fn resolve(
     store: &mut ParticleStore,
@@ -315,30 +323,16 @@ pub fn resolve(
         let mut at = 0;
         for s in (parity..stripes).step_by(2) {
             let (start, end) = (bounds[s], bounds[(s + 2).min(stripes)]);
-            let skip = start - at;
-            let take = end - start;
-            let rest;
-            (_, rest) = std::mem::take(&mut dx).split_at_mut(skip);
-            let (wdx, rdx) = rest.split_at_mut(take);
-            let rest;
-            (_, rest) = std::mem::take(&mut dy).split_at_mut(skip);
-            let (wdy, rdy) = rest.split_at_mut(take);
-            let rest;
-            (_, rest) = std::mem::take(&mut hits).split_at_mut(skip);
-            let (wh, rh) = rest.split_at_mut(take);
-            let rest;
-            (_, rest) = std::mem::take(&mut sp).split_at_mut(skip);
-            let (ws, rs) = rest.split_at_mut(take);
-            (dx, dy, hits, sp) = (rdx, rdy, rh, rs);
+            let (skip, take) = (start - at, end - start);
             at = end;
             tasks.push((
                 s,
                 Sums {
                     base: start,
-                    dx: wdx,
-                    dy: wdy,
-                    hits: wh,
-                    speed2: ws,
+                    dx: carve(&mut dx, skip, take),
+                    dy: carve(&mut dy, skip, take),
+                    hits: carve(&mut hits, skip, take),
+                    speed2: carve(&mut sp, skip, take),
                 },
             ));
         }
