@@ -206,3 +206,20 @@ fn help_and_print_config_document_everything() {
         particle_forge::game::Config::parse(&stdout).expect("--print-config is valid TOML");
     assert_eq!(config, particle_forge::game::Config::default());
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    // `script` gives the run a pseudo-terminal, as a player's shell would.
+    let bin = super::game().get_program().to_string_lossy().into_owned();
+    let (code, out, err) = run(std::process::Command::new("script").args([
+        "-qec",
+        &format!("{bin} --headless --frames 30 --particles 2000"),
+        "/dev/null",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("[#") || out.contains("/30 frames"),
+        "no progress bar in: {out}"
+    );
+    assert!(out.contains("30 frames, 2000 particles"), "{out}");
+}
