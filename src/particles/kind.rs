@@ -18,10 +18,6 @@ impl Kind {
     pub const ALL: [Kind; 4] = [Kind::Sand, Kind::Water, Kind::Spark, Kind::Heavy];
     pub const COUNT: usize = 4;
 
-    pub fn from_index(i: u8) -> Option<Kind> {
-        Self::ALL.get(i as usize).copied()
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Kind::Sand => "sand",
@@ -145,9 +141,9 @@ impl KindTable {
         self.get(kind).density * std::f32::consts::PI * r * r
     }
 
+    /// Mass of a particle of `kind` at its nominal radius.
     pub fn mass(&self, kind: Kind) -> f32 {
-        let k = self.get(kind);
-        k.density * std::f32::consts::PI * k.radius * k.radius
+        self.mass_at(kind, self.get(kind).radius)
     }
 
     /// Checks every value; the error names the field and what to do.

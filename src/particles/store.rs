@@ -176,10 +176,6 @@ impl ParticleStore {
         self.capacity_limit
     }
 
-    pub fn set_limit(&mut self, max: usize) {
-        self.capacity_limit = max;
-    }
-
     pub fn len(&self) -> usize {
         self.cols.x.len()
     }
