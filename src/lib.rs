@@ -11,3 +11,4 @@ pub mod overlay;
 pub mod particles;
 pub mod physics;
 pub mod render;
+pub mod workers;

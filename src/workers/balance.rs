@@ -1,0 +1,158 @@
+//! Dynamic rebalancing for data-parallel passes whose cost per item is
+//! uneven (clustered particles): the balancer remembers what each part of
+//! the index space cost last time, cuts the next run into chunks of equal
+//! predicted cost, and places consecutive chunks on the same worker (so a
+//! chunk tends to land where its data was last touched). Stealing mops up
+//! whatever the prediction got wrong.
+
+use super::graph::TaskGraph;
+use super::pool::WorkerPool;
+use super::task::{Capability, Priority, TaskSpec};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Cost buckets over the index space.
+const BUCKETS: usize = 256;
+/// Chunks per worker: enough slack for stealing to even out errors.
+const CHUNKS_PER_WORKER: usize = 4;
+
+pub struct Balancer {
+    name: String,
+    key: u64,
+    /// Predicted cost per bucket, nanoseconds.
+    cost: Vec<f64>,
+    n: usize,
+    /// Chunks and makespan of the last run.
+    pub last_chunks: usize,
+    pub last_makespan_ns: u64,
+}
+
+impl Balancer {
+    /// `key` keeps this balancer's affinity keys apart from other users'.
+    pub fn new(name: impl Into<String>, key: u32) -> Self {
+        Self {
+            name: name.into(),
+            key: u64::from(key) << 32,
+            cost: vec![1.0; BUCKETS],
+            n: 0,
+            last_chunks: 0,
+            last_makespan_ns: 0,
+        }
+    }
+
+    /// The chunk boundaries (item ranges) for `n` items and `workers`.
+    pub fn plan(&mut self, n: usize, workers: usize) -> Vec<Range<usize>> {
+        if n != self.n {
+            // A different item count: the old shape no longer applies.
+            self.cost.iter_mut().for_each(|c| *c = 1.0);
+            self.n = n;
+        }
+        let at = |b: usize| b * n / BUCKETS;
+        let total: f64 = self.cost.iter().sum();
+        let target = total / (workers.max(1) * CHUNKS_PER_WORKER) as f64;
+        let mut chunks = Vec::new();
+        let (mut start, mut acc) = (0, 0.0);
+        for b in 0..BUCKETS {
+            acc += self.cost[b];
+            if acc >= target || b == BUCKETS - 1 {
+                if at(b + 1) > at(start) {
+                    chunks.push(at(start)..at(b + 1));
+                }
+                start = b + 1;
+                acc = 0.0;
+            }
+        }
+        chunks
+    }
+
+    /// Runs `f` over `0..n` in cost-balanced chunks on the compute workers,
+    /// and learns from the measured chunk times.
+    pub fn run(
+        &mut self,
+        pool: &WorkerPool,
+        priority: Priority,
+        n: usize,
+        f: impl Fn(Range<usize>) + Sync,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let workers: Vec<usize> = (0..pool.worker_names().len())
+            .filter(|&w| {
+                pool.registry().workers[w]
+                    .caps
+                    .contains(Capability::Physics)
+            })
+            .collect();
+        let chunks = self.plan(n, workers.len());
+        // Predicted cost of each chunk, then consecutive chunks of about
+        // equal total go to the same worker.
+        let pred: Vec<f64> = chunks.iter().map(|c| self.predicted(c.clone())).collect();
+        let total: f64 = pred.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+        let mut acc = 0.0;
+        for (c, p) in pred.iter().enumerate() {
+            let mid = (acc + p / 2.0) / total;
+            acc += p;
+            let w = workers[((mid * workers.len() as f64) as usize).min(workers.len() - 1)];
+            pool.registry().note_affinity(self.key | c as u64, w);
+        }
+        let measured: Vec<AtomicU64> = chunks.iter().map(|_| AtomicU64::new(0)).collect();
+        let mut graph = TaskGraph::new();
+        for (c, range) in chunks.iter().enumerate() {
+            let (f, measured, range) = (&f, &measured, range.clone());
+            let registry = pool.registry();
+            graph.add(
+                TaskSpec::new(self.name.clone(), Capability::Physics)
+                    .priority(priority)
+                    .affinity(self.key | c as u64),
+                move || {
+                    let t0 = registry.now_ns();
+                    f(range);
+                    measured[c].store(registry.now_ns() - t0, Ordering::Relaxed);
+                },
+            );
+        }
+        let report = pool
+            .run(graph)
+            .expect("a graph of independent tasks has no cycle");
+        if let Some(err) = report.errors.first() {
+            panic!("{err}");
+        }
+        self.last_chunks = chunks.len();
+        self.last_makespan_ns = match (
+            report.timeline.first(),
+            report.timeline.iter().map(|r| r.end_ns).max(),
+        ) {
+            (Some(first), Some(end)) => end - first.start_ns,
+            _ => 0,
+        };
+        for (range, m) in chunks.iter().zip(&measured) {
+            self.learn(range.clone(), m.load(Ordering::Relaxed) as f64);
+        }
+    }
+
+    fn buckets_of(&self, r: Range<usize>) -> Range<usize> {
+        let n = self.n.max(1);
+        let b0 = r.start * BUCKETS / n;
+        let b1 = (r.end * BUCKETS).div_ceil(n).min(BUCKETS);
+        b0..b1.max(b0 + 1)
+    }
+
+    fn predicted(&self, r: Range<usize>) -> f64 {
+        self.cost[self.buckets_of(r)].iter().sum()
+    }
+
+    /// Spreads a chunk's measured time over its buckets in the proportions
+    /// predicted, averaged with the old prediction.
+    fn learn(&mut self, r: Range<usize>, ns: f64) {
+        let b = self.buckets_of(r);
+        let old: f64 = self.cost[b.clone()].iter().sum();
+        if old <= 0.0 || ns <= 0.0 {
+            return;
+        }
+        let scale = ns / old;
+        for c in &mut self.cost[b] {
+            *c = 0.5 * *c + 0.5 * (*c * scale);
+        }
+    }
+}
