@@ -45,6 +45,7 @@ pub fn run_windowed(
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
+            .set(crate::game::bevy_task_pools())
             .set(WindowPlugin {
                 primary_window: Some(window),
                 ..default()

@@ -1,7 +1,7 @@
 //! Command-line flags and how they combine with the config file.
 
 use crate::game::Config;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 const CONTROLS: &str = "\
@@ -22,6 +22,9 @@ override the file.";
 #[derive(Parser, Debug, Default, Clone)]
 #[command(name = "particle-forge", version, after_help = CONTROLS)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run without a window or GPU, as fast as possible, then print a summary.
     #[arg(long)]
     pub headless: bool,
@@ -96,10 +99,37 @@ pub struct Cli {
     pub print_config: bool,
 }
 
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Side-by-side benchmarks against peers, run in this process.
+    Bench {
+        #[command(subcommand)]
+        suite: BenchSuite,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchSuite {
+    /// The job system against rayon: spawn/join, parallel-for, scaling,
+    /// frame-critical latency under load, clustered work.
+    Workers(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchArgs {
+    /// Fewer repetitions (under 20 seconds).
+    #[arg(long)]
+    pub quick: bool,
+    /// Make the last line of stdout one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// What to run, once flags and config agree.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     PrintConfig,
+    Bench(BenchSuite),
     Headless {
         frames: u64,
         json: bool,
@@ -117,6 +147,9 @@ impl Cli {
     /// Loads and overrides the config and checks the flags against it. The
     /// error is one sentence that says what to do.
     pub fn resolve(&self) -> Result<(Config, Mode), String> {
+        if let Some(Command::Bench { suite }) = self.command {
+            return Ok((Config::default(), Mode::Bench(suite)));
+        }
         let mut config = match &self.config {
             Some(path) => Config::load(path).map_err(|e| e.0)?,
             None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {

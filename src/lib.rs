@@ -5,6 +5,7 @@
 //! map and the rules.
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod game;
 pub mod overlay;

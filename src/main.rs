@@ -4,8 +4,8 @@
 
 use clap::Parser;
 use particle_forge::{
-    app,
-    cli::{Cli, Mode, one_line_error},
+    app, bench,
+    cli::{BenchSuite, Cli, Mode, one_line_error},
     game::headless,
 };
 use std::process::ExitCode;
@@ -35,6 +35,15 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<u8, String> {
     let (config, mode) = cli.resolve()?;
     match mode {
+        Mode::Bench(BenchSuite::Workers(args)) => {
+            let report = bench::workers::run(args.quick);
+            println!("{}", report.describe());
+            if args.json {
+                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                println!("{line}");
+            }
+            Ok(0)
+        }
         Mode::PrintConfig => {
             print!("{}", config.to_toml());
             Ok(0)

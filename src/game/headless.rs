@@ -71,7 +71,7 @@ pub struct Summary {
 /// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
 pub fn build_app(config: Config, autoplay: bool) -> Result<App, String> {
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
+    app.add_plugins(MinimalPlugins.set(super::bevy_task_pools()))
         .add_plugins(GamePlugin::new(config, autoplay)?);
     app.finish();
     app.cleanup();

@@ -18,6 +18,7 @@ use bevy::prelude::*;
 use std::sync::Mutex;
 
 use crate::particles::Kind;
+use crate::workers::{Capability, Priority, TaskGraph, TaskSpec};
 pub use config::Config;
 pub use sandbox::{Sandbox, ToolCommand};
 
@@ -61,6 +62,30 @@ impl Default for PlayerState {
             show_overlay: false,
             reset_requested: false,
         }
+    }
+}
+
+/// Bevy's own task pools, sized so that they do not compete with the
+/// worker system: every heavy loop runs on our compute workers (one per
+/// core) and the chain's I/O on our I/O worker, and the game's systems run
+/// in a chain, so Bevy's pools get one thread each (its minimum; they idle).
+pub fn bevy_task_pools() -> bevy::app::TaskPoolPlugin {
+    use bevy::app::{TaskPoolOptions, TaskPoolThreadAssignmentPolicy};
+    let one = || TaskPoolThreadAssignmentPolicy {
+        min_threads: 1,
+        max_threads: 1,
+        percent: 1.0,
+        on_thread_spawn: None,
+        on_thread_destroy: None,
+    };
+    bevy::app::TaskPoolPlugin {
+        task_pool_options: TaskPoolOptions {
+            min_total_threads: 1,
+            max_total_threads: 3,
+            io: one(),
+            async_compute: one(),
+            compute: one(),
+        },
     }
 }
 
@@ -125,7 +150,6 @@ impl Plugin for GamePlugin {
                     reset_on_request,
                     run_autoplay.run_if(resource_exists::<AutoplayDriver>),
                     apply_tools,
-                    expire_particles,
                 )
                     .chain()
                     .in_set(GameSet::Management),
@@ -152,20 +176,38 @@ fn run_autoplay(
     driver.0.next_frame(room, &mut queue.0);
 }
 
+/// The Management set's work as a task graph on the worker system: the
+/// player's tools, then (unless paused) expiring particles that outlived
+/// their kind's lifetime.
 pub(crate) fn apply_tools(
     mut queue: ResMut<ToolQueue>,
     mut sandbox: ResMut<Sandbox>,
+    player: Res<PlayerState>,
     config: Res<GameConfig>,
 ) {
     let dt = config.0.world.dt;
-    for cmd in queue.0.drain(..) {
-        sandbox.apply(cmd, dt);
-    }
-}
-
-fn expire_particles(mut sandbox: ResMut<Sandbox>, player: Res<PlayerState>) {
+    let pool = sandbox.pool.clone();
+    let commands: Vec<_> = queue.0.drain(..).collect();
+    let shared = Mutex::new(&mut *sandbox);
+    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+    let spec =
+        |name: &str| TaskSpec::new(name, Capability::Management).priority(Priority::FrameCritical);
+    let mut graph = TaskGraph::new();
+    let tools = graph.add(spec("management.tools"), || {
+        let mut sandbox = lock();
+        for cmd in commands {
+            sandbox.apply(cmd, dt);
+        }
+    });
     if !player.paused {
-        sandbox.expire();
+        graph.add_after(spec("management.expire"), &[tools], || {
+            lock().expire();
+        });
+    }
+    match pool.run(graph) {
+        Ok(report) if report.is_ok() => {}
+        Ok(report) => error!("the management tasks failed: {}", report.errors[0]),
+        Err(e) => error!("the management tasks failed: {e}"),
     }
 }
 

@@ -7,8 +7,8 @@ use super::config::{Config, ParticlesConfig, ToolsConfig};
 use super::rng::Rng;
 use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
 use crate::physics::{Physics, PhysicsParams, StepTimings};
+use crate::workers::WorkerPool;
 use bevy::prelude::Resource;
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// One use of a tool, at a point of the world.
@@ -46,8 +46,9 @@ pub struct Sandbox {
     initial: ParticlesConfig,
     pub rng: Rng,
     seed: u64,
-    /// Threads for physics and instance packing.
-    pub pool: Arc<rayon::ThreadPool>,
+    /// The job system: compute workers for physics, tools and instance
+    /// packing, plus the I/O worker.
+    pub pool: Arc<WorkerPool>,
     pub frame: u64,
     pub last_step: StepTimings,
     pub counts: FrameCounts,
@@ -63,11 +64,8 @@ impl Sandbox {
     /// Builds the sandbox and spawns the initial particles.
     pub fn new(config: &Config) -> Result<Self, String> {
         let threads = config.physics_threads();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("physics-{i}"))
-            .build()
-            .map_err(|e| format!("cannot start {threads} physics threads: {e}"))?;
+        let pool = WorkerPool::new(threads, 1)
+            .map_err(|e| format!("cannot start the worker threads: {e}"))?;
         let mut params = PhysicsParams::new(
             config.world.width,
             config.world.height,
@@ -233,24 +231,24 @@ impl Sandbox {
         let s = self.store.slices_mut();
         let (x, y) = (&*s.x, &*s.y);
         let r2 = radius * radius;
-        self.pool.install(|| {
-            s.vx.par_chunks_mut(GRAIN)
-                .zip(s.vy.par_chunks_mut(GRAIN))
+        let mut chunks: Vec<_> =
+            s.vx.chunks_mut(GRAIN)
+                .zip(s.vy.chunks_mut(GRAIN))
                 .enumerate()
-                .for_each(|(c, (vx, vy))| {
-                    let base = c * GRAIN;
-                    for k in 0..vx.len() {
-                        let dx = cx - x[base + k];
-                        let dy = cy - y[base + k];
-                        let d2 = dx * dx + dy * dy;
-                        if d2 < r2 && d2 > 1e-6 {
-                            let d = d2.sqrt();
-                            let f = dv * (1.0 - d / radius) / d;
-                            vx[k] += dx * f;
-                            vy[k] += dy * f;
-                        }
-                    }
-                });
+                .collect();
+        self.pool.for_each_mut(&mut chunks, |(c, (vx, vy))| {
+            let base = *c * GRAIN;
+            for k in 0..vx.len() {
+                let dx = cx - x[base + k];
+                let dy = cy - y[base + k];
+                let d2 = dx * dx + dy * dy;
+                if d2 < r2 && d2 > 1e-6 {
+                    let d = d2.sqrt();
+                    let f = dv * (1.0 - d / radius) / d;
+                    vx[k] += dx * f;
+                    vy[k] += dy * f;
+                }
+            }
         });
     }
 
@@ -271,7 +269,7 @@ impl Sandbox {
     /// Advances physics by `dt`.
     pub fn step(&mut self, dt: f32) {
         let (physics, store) = (&mut self.physics, &mut self.store);
-        self.last_step = self.pool.install(|| physics.step(store, dt));
+        self.last_step = physics.step(store, dt, &self.pool);
         self.frame += 1;
     }
 

@@ -155,7 +155,7 @@ fn draw_ui(
                     "{} substeps × {} passes, {} threads",
                     config.0.physics.substeps,
                     config.0.physics.iterations,
-                    sandbox.pool.current_num_threads()
+                    sandbox.pool.compute_workers()
                 ));
                 let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
                     history

@@ -12,6 +12,7 @@
 //!   so every old copy of the handle is caught as stale: O(1).
 
 use super::column::Column;
+use crate::workers::WorkerPool;
 use bytemuck::Pod;
 
 /// A stable name for one particle. Stale handles are detected, never misread.
@@ -365,9 +366,9 @@ impl ParticleStore {
 
     /// Reorders the rows: new row `i` is old row `order[i]`. `order` must be a
     /// permutation of `0..len` (the counting sort in `physics::grid` makes one).
-    /// Handles stay valid. With `parallel`, each column is gathered by its own
-    /// rayon task.
-    pub fn permute(&mut self, order: &[u32], parallel: bool) {
+    /// Handles stay valid. With a pool, each column is gathered by its own
+    /// task.
+    pub fn permute(&mut self, order: &[u32], pool: Option<&WorkerPool>) {
         let n = self.len();
         assert_eq!(order.len(), n, "permute: order has the wrong length");
         each_column!(self.scratch, |c| c.resize_zeroed(n));
@@ -384,8 +385,8 @@ impl ParticleStore {
             Box::new(|| gather(&mut dst.kind, &src.kind, order)),
             Box::new(|| gather(&mut dst.owner, &src.owner, order)),
         ];
-        if parallel {
-            rayon::scope(|s| {
+        if let Some(pool) = pool {
+            pool.scope(|s| {
                 for job in jobs {
                     s.spawn(move |_| job());
                 }

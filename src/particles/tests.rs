@@ -78,7 +78,7 @@ proptest! {
                 }
                 Op::Reverse => {
                     let rev: Vec<u32> = (0..store.len() as u32).rev().collect();
-                    store.permute(&rev, false);
+                    store.permute(&rev, None);
                 }
                 Op::KillWhere(m) => {
                     let killed = store.despawn_where(|s, i| (s.x[i] as u32).is_multiple_of(m as u32));
@@ -136,8 +136,9 @@ fn parallel_permute_matches_sequential() {
     }
     // A scrambling permutation: multiply by a unit modulo n.
     let order: Vec<u32> = (0..5000u32).map(|i| (i * 7919) % 5000).collect();
-    a.permute(&order, true);
-    b.permute(&order, false);
+    let pool = crate::workers::WorkerPool::new(2, 0).unwrap();
+    a.permute(&order, Some(&pool));
+    b.permute(&order, None);
     assert_eq!(a.slices().x, b.slices().x);
     assert_eq!(a.slices().kind, b.slices().kind);
     for h in handles {

@@ -25,7 +25,7 @@
 
 use super::{PhysicsParams, grid::Grid, integrate::clamp_to_box};
 use crate::particles::ParticleStore;
-use rayon::prelude::*;
+use crate::workers::WorkerPool;
 use wide::f32x4;
 
 const GRAIN: usize = 4096;
@@ -253,6 +253,7 @@ pub fn resolve(
     p: &PhysicsParams,
     h: f32,
     scratch: &mut Scratch,
+    pool: &WorkerPool,
 ) -> u64 {
     let n = store.len();
     for v in [
@@ -271,15 +272,11 @@ pub fn resolve(
     let n_prev = s.contacts;
     let kind = store.slices().kind;
     let friction = p.friction;
-    scratch
-        .mu
-        .par_chunks_mut(GRAIN)
-        .zip(kind.par_chunks(GRAIN))
-        .for_each(|(mu, kind)| {
-            for (m, &k) in mu.iter_mut().zip(kind) {
-                *m = friction[k as usize & 3];
-            }
-        });
+    pool.for_each_chunk_mut(&mut scratch.mu[..n], GRAIN, |base, mu| {
+        for (m, &k) in mu.iter_mut().zip(&kind[base..]) {
+            *m = friction[k as usize & 3];
+        }
+    });
     let mu = &scratch.mu[..];
     let cols = Cols {
         x,
@@ -327,6 +324,7 @@ pub fn resolve(
             at = end;
             tasks.push((
                 s,
+                0u64,
                 Sums {
                     base: start,
                     dx: carve(&mut dx, skip, take),
@@ -336,53 +334,52 @@ pub fn resolve(
                 },
             ));
         }
-        touching += tasks
-            .into_par_iter()
-            .map(|(s, mut sums)| {
-                let mut touching = 0u64;
-                // The last grid row this stripe's particles may search.
-                let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
-                for i in bounds[s]..bounds[s + 1] {
-                    let me = Me {
-                        n: n_prev[i],
-                        x: x[i],
-                        y: y[i],
-                        r: r[i],
-                        w: w[i],
-                        vx: vx[i],
-                        vy: vy[i],
-                        mu: mu[i],
-                    };
-                    // The cells the particle's reach overlaps, from its own
-                    // row up; in its own row only the rows after it.
-                    let reach = r[i] + r_max;
-                    let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
-                    let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
-                    let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                    for row in r0..=r1.min(last_row) {
-                        let (lo, hi) = grid.row_range(row, c0, c1);
-                        // Only rows after `i` (in its own grid row, that
-                        // cuts off the cells to its left and itself).
-                        let lo = lo.max(i + 1);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, &mut sums);
-                        px += ax;
-                        py += ay;
-                        hits += hh;
-                        speed2 = speed2.max(s2);
+        pool.for_each_mut(&mut tasks, |(s, found, sums)| {
+            let s = *s;
+            let mut touching = 0u64;
+            // The last grid row this stripe's particles may search.
+            let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
+            for i in bounds[s]..bounds[s + 1] {
+                let me = Me {
+                    n: n_prev[i],
+                    x: x[i],
+                    y: y[i],
+                    r: r[i],
+                    w: w[i],
+                    vx: vx[i],
+                    vy: vy[i],
+                    mu: mu[i],
+                };
+                // The cells the particle's reach overlaps, from its own
+                // row up; in its own row only the rows after it.
+                let reach = r[i] + r_max;
+                let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
+                let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
+                let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+                for row in r0..=r1.min(last_row) {
+                    let (lo, hi) = grid.row_range(row, c0, c1);
+                    // Only rows after `i` (in its own grid row, that
+                    // cuts off the cells to its left and itself).
+                    let lo = lo.max(i + 1);
+                    if lo >= hi {
+                        continue;
                     }
-                    let k = i - sums.base;
-                    sums.dx[k] += px;
-                    sums.dy[k] += py;
-                    sums.hits[k] += hits;
-                    sums.speed2[k] = sums.speed2[k].max(speed2);
-                    touching += hits as u64;
+                    let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, sums);
+                    px += ax;
+                    py += ay;
+                    hits += hh;
+                    speed2 = speed2.max(s2);
                 }
-                touching
-            })
-            .sum::<u64>();
+                let k = i - sums.base;
+                sums.dx[k] += px;
+                sums.dy[k] += py;
+                sums.hits[k] += hits;
+                sums.speed2[k] = sums.speed2[k].max(speed2);
+                touching += hits as u64;
+            }
+            *found = touching;
+        });
+        touching += tasks.iter().map(|t| t.1).sum::<u64>();
     }
     let contacts = touching;
 
@@ -392,49 +389,51 @@ pub fn resolve(
     s.contacts.copy_from_slice(&scratch.n);
     let inv_h = 1.0 / h;
     let (relax, max_move) = (p.relaxation, p.max_move);
-    s.x.par_chunks_mut(GRAIN)
-        .zip(s.y.par_chunks_mut(GRAIN))
-        .zip(s.vx.par_chunks_mut(GRAIN))
-        .zip(s.vy.par_chunks_mut(GRAIN))
-        .zip(s.radius.par_chunks(GRAIN))
-        .enumerate()
-        .for_each(|(chunk, ((((x, y), vx), vy), r))| {
-            let base = chunk * GRAIN;
-            for i in 0..x.len() {
-                let k = base + i;
-                let (ox, oy) = (x[i], y[i]);
-                let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
-                // Deep overlaps (a spawn inside a pile) are pushed out over
-                // several substeps instead of all at once.
-                let limit = max_move * r[i];
-                let sq = ax * ax + ay * ay;
-                if sq > limit * limit {
-                    let f = limit / sq.sqrt();
-                    ax *= f;
-                    ay *= f;
-                }
-                let (mut nx, mut ny) = (ox + ax, oy + ay);
-                if walls {
-                    (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
-                }
-                // Position-based dynamics: the correction is motion too. But
-                // it may not make a particle faster than it or any particle
-                // touching it was: pushing apart an old overlap (a pile under
-                // its own weight) must not launch the top layer.
-                let (u0, v0) = (vx[i], vy[i]);
-                let (mut u, mut v) = (u0 + (nx - ox) * inv_h, v0 + (ny - oy) * inv_h);
-                let limit2 = (u0 * u0 + v0 * v0).max(speed2[k]);
-                let sq = u * u + v * v;
-                if sq > limit2 {
-                    let f = (limit2 / sq).sqrt();
-                    u *= f;
-                    v *= f;
-                }
-                vx[i] = u;
-                vy[i] = v;
-                x[i] = nx;
-                y[i] = ny;
+    let mut chunks: Vec<_> =
+        s.x.chunks_mut(GRAIN)
+            .zip(s.y.chunks_mut(GRAIN))
+            .zip(s.vx.chunks_mut(GRAIN))
+            .zip(s.vy.chunks_mut(GRAIN))
+            .zip(s.radius.chunks(GRAIN))
+            .enumerate()
+            .collect();
+    pool.for_each_mut(&mut chunks, |(chunk, ((((x, y), vx), vy), r))| {
+        let base = *chunk * GRAIN;
+        for i in 0..x.len() {
+            let k = base + i;
+            let (ox, oy) = (x[i], y[i]);
+            let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
+            // Deep overlaps (a spawn inside a pile) are pushed out over
+            // several substeps instead of all at once.
+            let limit = max_move * r[i];
+            let sq = ax * ax + ay * ay;
+            if sq > limit * limit {
+                let f = limit / sq.sqrt();
+                ax *= f;
+                ay *= f;
             }
-        });
+            let (mut nx, mut ny) = (ox + ax, oy + ay);
+            if walls {
+                (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
+            }
+            // Position-based dynamics: the correction is motion too. But
+            // it may not make a particle faster than it or any particle
+            // touching it was: pushing apart an old overlap (a pile under
+            // its own weight) must not launch the top layer.
+            let (u0, v0) = (vx[i], vy[i]);
+            let (mut u, mut v) = (u0 + (nx - ox) * inv_h, v0 + (ny - oy) * inv_h);
+            let limit2 = (u0 * u0 + v0 * v0).max(speed2[k]);
+            let sq = u * u + v * v;
+            if sq > limit2 {
+                let f = (limit2 / sq).sqrt();
+                u *= f;
+                v *= f;
+            }
+            vx[i] = u;
+            vy[i] = v;
+            x[i] = nx;
+            y[i] = ny;
+        }
+    });
     contacts
 }

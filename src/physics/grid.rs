@@ -6,7 +6,7 @@
 //! memory, which the contact kernel reads a vector at a time.
 
 use crate::particles::ParticleStore;
-use rayon::prelude::*;
+use crate::workers::WorkerPool;
 
 /// Grid geometry plus the per-step tables (reused, never shrunk).
 #[derive(Default)]
@@ -48,23 +48,20 @@ impl Grid {
 
     /// Sorts `store` by cell (stable, so the result depends only on the input
     /// order) and fills `cell_start`.
-    pub fn rebuild(&mut self, store: &mut ParticleStore) {
+    pub fn rebuild(&mut self, store: &mut ParticleStore, pool: &WorkerPool) {
         let n = store.len();
         let cells = self.cell_count();
         let s = store.slices();
         self.unsorted_cell.resize(n, 0);
         let (inv, cols, rows) = (self.inv_cell, self.cols, self.rows);
         let (x, y) = (s.x, s.y);
-        self.unsorted_cell
-            .par_chunks_mut(GRAIN)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                let base = chunk * GRAIN;
-                for (k, c) in out.iter_mut().enumerate() {
-                    let (cx, cy) = cell_coords(inv, cols, rows, x[base + k], y[base + k]);
-                    *c = cy * cols + cx;
-                }
-            });
+        pool.for_each_chunk_mut(&mut self.unsorted_cell, GRAIN, |base, out| {
+            let (x, y) = (&x[base..base + out.len()], &y[base..base + out.len()]);
+            for ((c, &x), &y) in out.iter_mut().zip(x).zip(y) {
+                let (cx, cy) = cell_coords(inv, cols, rows, x, y);
+                *c = cy * cols + cx;
+            }
+        });
         // Counting sort: histogram, exclusive prefix sum, stable scatter.
         self.cell_start.clear();
         self.cell_start.resize(cells + 1, 0);
@@ -82,7 +79,7 @@ impl Grid {
             self.order[*at as usize] = i as u32;
             *at += 1;
         }
-        store.permute(&self.order, n >= 4 * GRAIN);
+        store.permute(&self.order, (n >= 4 * GRAIN).then_some(pool));
     }
 
     /// The particle rows holding cells `c0..=c1` of grid row `row`: one

@@ -1,5 +1,5 @@
 //! Physics kernels over the particle store: integration, the counting-sort
-//! grid and circle collisions, parallel over rayon's current pool.
+//! grid and circle collisions, run as a task graph on the worker system.
 //!
 //! One step of `dt` is `substeps` substeps of `h = dt / substeps`:
 //! 1. integrate: drag, gravity, a speed cap, `x += v h`, walls;
@@ -13,6 +13,10 @@
 //! scaling that keeps one pass per substep stable and the striped schedule
 //! that adds every sum in the same order however the work is split: the
 //! same seed gives the same state, bit for bit, on any thread count.
+//!
+//! A step is a chain of frame-critical Physics tasks (integrate → grid →
+//! collide per substep, then ageing); each task splits its loop over the
+//! compute workers. The graph's timeline gives the phase times.
 
 pub mod collide;
 pub mod grid;
@@ -22,7 +26,9 @@ pub mod integrate;
 mod tests;
 
 use crate::particles::{Kind, KindTable, ParticleStore};
+use crate::workers::{Capability, Priority, TaskGraph, TaskId, TaskRecord, TaskSpec, WorkerPool};
 use grid::Grid;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Everything the kernels read besides the particles.
@@ -100,6 +106,16 @@ pub struct Physics {
     pub params: PhysicsParams,
     pub grid: Grid,
     scratch: collide::Scratch,
+    /// Which task ran where and when in the last step.
+    pub timeline: Vec<TaskRecord>,
+}
+
+/// What the step's tasks share; the graph runs them one after another.
+struct Work<'a> {
+    store: &'a mut ParticleStore,
+    grid: &'a mut Grid,
+    scratch: &'a mut collide::Scratch,
+    contacts: u64,
 }
 
 impl Physics {
@@ -110,38 +126,72 @@ impl Physics {
             params,
             grid,
             scratch: collide::Scratch::default(),
+            timeline: Vec::new(),
         }
     }
 
-    /// Advances the store by `dt` seconds on rayon's current thread pool.
-    pub fn step(&mut self, store: &mut ParticleStore, dt: f32) -> StepTimings {
+    /// Advances the store by `dt` seconds on `pool`'s compute workers.
+    pub fn step(&mut self, store: &mut ParticleStore, dt: f32, pool: &WorkerPool) -> StepTimings {
+        let started = Instant::now();
         let p = &self.params;
         let substeps = p.substeps.max(1);
         let h = dt / substeps as f32;
-        let mut t = StepTimings::default();
-        let start = Instant::now();
+        let work = Mutex::new(Work {
+            store,
+            grid: &mut self.grid,
+            scratch: &mut self.scratch,
+            contacts: 0,
+        });
+        let lock = || work.lock().unwrap_or_else(|e| e.into_inner());
+        let spec =
+            |name: &str| TaskSpec::new(name, Capability::Physics).priority(Priority::FrameCritical);
+        let mut graph = TaskGraph::new();
+        let mut last: Option<TaskId> = None;
         for _ in 0..substeps {
-            let t0 = Instant::now();
-            integrate::integrate(store, p, h);
-            let t1 = Instant::now();
-            self.grid.rebuild(store);
-            let t2 = Instant::now();
-            for _ in 0..p.iterations {
-                t.contacts = collide::resolve(store, &self.grid, p, h, &mut self.scratch);
+            let after: Vec<TaskId> = last.into_iter().collect();
+            let a = graph.add_after(spec("physics.integrate"), &after, move || {
+                integrate::integrate(lock().store, p, h, pool);
+            });
+            let b = graph.add_after(spec("physics.grid"), &[a], move || {
+                let w = &mut *lock();
+                w.grid.rebuild(w.store, pool);
+            });
+            let c = graph.add_after(spec("physics.collide"), &[b], move || {
+                let w = &mut *lock();
+                for _ in 0..p.iterations {
+                    w.contacts = collide::resolve(w.store, w.grid, p, h, w.scratch, pool);
+                }
+            });
+            last = Some(c);
+        }
+        let after: Vec<TaskId> = last.into_iter().collect();
+        graph.add_after(spec("physics.age"), &after, move || {
+            for a in lock().store.slices_mut().age {
+                *a += dt;
             }
-            let t3 = Instant::now();
-            t.integrate_ms += ms(t1 - t0);
-            t.grid_ms += ms(t2 - t1);
-            t.collide_ms += ms(t3 - t2);
+        });
+        let report = pool.run(graph).expect("the physics chain has no cycle");
+        if let Some(err) = report.errors.first() {
+            panic!("physics step failed: {err}");
         }
-        for a in store.slices_mut().age {
-            *a += dt;
+        let mut t = StepTimings {
+            contacts: work
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .contacts,
+            ..StepTimings::default()
+        };
+        for r in &report.timeline {
+            let ms = (r.end_ns - r.start_ns) as f64 / 1e6;
+            match r.name.as_str() {
+                "physics.integrate" => t.integrate_ms += ms,
+                "physics.grid" => t.grid_ms += ms,
+                "physics.collide" => t.collide_ms += ms,
+                _ => {}
+            }
         }
-        t.total_ms = ms(start.elapsed());
+        t.total_ms = started.elapsed().as_secs_f64() * 1e3;
+        self.timeline = report.timeline;
         t
     }
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -5,11 +5,8 @@ use super::*;
 use crate::game::rng::Rng;
 use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
 
-fn pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
+fn pool(threads: usize) -> crate::workers::WorkerPool {
+    crate::workers::WorkerPool::new(threads, 0).unwrap()
 }
 
 fn add(store: &mut ParticleStore, kinds: &KindTable, kind: Kind, x: f32, y: f32, vx: f32, vy: f32) {
@@ -96,7 +93,7 @@ fn nothing_leaves_the_box() {
                 *vy += b;
             }
         }
-        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+        physics.step(&mut store, 1.0 / 60.0, &pool);
         let s = store.slices();
         for i in 0..s.x.len() {
             let r = s.radius[i];
@@ -152,9 +149,7 @@ fn momentum_is_conserved_without_walls_and_gravity() {
     let pool = pool(2);
     let mut contacts = 0;
     for _ in 0..120 {
-        contacts += pool
-            .install(|| physics.step(&mut store, 1.0 / 60.0))
-            .contacts;
+        contacts += physics.step(&mut store, 1.0 / 60.0, &pool).contacts;
     }
     assert!(
         contacts > 1000,
@@ -175,7 +170,7 @@ fn piles_settle_without_deep_overlap() {
     let mut physics = Physics::new(params(&kinds, w, h));
     let pool = pool(2);
     for _ in 0..900 {
-        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+        physics.step(&mut store, 1.0 / 60.0, &pool);
     }
     let s = store.slices();
     let mean_speed: f32 =
@@ -239,7 +234,7 @@ fn a_fast_particle_does_not_tunnel_through_a_wall_of_particles() {
     let mut physics = Physics::new(p);
     let pool = pool(1);
     for _ in 0..120 {
-        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+        physics.step(&mut store, 1.0 / 60.0, &pool);
     }
     let s = store.slices();
     let wall_back =
@@ -266,7 +261,7 @@ fn run(threads: usize, seed: u64) -> Vec<u32> {
     let mut physics = Physics::new(params(&kinds, w, h));
     let pool = pool(threads);
     for _ in 0..60 {
-        pool.install(|| physics.step(&mut store, 1.0 / 60.0));
+        physics.step(&mut store, 1.0 / 60.0, &pool);
     }
     let s = store.slices();
     s.x.iter()
@@ -309,7 +304,8 @@ fn contact_search_finds_exactly_the_touching_pairs() {
     }
     let p = params(&kinds, w, h);
     let mut physics = Physics::new(p.clone());
-    physics.grid.rebuild(&mut store);
+    let pool = pool(2);
+    physics.grid.rebuild(&mut store, &pool);
     let s = store.slices();
     let mut brute = 0u64;
     for i in 0..s.x.len() {
@@ -322,6 +318,13 @@ fn contact_search_finds_exactly_the_touching_pairs() {
         }
     }
     let mut scratch = collide::Scratch::default();
-    let got = collide::resolve(&mut store, &physics.grid, &p, 1.0 / 120.0, &mut scratch);
+    let got = collide::resolve(
+        &mut store,
+        &physics.grid,
+        &p,
+        1.0 / 120.0,
+        &mut scratch,
+        &pool,
+    );
     assert_eq!(got, brute);
 }

@@ -1,8 +1,8 @@
 //! The GPU instance record and the parallel packing of SoA columns into it.
 
 use crate::particles::{Kind, KindTable, ParticleSlices};
+use crate::workers::WorkerPool;
 use bytemuck::{Pod, Zeroable};
-use rayon::prelude::*;
 
 /// One particle as the vertex shader reads it (16 bytes, step mode Instance).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
@@ -52,25 +52,27 @@ impl Palette {
 }
 
 /// Packs every live particle into `out` (resized to fit), in parallel chunks
-/// on rayon's current pool.
-pub fn pack(s: &ParticleSlices<'_>, palette: &Palette, out: &mut Vec<ParticleInstance>) {
+/// on the pool's workers.
+pub fn pack(
+    s: &ParticleSlices<'_>,
+    palette: &Palette,
+    out: &mut Vec<ParticleInstance>,
+    pool: &WorkerPool,
+) {
     let n = s.x.len();
     out.resize(n, ParticleInstance::default());
-    out.par_chunks_mut(PACK_GRAIN)
-        .enumerate()
-        .for_each(|(c, chunk)| {
-            let base = c * PACK_GRAIN;
-            for (k, inst) in chunk.iter_mut().enumerate() {
-                let i = base + k;
-                let (vx, vy) = (s.vx[i], s.vy[i]);
-                *inst = ParticleInstance {
-                    x: s.x[i],
-                    y: s.y[i],
-                    radius: s.radius[i],
-                    rgba: palette.rgba(s.kind[i], vx * vx + vy * vy, s.age[i]),
-                };
-            }
-        });
+    pool.for_each_chunk_mut(out, PACK_GRAIN, |base, chunk| {
+        for (k, inst) in chunk.iter_mut().enumerate() {
+            let i = base + k;
+            let (vx, vy) = (s.vx[i], s.vy[i]);
+            *inst = ParticleInstance {
+                x: s.x[i],
+                y: s.y[i],
+                radius: s.radius[i],
+                rgba: palette.rgba(s.kind[i], vx * vx + vy * vy, s.age[i]),
+            };
+        }
+    });
 }
 
 #[cfg(test)]
@@ -97,7 +99,8 @@ mod tests {
                 .unwrap();
         }
         let mut out = Vec::new();
-        pack(&store.slices(), &Palette::new(&kinds), &mut out);
+        let pool = crate::workers::WorkerPool::new(2, 0).unwrap();
+        pack(&store.slices(), &Palette::new(&kinds), &mut out, &pool);
         assert_eq!(out.len(), 40_000);
         assert_eq!(bytemuck::cast_slice::<_, u8>(&out).len(), 40_000 * 16);
         let sand = out[0];

@@ -10,6 +10,7 @@
 pub mod instance;
 
 use crate::game::{GameSet, Sandbox, input::WorldCamera};
+use crate::workers::{Capability, Priority, TaskGraph, TaskSpec};
 use bevy::{
     camera::ScalingMode,
     core_pipeline::core_2d::{CORE_2D_DEPTH_FORMAT, Transparent2d},
@@ -107,12 +108,26 @@ fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
     commands.spawn(ParticleLayer);
 }
 
+/// The Rendering set's work: one frame-critical Rendering task that packs
+/// the instances in parallel chunks.
 fn pack_instances(sandbox: Res<Sandbox>, mut out: ResMut<ParticleInstances>) {
     let palette = Palette::new(&sandbox.kinds);
     let slices = sandbox.store.slices();
-    sandbox
-        .pool
-        .install(|| instance::pack(&slices, &palette, &mut out.0));
+    let pool = &*sandbox.pool;
+    let out = &mut out.0;
+    let mut graph = TaskGraph::new();
+    graph.add(
+        TaskSpec::new("render.pack", Capability::Rendering).priority(Priority::FrameCritical),
+        || instance::pack(&slices, &palette, out, pool),
+    );
+    match pool.run(graph) {
+        Ok(report) if report.is_ok() => {}
+        Ok(report) => error!(
+            "packing the particle instances failed: {}",
+            report.errors[0]
+        ),
+        Err(e) => error!("packing the particle instances failed: {e}"),
+    }
 }
 
 #[derive(Resource)]

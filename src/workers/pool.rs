@@ -209,6 +209,24 @@ impl WorkerPool {
         })
     }
 
+    /// Calls `f(offset, chunk)` on pieces of `data` in parallel, split
+    /// adaptively like `parallel_for` but never below `min_grain` elements.
+    /// `offset` is the chunk's first index in `data`.
+    pub fn for_each_chunk_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        min_grain: usize,
+        f: impl Fn(usize, &mut [T]) + Sync,
+    ) {
+        if data.is_empty() {
+            return;
+        }
+        self.on_worker(|w| {
+            let splits = w.team_size();
+            split_slice(data, 0, min_grain.max(1), splits, &f)
+        })
+    }
+
     /// Queues a detached task; its result comes through the handle.
     pub fn spawn<T: Send + 'static>(
         &self,
@@ -268,6 +286,21 @@ impl WorkerPool {
                     }
                 })
                 .collect(),
+        }
+    }
+
+    /// Runs the per-task metrics bookkeeping `iters` times on worker 0's
+    /// counters (for the benchmark that prices it).
+    pub(crate) fn time_bookkeeping(&self, iters: usize) {
+        let reg = &*self.registry;
+        let m = &reg.workers[0].metrics;
+        for _ in 0..iters {
+            let start = reg.now_ns();
+            m.record_latency(start & 0xFFFF);
+            bump(&m.tasks_run, 1);
+            bump(&m.tasks_stolen, 0);
+            let end = reg.now_ns();
+            bump(&m.busy_ns, end.saturating_sub(start));
         }
     }
 
@@ -410,6 +443,28 @@ fn split_items<T: Send>(items: &mut [T], splits: usize, f: &(impl Fn(&mut T) + S
         w,
         || split_items(left, splits / 2, f),
         || split_items(right, next_splits(owner, splits), f),
+    );
+}
+
+fn split_slice<T: Send>(
+    data: &mut [T],
+    offset: usize,
+    grain: usize,
+    splits: usize,
+    f: &(impl Fn(usize, &mut [T]) + Sync),
+) {
+    if data.len() <= grain || splits == 0 {
+        f(offset, data);
+        return;
+    }
+    let w = WorkerThread::current().expect("split_slice runs on a worker");
+    let owner = w.index;
+    let mid = data.len() / 2;
+    let (left, right) = data.split_at_mut(mid);
+    join_on(
+        w,
+        || split_slice(left, offset, grain, splits / 2, f),
+        || split_slice(right, offset + mid, grain, next_splits(owner, splits), f),
     );
 }
 

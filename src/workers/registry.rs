@@ -127,12 +127,14 @@ impl Registry {
         self.injectors.iter().flatten().map(Injector::len).sum()
     }
 
+    #[inline]
     fn count_in(&self, meta: &JobMeta) {
         if meta.priority == Priority::FrameCritical {
             self.critical_pending.fetch_add(1, Ordering::SeqCst);
         }
     }
 
+    #[inline]
     fn count_out(&self, meta: &JobMeta) {
         if meta.priority == Priority::FrameCritical {
             self.critical_pending.fetch_sub(1, Ordering::AcqRel);
@@ -332,15 +334,23 @@ impl WorkerThread {
         self.info().peers.len() + 1
     }
 
-    /// Pushes a job on the own deque at its priority and wakes a parked
-    /// peer to steal it.
+    /// Pushes a job on the own deque at its priority and nudges a parked
+    /// peer to steal it. Only for jobs this worker waits for (it runs them
+    /// itself if no peer comes), so the cheap `nudge` is enough.
+    #[inline]
     pub fn push(&self, job: JobRef) {
-        self.registry.count_in(&job.meta);
+        let reg = &*self.registry;
+        reg.count_in(&job.meta);
         self.deques[job.meta.priority.index()].push(job);
-        self.registry.wake_a_peer(self.index);
+        for &p in &reg.workers[self.index].peers {
+            if reg.workers[p].sleeper.nudge() {
+                break;
+            }
+        }
     }
 
     /// Takes the newest job of the current level back off the own deque.
+    #[inline]
     pub fn pop_local(&self, level: Priority) -> Option<JobRef> {
         let job = self.deques[level.index()].pop()?;
         self.registry.count_out(&job.meta);
@@ -421,6 +431,7 @@ impl WorkerThread {
     }
 
     /// Runs queued frame-critical jobs before going on with lower work.
+    #[inline]
     pub fn run_critical_first(&self) {
         if self.priority.get() == Priority::FrameCritical
             || self.registry.critical_pending.load(Ordering::Acquire) == 0

@@ -61,6 +61,26 @@ impl Sleeper {
         true
     }
 
+    /// [`Sleeper::wake`] without the fence, for work that the publisher
+    /// will run itself if nobody comes (the halves of a `join`, scope
+    /// spawns): a missed wake-up there costs parallelism, never progress,
+    /// and the fence would cost every fork.
+    #[inline]
+    pub fn nudge(&self) -> bool {
+        if !self.asleep.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.nudge_slow()
+    }
+
+    #[cold]
+    fn nudge_slow(&self) -> bool {
+        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        *woken = true;
+        self.cv.notify_one();
+        true
+    }
+
     pub fn is_asleep(&self) -> bool {
         self.asleep.load(Ordering::Relaxed)
     }

@@ -45,6 +45,19 @@ fn parallel_for_visits_every_index_once_and_respects_the_grain() {
 }
 
 #[test]
+fn for_each_chunk_mut_hands_out_disjoint_chunks_with_their_offsets() {
+    let pool = WorkerPool::new(2, 0).unwrap();
+    let mut data = vec![0usize; 50_001];
+    pool.for_each_chunk_mut(&mut data, 1000, |offset, chunk| {
+        assert!(chunk.len() >= 500);
+        for (k, v) in chunk.iter_mut().enumerate() {
+            *v += offset + k;
+        }
+    });
+    assert!(data.iter().enumerate().all(|(i, &v)| v == i));
+}
+
+#[test]
 fn for_each_mut_and_scope_write_through_borrows() {
     let pool = WorkerPool::new(2, 0).unwrap();
     let mut items: Vec<u64> = (0..1000).collect();
