@@ -10,7 +10,6 @@
 
 use super::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
 
-#[derive(Default)]
 pub(crate) struct CoreLatch {
     set: AtomicBool,
 }
@@ -36,7 +35,6 @@ impl CoreLatch {
 }
 
 /// A latch for a thread that is not a worker: it blocks on a condvar.
-#[derive(Default)]
 pub(crate) struct LockLatch {
     done: Mutex<bool>,
     cv: Condvar,

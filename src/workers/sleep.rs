@@ -12,7 +12,6 @@
 
 use super::sync::{AtomicBool, Condvar, Mutex, Ordering, fence};
 
-#[derive(Default)]
 pub(crate) struct Sleeper {
     asleep: AtomicBool,
     woken: Mutex<bool>,

@@ -4,7 +4,9 @@
 
 mod cli;
 mod headless_app;
+mod loom_workers;
 mod screenshot;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
