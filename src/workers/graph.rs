@@ -7,7 +7,7 @@
 //! the caller (`'g`).
 
 use super::events::WorkerEvent;
-use super::job::{JobMeta, Latch, heap_job};
+use super::job::{Latch, heap_job};
 use super::latch::{Countdown, LockLatch};
 use super::pool::{WorkerPool, run_reporting};
 use super::registry::{Registry, SpinLatch, WorkerThread};
@@ -188,8 +188,9 @@ impl Run<'_, '_> {
         };
         let spec = &self.specs[i];
         // SAFETY: the job borrows the Run, which outlives it (see above).
-        let job = unsafe { heap_job(body, JobMeta::untimed(spec.priority)) };
-        self.registry.submit(job, spec.capability, spec.affinity);
+        let job = unsafe { heap_job(body) };
+        self.registry
+            .submit(job, spec.capability, spec.priority, spec.affinity);
     }
 
     fn execute(&self, i: usize) {

@@ -8,36 +8,16 @@
 //! last action (`join`, `scope` and `TaskGraph::run` all do).
 
 use super::latch::{CoreLatch, LockLatch};
-use super::task::Priority;
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
 
-/// Scheduling facts carried with a job.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct JobMeta {
-    pub priority: Priority,
-    /// Nanoseconds since the registry's epoch when it was submitted; 0 for
-    /// the halves of a `join`, which are not timed (too cheap to time).
-    pub submitted_ns: u64,
-    /// Counted in the registry's `outstanding` (top-level submissions).
-    pub top_level: bool,
-}
-
-impl JobMeta {
-    pub fn untimed(priority: Priority) -> Self {
-        Self {
-            priority,
-            submitted_ns: 0,
-            top_level: false,
-        }
-    }
-}
-
+/// Two words, like rayon's: what a deque slot holds. The priority is the
+/// level of the queue a job sits in; top-level bookkeeping (latency,
+/// outstanding count) is wrapped around the job by `Registry::submit`.
 pub(crate) struct JobRef {
     data: *const (),
     exec: unsafe fn(*const ()),
-    pub meta: JobMeta,
 }
 
 // SAFETY: a JobRef is only made from jobs whose closures are `Send`
@@ -124,11 +104,10 @@ impl<L: Latch + Sync, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
     /// # Safety
     /// The caller keeps `self` alive and unmoved until the job has run and
     /// set the latch, or until it took the JobRef back from its deque.
-    pub unsafe fn as_job_ref(&self, meta: JobMeta) -> JobRef {
+    pub unsafe fn as_job_ref(&self) -> JobRef {
         JobRef {
             data: self as *const Self as *const (),
             exec: Self::execute,
-            meta,
         }
     }
 
@@ -169,7 +148,7 @@ unsafe impl<L: Sync, F: Send, R: Send> Sync for StackJob<L, F, R> {}
 /// # Safety
 /// `f` may borrow data (`'a`): the caller must guarantee that the JobRef is
 /// executed before that data goes away (its scope or graph waits for it).
-pub(crate) unsafe fn heap_job<'a, F: FnOnce() + Send + 'a>(f: F, meta: JobMeta) -> JobRef {
+pub(crate) unsafe fn heap_job<'a, F: FnOnce() + Send + 'a>(f: F) -> JobRef {
     unsafe fn exec<F: FnOnce()>(data: *const ()) {
         // SAFETY: `data` is the Box::into_raw below, executed exactly once.
         let f = unsafe { Box::from_raw(data as *mut F) };
@@ -178,6 +157,5 @@ pub(crate) unsafe fn heap_job<'a, F: FnOnce() + Send + 'a>(f: F, meta: JobMeta) 
     JobRef {
         data: Box::into_raw(Box::new(f)) as *const (),
         exec: exec::<F>,
-        meta,
     }
 }

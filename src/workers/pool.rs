@@ -3,7 +3,7 @@
 //! a handle) and task graphs (`graph.rs`).
 
 use super::events::{EventBus, WorkerEvent};
-use super::job::{JobMeta, Latch, StackJob, heap_job};
+use super::job::{Latch, StackJob, heap_job};
 use super::latch::LockLatch;
 use super::metrics::{PoolMetrics, WorkerSnapshot, bump};
 use super::registry::{CountLatch, Registry, SpinLatch, WorkerThread};
@@ -146,8 +146,8 @@ impl WorkerPool {
         let job = StackJob::new(op, LockLatch::new());
         // SAFETY: `job` stays on this frame until `wait` returns, which is
         // after the job set its latch as its last act.
-        let job_ref = unsafe { job.as_job_ref(JobMeta::untimed(priority)) };
-        self.registry.submit(job_ref, cap, None);
+        let job_ref = unsafe { job.as_job_ref() };
+        self.registry.submit(job_ref, cap, priority, None);
         job.latch.wait();
         job.into_result()
     }
@@ -248,8 +248,9 @@ impl WorkerPool {
             out.fill(result);
         };
         // SAFETY: the closure is 'static (owns everything it uses).
-        let job = unsafe { heap_job(body, JobMeta::untimed(spec.priority)) };
-        self.registry.submit(job, spec.capability, spec.affinity);
+        let job = unsafe { heap_job(body) };
+        self.registry
+            .submit(job, spec.capability, spec.priority, spec.affinity);
         TaskHandle { slot }
     }
 
@@ -378,7 +379,7 @@ where
     // SAFETY: `job_b` stays on this frame until it is either popped back
     // (and run here) or seen finished through its latch; both paths below
     // end that way even when `a` panics.
-    let ref_b = unsafe { job_b.as_job_ref(JobMeta::untimed(level)) };
+    let ref_b = unsafe { job_b.as_job_ref() };
     let id_b = ref_b.id();
     w.push(ref_b);
     let ra = panic::catch_unwind(AssertUnwindSafe(a));
@@ -395,7 +396,7 @@ where
                     Err(p) => panic::resume_unwind(p),
                 };
             }
-            Some(other) => w.execute(other, false),
+            Some(other) => w.execute(other, false, level),
             None => {
                 w.wait_until(&job_b.latch.core);
                 break;
@@ -503,7 +504,7 @@ impl<'scope> Scope<'scope> {
         };
         // SAFETY: the job borrows 'scope data; `scope_on` waits for every
         // spawned job before the scope (and 'scope) ends.
-        let job = unsafe { heap_job(body, JobMeta::untimed(w.priority())) };
+        let job = unsafe { heap_job(body) };
         w.push(job);
     }
 }

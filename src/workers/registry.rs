@@ -14,7 +14,7 @@
 //! spin a little, then park on their `Sleeper`.
 
 use super::events::{EventBus, WorkerEvent};
-use super::job::{JobMeta, JobRef, Latch};
+use super::job::{JobRef, Latch, heap_job};
 use super::latch::{CoreLatch, Countdown};
 use super::metrics::{WorkerMetrics, bump};
 use super::sleep::Sleeper;
@@ -128,36 +128,52 @@ impl Registry {
     }
 
     #[inline]
-    fn count_in(&self, meta: &JobMeta) {
-        if meta.priority == Priority::FrameCritical {
+    fn count_in(&self, level: Priority) {
+        if level == Priority::FrameCritical {
             self.critical_pending.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     #[inline]
-    fn count_out(&self, meta: &JobMeta) {
-        if meta.priority == Priority::FrameCritical {
+    fn count_out(&self, level: Priority) {
+        if level == Priority::FrameCritical {
             self.critical_pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
     /// Queues a top-level job for any worker with `cap`, or for the worker
     /// that last ran `affinity`'s key when it can. Wakes a worker for it.
-    pub fn submit(&self, mut job: JobRef, cap: Capability, affinity: Option<u64>) {
-        job.meta.top_level = true;
-        if job.meta.submitted_ns == 0 {
-            job.meta.submitted_ns = self.now_ns().max(1);
-        }
+    /// The job is wrapped to record its submit-to-start latency and to count
+    /// it out of `outstanding` when done.
+    pub fn submit(&self, job: JobRef, cap: Capability, priority: Priority, affinity: Option<u64>) {
+        let submitted = self.now_ns();
+        let registry = self as *const Registry as usize;
+        let wrapped = move || {
+            // SAFETY: only this registry's workers run its jobs, and they
+            // hold it alive.
+            let registry = unsafe { &*(registry as *const Registry) };
+            if let Some(w) = WorkerThread::current() {
+                w.info()
+                    .metrics
+                    .record_latency(registry.now_ns().saturating_sub(submitted));
+            }
+            // SAFETY: the wrapper runs once, so the inner job runs once; its
+            // maker keeps its data alive until it sets its latch.
+            unsafe { job.execute() };
+            registry.finish_top_level();
+        };
+        // SAFETY: the closure owns everything it uses ('static).
+        let job = unsafe { heap_job(wrapped) };
         self.outstanding.fetch_add(1, Ordering::SeqCst);
-        self.count_in(&job.meta);
+        self.count_in(priority);
         let target = affinity
             .and_then(|k| self.affine_worker(k))
             .filter(|&w| self.workers[w].caps.contains(cap));
         if let Some(w) = target {
-            self.send_to(w, job);
+            self.send_to(w, job, priority);
             return;
         }
-        let level = job.meta.priority.index();
+        let level = priority.index();
         self.injectors[cap.index()][level].push(job);
         for w in self.capable(cap) {
             if self.workers[w].sleeper.wake() {
@@ -168,9 +184,8 @@ impl Registry {
 
     /// Puts a top-level job in worker `w`'s mailbox (counted by the caller
     /// or by `submit`) and wakes `w`, or a peer that can steal it.
-    fn send_to(&self, w: usize, job: JobRef) {
-        let level = job.meta.priority.index();
-        self.workers[w].mailbox[level].push(job);
+    fn send_to(&self, w: usize, job: JobRef, priority: Priority) {
+        self.workers[w].mailbox[priority.index()].push(job);
         if !self.workers[w].sleeper.wake() {
             self.wake_a_peer(w);
         }
@@ -340,8 +355,9 @@ impl WorkerThread {
     #[inline]
     pub fn push(&self, job: JobRef) {
         let reg = &*self.registry;
-        reg.count_in(&job.meta);
-        self.deques[job.meta.priority.index()].push(job);
+        let level = self.priority.get();
+        reg.count_in(level);
+        self.deques[level.index()].push(job);
         for &p in &reg.workers[self.index].peers {
             if reg.workers[p].sleeper.nudge() {
                 break;
@@ -353,7 +369,7 @@ impl WorkerThread {
     #[inline]
     pub fn pop_local(&self, level: Priority) -> Option<JobRef> {
         let job = self.deques[level.index()].pop()?;
-        self.registry.count_out(&job.meta);
+        self.registry.count_out(level);
         Some(job)
     }
 
@@ -417,14 +433,14 @@ impl WorkerThread {
     }
 
     /// The highest-priority job this worker may run.
-    pub fn find_work(&self, idle_rounds: u32) -> Option<(JobRef, bool)> {
+    pub fn find_work(&self, idle_rounds: u32) -> Option<(JobRef, bool, Priority)> {
         let critical = self.registry.critical_pending.load(Ordering::Acquire) > 0;
         let first = if critical { 0 } else { 1 };
         let patient = idle_rounds >= SPIN_ROUNDS / 2;
-        for level in first..Priority::COUNT {
-            if let Some((job, stolen)) = self.find_at(level, patient) {
-                self.registry.count_out(&job.meta);
-                return Some((job, stolen));
+        for level in &Priority::ALL[first..] {
+            if let Some((job, stolen)) = self.find_at(level.index(), patient) {
+                self.registry.count_out(*level);
+                return Some((job, stolen, *level));
             }
         }
         None
@@ -439,8 +455,8 @@ impl WorkerThread {
             return;
         }
         while let Some((job, stolen)) = self.find_at(0, true) {
-            self.registry.count_out(&job.meta);
-            self.execute(job, stolen);
+            self.registry.count_out(Priority::FrameCritical);
+            self.execute(job, stolen, Priority::FrameCritical);
         }
     }
 
@@ -461,29 +477,22 @@ impl WorkerThread {
         })
     }
 
-    /// Runs one job with the bookkeeping: metrics, priority, busy time.
-    pub fn execute(&self, job: JobRef, stolen: bool) {
+    /// Runs one job taken from a queue of `level`, with the bookkeeping:
+    /// counters, current priority, busy time.
+    pub fn execute(&self, job: JobRef, stolen: bool, level: Priority) {
         let reg = &*self.registry;
         let m = &reg.workers[self.index].metrics;
-        let meta = job.meta;
         bump(&m.tasks_run, 1);
         if stolen {
             bump(&m.tasks_stolen, 1);
         }
         let outer = self.depth.get() == 0;
-        let start = if outer || meta.submitted_ns != 0 {
-            reg.now_ns()
-        } else {
-            0
-        };
-        if meta.submitted_ns != 0 {
-            m.record_latency(start.saturating_sub(meta.submitted_ns));
-        }
+        let start = if outer { reg.now_ns() } else { 0 };
         if outer {
             self.slept_ns.set(0);
             self.info().busy.store(true, Ordering::Relaxed);
         }
-        let prev = self.priority.replace(meta.priority);
+        let prev = self.priority.replace(level);
         self.depth.set(self.depth.get() + 1);
         // SAFETY: the job came off a queue, so this is its one execution;
         // its maker keeps its data alive until the job sets its latch.
@@ -498,17 +507,14 @@ impl WorkerThread {
                 .saturating_sub(self.slept_ns.get());
             bump(&m.busy_ns, busy);
         }
-        if meta.top_level {
-            reg.finish_top_level();
-        }
     }
 
     /// Keeps working until `latch` is set; parks when there is nothing to do.
     pub fn wait_until(&self, latch: &CoreLatch) {
         let mut idle = 0;
         while !latch.probe() {
-            if let Some((job, stolen)) = self.find_work(idle) {
-                self.execute(job, stolen);
+            if let Some((job, stolen, level)) = self.find_work(idle) {
+                self.execute(job, stolen, level);
                 idle = 0;
                 continue;
             }
@@ -545,8 +551,8 @@ impl WorkerThread {
         });
         let mut idle = 0;
         loop {
-            if let Some((job, stolen)) = worker.find_work(idle) {
-                worker.execute(job, stolen);
+            if let Some((job, stolen, level)) = worker.find_work(idle) {
+                worker.execute(job, stolen, level);
                 idle = 0;
                 continue;
             }
