@@ -28,7 +28,6 @@ pub struct WorkersReport {
     pub priority_p99_us_rayon: f64,
     pub imbalance_makespan_vs_ideal: f64,
     pub imbalance_makespan_vs_ideal_rayon: f64,
-    pub imbalance_makespan_vs_uniform: f64,
     pub spawn_join: Vec<Row>,
     pub parallel_for: Vec<Row>,
     pub metrics_overhead_ns_per_task: f64,
@@ -190,7 +189,7 @@ pub fn run(quick: bool) -> WorkersReport {
 
     // Imbalanced, clustered work.
     progress("clustered, imbalanced work");
-    let (vs_ideal, vs_ideal_rayon, vs_uniform) = imbalance(&ours, &theirs, quick);
+    let (vs_ideal, vs_ideal_rayon) = imbalance(&ours, &theirs, quick);
 
     // Cost of the metrics: a task with and without the bookkeeping is not
     // separable at run time, so measure the bookkeeping's parts directly.
@@ -212,7 +211,6 @@ pub fn run(quick: bool) -> WorkersReport {
         priority_p99_us_rayon: round(rayon_lat, 1),
         imbalance_makespan_vs_ideal: round(vs_ideal, 3),
         imbalance_makespan_vs_ideal_rayon: round(vs_ideal_rayon, 3),
-        imbalance_makespan_vs_uniform: round(vs_uniform, 3),
         spawn_join,
         parallel_for,
         metrics_overhead_ns_per_task: round(overhead, 1),
@@ -287,7 +285,7 @@ fn clustered_cost(i: usize, n: usize) -> u32 {
     std::hint::black_box(if i < n / 10 { 200 } else { 5 })
 }
 
-fn imbalance(ours: &WorkerPool, theirs: &rayon::ThreadPool, quick: bool) -> (f64, f64, f64) {
+fn imbalance(ours: &WorkerPool, theirs: &rayon::ThreadPool, quick: bool) -> (f64, f64) {
     let n = if quick { 100_000 } else { 200_000 };
     let workers = ours.compute_workers() as f64;
     let work = |r: std::ops::Range<usize>| {
@@ -304,32 +302,25 @@ fn imbalance(ours: &WorkerPool, theirs: &rayon::ThreadPool, quick: bool) -> (f64
         bal.run(ours, Priority::Normal, n, work);
     }
     let reps = if quick { 5 } else { 11 };
+    let rayon_run = |pool: &rayon::ThreadPool| {
+        let sum: f32 = pool.install(|| {
+            (0..n)
+                .into_par_iter()
+                .fold(|| 0f32, |acc, i| acc + heavy_item(i, clustered_cost(i, n)))
+                .sum()
+        });
+        std::hint::black_box(sum);
+    };
     let (t_ours, t_rayon) = side_by_side(
         reps,
         || bal.run(ours, Priority::Normal, n, work),
-        || {
-            theirs.install(|| {
-                (0..n).into_par_iter().for_each(|i| {
-                    std::hint::black_box(heavy_item(i, clustered_cost(i, n)));
-                })
-            })
-        },
+        || rayon_run(theirs),
     );
-    // The same total cost spread evenly, through the same balancer: what
-    // this machine's cores give when nothing is clustered.
-    let total: u64 = (0..n).map(|i| u64::from(clustered_cost(i, n))).sum();
-    let even = (total / n as u64) as u32;
-    let uniform = |r: std::ops::Range<usize>| {
-        let mut acc = 0f32;
-        for i in r {
-            acc += heavy_item(i, std::hint::black_box(even));
-        }
-        std::hint::black_box(acc);
-    };
-    let mut bal_u = Balancer::new("uniform", 0xB0C);
-    let t_uniform = super::median_secs(reps, || bal_u.run(ours, Priority::Normal, n, uniform));
+    // rayon's ideal from rayon's own code on one thread.
+    let one = rayon_pool(1);
+    let serial_rayon = super::median_secs(3, || rayon_run(&one));
     let ideal = serial / workers;
-    (t_ours / ideal, t_rayon / ideal, t_ours / t_uniform)
+    (t_ours / ideal, t_rayon / (serial_rayon / workers))
 }
 
 /// Wall nanoseconds per detached task (submit, run, handle), for scale.
@@ -377,14 +368,13 @@ impl WorkersReport {
             ));
         }
         s.push_str(&format!(
-            "  scaling 1→2 workers: ours ×{:.2}, rayon ×{:.2}\n  frame-critical p99 latency under a background flood: ours {:.1} µs, rayon {:.1} µs\n  clustered work makespan ÷ ideal: ours {:.2}, rayon {:.2}; ours ÷ the same cost spread evenly: {:.2}\n  metrics bookkeeping: {:.1} ns per task (a detached task costs {:.0} ns in all)",
+            "  scaling 1→2 workers: ours ×{:.2}, rayon ×{:.2}\n  frame-critical p99 latency under a background flood: ours {:.1} µs, rayon {:.1} µs\n  clustered work makespan ÷ ideal: ours {:.2}, rayon {:.2}\n  metrics bookkeeping: {:.1} ns per task (a detached task costs {:.0} ns in all)",
             self.scaling_2_workers,
             self.scaling_2_workers_rayon,
             self.priority_p99_us,
             self.priority_p99_us_rayon,
             self.imbalance_makespan_vs_ideal,
             self.imbalance_makespan_vs_ideal_rayon,
-            self.imbalance_makespan_vs_uniform,
             self.metrics_overhead_ns_per_task,
             self.spawn_ns_per_task
         ));

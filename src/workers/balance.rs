@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Cost buckets over the index space.
 const BUCKETS: usize = 256;
 /// Chunks per worker: enough slack for stealing to even out errors.
-const CHUNKS_PER_WORKER: usize = 4;
+const CHUNKS_PER_WORKER: usize = 8;
 
 pub struct Balancer {
     name: String,
