@@ -25,14 +25,13 @@
 
 use super::{PhysicsParams, grid::Grid, integrate::clamp_to_box};
 use crate::particles::ParticleStore;
-use crate::workers::WorkerPool;
+use crate::workers::{Balancer, Priority, WorkerPool};
 use wide::f32x4;
 
 const GRAIN: usize = 4096;
 
 /// Per-particle corrections of one pass, and each particle's friction
-/// (reused between passes).
-#[derive(Default)]
+/// (reused between passes); the balancers that learn what each stripe costs.
 pub struct Scratch {
     dx: Vec<f32>,
     dy: Vec<f32>,
@@ -40,6 +39,25 @@ pub struct Scratch {
     /// Contacts found in this pass, stored into the store afterwards.
     n: Vec<f32>,
     mu: Vec<f32>,
+    /// One per stripe parity: a pile makes its stripes far costlier than
+    /// the air above it, so chunks are cut by measured cost.
+    stripes: [Balancer; 2],
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            dx: Vec::new(),
+            dy: Vec::new(),
+            speed2: Vec::new(),
+            n: Vec::new(),
+            mu: Vec::new(),
+            stripes: [
+                Balancer::new("physics.contacts.even", 0xC0_11DE),
+                Balancer::new("physics.contacts.odd", 0xC0_11DF),
+            ],
+        }
+    }
 }
 
 /// One particle's own values, as the contact kernel reads them.
@@ -334,51 +352,57 @@ pub fn resolve(
                 },
             ));
         }
-        pool.for_each_mut(&mut tasks, |(s, found, sums)| {
-            let s = *s;
-            let mut touching = 0u64;
-            // The last grid row this stripe's particles may search.
-            let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
-            for i in bounds[s]..bounds[s + 1] {
-                let me = Me {
-                    n: n_prev[i],
-                    x: x[i],
-                    y: y[i],
-                    r: r[i],
-                    w: w[i],
-                    vx: vx[i],
-                    vy: vy[i],
-                    mu: mu[i],
-                };
-                // The cells the particle's reach overlaps, from its own
-                // row up; in its own row only the rows after it.
-                let reach = r[i] + r_max;
-                let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
-                let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
-                let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                for row in r0..=r1.min(last_row) {
-                    let (lo, hi) = grid.row_range(row, c0, c1);
-                    // Only rows after `i` (in its own grid row, that
-                    // cuts off the cells to its left and itself).
-                    let lo = lo.max(i + 1);
-                    if lo >= hi {
-                        continue;
+        let balancer = &mut scratch.stripes[parity];
+        balancer.run_items(
+            pool,
+            Priority::FrameCritical,
+            &mut tasks,
+            |(s, found, sums)| {
+                let s = *s;
+                let mut touching = 0u64;
+                // The last grid row this stripe's particles may search.
+                let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
+                for i in bounds[s]..bounds[s + 1] {
+                    let me = Me {
+                        n: n_prev[i],
+                        x: x[i],
+                        y: y[i],
+                        r: r[i],
+                        w: w[i],
+                        vx: vx[i],
+                        vy: vy[i],
+                        mu: mu[i],
+                    };
+                    // The cells the particle's reach overlaps, from its own
+                    // row up; in its own row only the rows after it.
+                    let reach = r[i] + r_max;
+                    let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
+                    let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
+                    let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+                    for row in r0..=r1.min(last_row) {
+                        let (lo, hi) = grid.row_range(row, c0, c1);
+                        // Only rows after `i` (in its own grid row, that
+                        // cuts off the cells to its left and itself).
+                        let lo = lo.max(i + 1);
+                        if lo >= hi {
+                            continue;
+                        }
+                        let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, sums);
+                        px += ax;
+                        py += ay;
+                        hits += hh;
+                        speed2 = speed2.max(s2);
                     }
-                    let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, sums);
-                    px += ax;
-                    py += ay;
-                    hits += hh;
-                    speed2 = speed2.max(s2);
+                    let k = i - sums.base;
+                    sums.dx[k] += px;
+                    sums.dy[k] += py;
+                    sums.hits[k] += hits;
+                    sums.speed2[k] = sums.speed2[k].max(speed2);
+                    touching += hits as u64;
                 }
-                let k = i - sums.base;
-                sums.dx[k] += px;
-                sums.dy[k] += py;
-                sums.hits[k] += hits;
-                sums.speed2[k] = sums.speed2[k].max(speed2);
-                touching += hits as u64;
-            }
-            *found = touching;
-        });
+                *found = touching;
+            },
+        );
         touching += tasks.iter().map(|t| t.1).sum::<u64>();
     }
     let contacts = touching;

@@ -77,6 +77,53 @@ impl Balancer {
         if n == 0 {
             return;
         }
+        let chunks = self.plan(n, pool.compute_workers());
+        let f = &f;
+        let bodies = chunks
+            .iter()
+            .map(|r| {
+                let r = r.clone();
+                Box::new(move || f(r)) as Box<dyn FnOnce() + Send + '_>
+            })
+            .collect();
+        self.dispatch(pool, priority, &chunks, bodies);
+    }
+
+    /// Calls `f` on every item, in cost-balanced chunks of consecutive items
+    /// (for work already cut into items, like the contact pass's stripes).
+    pub fn run_items<T: Send>(
+        &mut self,
+        pool: &WorkerPool,
+        priority: Priority,
+        items: &mut [T],
+        f: impl Fn(&mut T) + Sync,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let chunks = self.plan(items.len(), pool.compute_workers());
+        let f = &f;
+        let mut rest = items;
+        let mut bodies = Vec::with_capacity(chunks.len());
+        for r in &chunks {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(r.len());
+            rest = tail;
+            bodies.push(
+                Box::new(move || head.iter_mut().for_each(f)) as Box<dyn FnOnce() + Send + '_>
+            );
+        }
+        self.dispatch(pool, priority, &chunks, bodies);
+    }
+
+    /// Places the chunks (consecutive chunks of about equal predicted total
+    /// on the same worker), runs them as one graph, learns their costs.
+    fn dispatch<'a>(
+        &mut self,
+        pool: &WorkerPool,
+        priority: Priority,
+        chunks: &[Range<usize>],
+        bodies: Vec<Box<dyn FnOnce() + Send + 'a>>,
+    ) {
         let workers: Vec<usize> = (0..pool.worker_names().len())
             .filter(|&w| {
                 pool.registry().workers[w]
@@ -84,9 +131,6 @@ impl Balancer {
                     .contains(Capability::Physics)
             })
             .collect();
-        let chunks = self.plan(n, workers.len());
-        // Predicted cost of each chunk, then consecutive chunks of about
-        // equal total go to the same worker.
         let pred: Vec<f64> = chunks.iter().map(|c| self.predicted(c.clone())).collect();
         let total: f64 = pred.iter().sum::<f64>().max(f64::MIN_POSITIVE);
         let mut acc = 0.0;
@@ -98,8 +142,8 @@ impl Balancer {
         }
         let measured: Vec<AtomicU64> = chunks.iter().map(|_| AtomicU64::new(0)).collect();
         let mut graph = TaskGraph::new();
-        for (c, range) in chunks.iter().enumerate() {
-            let (f, measured, range) = (&f, &measured, range.clone());
+        for (c, body) in bodies.into_iter().enumerate() {
+            let measured = &measured;
             let registry = pool.registry();
             graph.add(
                 TaskSpec::new(self.name.clone(), Capability::Physics)
@@ -107,7 +151,7 @@ impl Balancer {
                     .affinity(self.key | c as u64),
                 move || {
                     let t0 = registry.now_ns();
-                    f(range);
+                    body();
                     measured[c].store(registry.now_ns() - t0, Ordering::Relaxed);
                 },
             );
