@@ -90,6 +90,10 @@ pub struct Cli {
     #[arg(long, value_name = "PX")]
     pub height: Option<u32>,
 
+    /// Start with the debug overlay open [config: window.overlay].
+    #[arg(long)]
+    pub overlay: bool,
+
     /// Do not wait for the display's refresh [config: window.vsync].
     #[arg(long)]
     pub no_vsync: bool,
@@ -203,6 +207,9 @@ impl Cli {
         if self.no_vsync {
             config.window.vsync = false;
         }
+        if self.overlay {
+            config.window.overlay = true;
+        }
         config
             .validate()
             .map_err(|e| format!("{} (after applying the flags)", e.0))?;
@@ -216,6 +223,9 @@ impl Cli {
         if self.headless {
             if self.screenshot.is_some() {
                 return Err("--screenshot needs a window; drop --headless (under no display, run it with xvfb-run)".into());
+            }
+            if self.overlay {
+                return Err("--overlay needs a window; drop --headless (under no display, run it with xvfb-run)".into());
             }
             return Ok((
                 config,

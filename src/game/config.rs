@@ -25,6 +25,8 @@ pub struct WindowConfig {
     pub height: u32,
     /// Wait for the display's refresh (no tearing, at most the refresh rate).
     pub vsync: bool,
+    /// Start with the debug overlay (F3) open.
+    pub overlay: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,6 +126,7 @@ impl Default for WindowConfig {
             width: 1280,
             height: 720,
             vsync: true,
+            overlay: false,
         }
     }
 }

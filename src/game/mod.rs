@@ -133,7 +133,10 @@ impl Plugin for GamePlugin {
         app.insert_resource(GameConfig(c.clone()))
             .insert_resource(sandbox)
             .init_resource::<ToolQueue>()
-            .init_resource::<PlayerState>()
+            .insert_resource(PlayerState {
+                show_overlay: c.window.overlay,
+                ..PlayerState::default()
+            })
             .configure_sets(
                 Update,
                 (

@@ -1,5 +1,6 @@
 //! The egui layer: a one-line status bar, the help window (H) and the debug
-//! overlay (F3: FPS, particle counts, physics phases, a frame-time plot).
+//! overlay (F3: FPS, particle counts, physics phases, a frame-time plot,
+//! the workers' utilisation and latency).
 //! Data is sampled once per frame into `FrameHistory`; drawing reads it.
 
 use crate::game::{GameConfig, PlayerState, Sandbox, input::UiCapturesInput};
@@ -38,18 +39,48 @@ impl FrameHistory {
     }
 }
 
+/// The worker pool's rates over the last half second.
+#[derive(Resource, Default)]
+pub struct WorkerStats {
+    last: Option<crate::workers::PoolMetrics>,
+    pub rates: Vec<crate::workers::WorkerRates>,
+}
+
+impl WorkerStats {
+    /// Seconds between two snapshots the rates are taken over.
+    const WINDOW_NS: u64 = 500_000_000;
+
+    pub fn sample(&mut self, now: crate::workers::PoolMetrics) {
+        match &self.last {
+            Some(last) if now.at_ns.saturating_sub(last.at_ns) < Self::WINDOW_NS => {}
+            Some(last) => {
+                self.rates = now.since(last);
+                self.last = Some(now);
+            }
+            None => self.last = Some(now),
+        }
+    }
+}
+
 pub struct OverlayPlugin;
 
 impl Plugin for OverlayPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<FrameHistory>()
+            .init_resource::<WorkerStats>()
             .add_systems(Last, sample_frame)
             .add_systems(EguiPrimaryContextPass, draw_ui);
     }
 }
 
-fn sample_frame(time: Res<Time<Real>>, sandbox: Res<Sandbox>, mut history: ResMut<FrameHistory>) {
+fn sample_frame(
+    time: Res<Time<Real>>,
+    sandbox: Res<Sandbox>,
+    mut history: ResMut<FrameHistory>,
+    mut workers: ResMut<WorkerStats>,
+) {
     history.push(time.delta_secs_f64() * 1000.0, sandbox.last_step.total_ms);
+    workers.sample(sandbox.pool.metrics());
 }
 
 const CONTROLS: [(&str, &str); 10] = [
@@ -80,6 +111,7 @@ fn draw_ui(
     sandbox: Res<Sandbox>,
     config: Res<GameConfig>,
     history: Res<FrameHistory>,
+    worker_stats: Res<WorkerStats>,
     mut captures: ResMut<UiCapturesInput>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
@@ -157,6 +189,19 @@ fn draw_ui(
                     config.0.physics.iterations,
                     sandbox.pool.compute_workers()
                 ));
+                for w in &worker_stats.rates {
+                    ui.horizontal(|ui| {
+                        ui.add(
+                            egui::ProgressBar::new(w.utilization as f32)
+                                .desired_width(120.0)
+                                .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
+                        );
+                        ui.label(format!(
+                            "{:.0} tasks/s · {:.0} stolen/s · queue {} · start p99 {:.0} µs",
+                            w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us
+                        ));
+                    });
+                }
                 let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
                     history
                         .samples
@@ -203,5 +248,28 @@ mod tests {
         }
         assert_eq!(h.samples.len(), FrameHistory::LEN);
         assert!((h.fps() - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn worker_rates_come_from_snapshots_half_a_second_apart() {
+        let pool = crate::workers::WorkerPool::new(2, 1).unwrap();
+        let mut stats = WorkerStats::default();
+        stats.sample(pool.metrics());
+        assert!(stats.rates.is_empty());
+        let busy = pool.spawn(
+            crate::workers::TaskSpec::new("busy", crate::workers::Capability::Physics),
+            || std::thread::sleep(std::time::Duration::from_millis(550)),
+        );
+        stats.sample(pool.metrics());
+        assert!(stats.rates.is_empty(), "rates before the window is over");
+        busy.join().unwrap();
+        stats.sample(pool.metrics());
+        assert_eq!(stats.rates.len(), 3);
+        let busiest = stats
+            .rates
+            .iter()
+            .map(|r| r.utilization)
+            .fold(0.0, f64::max);
+        assert!(busiest > 0.5, "{:?}", stats.rates);
     }
 }

@@ -223,3 +223,9 @@ fn a_terminal_gets_a_progress_bar() {
     );
     assert!(out.contains("30 frames, 2000 particles"), "{out}");
 }
+
+#[test]
+fn overlay_needs_a_window() {
+    let line = user_error(&["--headless", "--overlay"]);
+    assert!(line.contains("--overlay needs a window"), "{line}");
+}
