@@ -8,6 +8,7 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod game;
+pub mod memory;
 pub mod overlay;
 pub mod particles;
 pub mod physics;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod headless_app;
+mod loom_memory;
 mod loom_workers;
 mod screenshot;
 mod workers;

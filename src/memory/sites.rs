@@ -1,0 +1,189 @@
+//! Call sites: where the memory system's allocations come from
+//! (`#[track_caller]` locations), ranked by bytes and by count, and the two
+//! kinds of leak: allocations still outstanding at a reset or at shutdown,
+//! and sites whose live bytes grow epoch after epoch.
+//!
+//! Sites are recorded by the memory system's own APIs (pool buffers, tracked
+//! vectors), never per heap allocation.
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+pub type Site = &'static Location<'static>;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SiteStats {
+    pub live_bytes: i64,
+    pub live_count: i64,
+    pub total_bytes: u64,
+    pub total_count: u64,
+}
+
+/// One site in a ranking.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Hotspot {
+    pub site: String,
+    pub stats: SiteStats,
+}
+
+/// A site whose live bytes grew in each of the last `epochs` epochs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LeakWarning {
+    pub site: String,
+    pub live_bytes: i64,
+    /// Average growth per epoch over the streak.
+    pub bytes_per_epoch: f64,
+    /// The epoch the growth streak began.
+    pub since_epoch: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    sites: HashMap<Site, SiteStats>,
+    /// Live bytes per site at each epoch mark, oldest first (bounded).
+    history: HashMap<Site, Vec<(u64, i64)>>,
+    epoch: u64,
+}
+
+#[derive(Default)]
+pub struct Sites {
+    inner: Mutex<Inner>,
+}
+
+/// The process-wide site table.
+pub static SITES: LazyLock<Sites> = LazyLock::new(Sites::default);
+
+/// Epochs of history kept per site.
+const HISTORY: usize = 64;
+
+fn name(site: Site) -> String {
+    format!("{}:{}", site.file(), site.line())
+}
+
+impl Sites {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn record_alloc(&self, site: Site, bytes: usize) {
+        let mut g = self.lock();
+        let s = g.sites.entry(site).or_default();
+        s.live_bytes += bytes as i64;
+        s.live_count += 1;
+        s.total_bytes += bytes as u64;
+        s.total_count += 1;
+    }
+
+    pub fn record_free(&self, site: Site, bytes: usize) {
+        let mut g = self.lock();
+        let s = g.sites.entry(site).or_default();
+        s.live_bytes -= bytes as i64;
+        s.live_count -= 1;
+    }
+
+    /// A block at `site` changed size from `old` to `new` bytes.
+    pub fn record_resize(&self, site: Site, old: usize, new: usize) {
+        let mut g = self.lock();
+        let s = g.sites.entry(site).or_default();
+        s.live_bytes += new as i64 - old as i64;
+        if new > old {
+            s.total_bytes += (new - old) as u64;
+        }
+    }
+
+    pub fn stats(&self, site: Site) -> SiteStats {
+        self.lock().sites.get(site).copied().unwrap_or_default()
+    }
+
+    /// The top `n` sites by total bytes and by total count.
+    pub fn hotspots(&self, n: usize) -> (Vec<Hotspot>, Vec<Hotspot>) {
+        let g = self.lock();
+        let mut all: Vec<Hotspot> = g
+            .sites
+            .iter()
+            .map(|(s, st)| Hotspot {
+                site: name(s),
+                stats: *st,
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.stats
+                .total_bytes
+                .cmp(&a.stats.total_bytes)
+                .then(a.site.cmp(&b.site))
+        });
+        let by_bytes = all.iter().take(n).cloned().collect();
+        all.sort_by(|a, b| {
+            b.stats
+                .total_count
+                .cmp(&a.stats.total_count)
+                .then(a.site.cmp(&b.site))
+        });
+        all.truncate(n);
+        (by_bytes, all)
+    }
+
+    /// Sites with allocations still live (the report at reset or shutdown).
+    pub fn outstanding(&self) -> Vec<Hotspot> {
+        let g = self.lock();
+        let mut v: Vec<Hotspot> = g
+            .sites
+            .iter()
+            .filter(|(_, st)| st.live_count > 0)
+            .map(|(s, st)| Hotspot {
+                site: name(s),
+                stats: *st,
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            b.stats
+                .live_bytes
+                .cmp(&a.stats.live_bytes)
+                .then(a.site.cmp(&b.site))
+        });
+        v
+    }
+
+    /// Marks an epoch; returns the sites whose live bytes grew in each of
+    /// the last `window` epochs (a one-off allocation grows once and stops;
+    /// a leak keeps growing).
+    pub fn mark_epoch(&self, window: usize) -> Vec<LeakWarning> {
+        let mut g = self.lock();
+        g.epoch += 1;
+        let epoch = g.epoch;
+        let now: Vec<(Site, i64)> = g.sites.iter().map(|(s, st)| (*s, st.live_bytes)).collect();
+        let mut warnings = Vec::new();
+        for (site, live) in now {
+            let h = g.history.entry(site).or_default();
+            h.push((epoch, live));
+            if h.len() > HISTORY {
+                h.remove(0);
+            }
+            if window == 0 || h.len() <= window {
+                continue;
+            }
+            let tail = &h[h.len() - window - 1..];
+            if tail.windows(2).all(|w| w[1].1 > w[0].1) {
+                // The streak may be longer than the window: find its start.
+                let mut start = h.len() - window - 1;
+                while start > 0 && h[start].1 > h[start - 1].1 {
+                    start -= 1;
+                }
+                let (e0, b0) = h[start];
+                warnings.push(LeakWarning {
+                    site: name(site),
+                    live_bytes: live,
+                    bytes_per_epoch: (live - b0) as f64 / (epoch - e0).max(1) as f64,
+                    since_epoch: e0,
+                });
+            }
+        }
+        warnings.sort_by(|a, b| a.site.cmp(&b.site));
+        warnings
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+}
