@@ -117,6 +117,9 @@ pub enum BenchSuite {
     /// The job system against rayon: spawn/join, parallel-for, scaling,
     /// frame-critical latency under load, clustered work.
     Workers(BenchArgs),
+    /// The memory system against the slab crate, system malloc, mimalloc
+    /// and buddy_system_allocator; fragmentation and pool decay.
+    Memory(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]

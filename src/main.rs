@@ -10,6 +10,12 @@ use particle_forge::{
 };
 use std::process::ExitCode;
 
+/// Every heap byte is charged to the component the allocating thread works
+/// for (see `memory::tracking`); the debug overlay shows the split.
+#[global_allocator]
+static ALLOC: particle_forge::memory::TrackingAlloc<std::alloc::System> =
+    particle_forge::memory::TrackingAlloc(std::alloc::System);
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -37,6 +43,15 @@ fn run(cli: &Cli) -> Result<u8, String> {
     match mode {
         Mode::Bench(BenchSuite::Workers(args)) => {
             let report = bench::workers::run(args.quick);
+            println!("{}", report.describe());
+            if args.json {
+                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Mode::Bench(BenchSuite::Memory(args)) => {
+            let report = bench::memory::run(args.quick);
             println!("{}", report.describe());
             if args.json {
                 let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 //! better for us). Progress goes to stderr; with `--json` the last stdout
 //! line is one JSON object.
 
+pub mod memory;
 pub mod workers;
 
 use std::time::Instant;

@@ -1,36 +1,41 @@
-//! Worker-local caches in front of a shared slab: each worker keeps a
-//! magazine of free blocks per size class and allocates and frees there
-//! without locks; a miss refills a batch from the shared slab under one
-//! lock, a full magazine flushes half of it back. A block freed by a worker
-//! other than its owner goes into a batch for the owner, handed over whole
-//! when it is full; the owner takes its returned blocks on its next miss.
+//! Worker-local slab caches: each worker owns whole slab pages (64 KiB,
+//! one size class each) and allocates and frees their slots on its own free
+//! stacks, with no lock and no atomic read-modify-write. A miss takes a
+//! batch at once — the blocks other workers handed back, or a fresh page
+//! from the shared page pool (one lock per 64 KiB). When a class's free
+//! stack passes its cap, pages whose slots are all free go back to the
+//! shared pool in one flush.
+//!
+//! A block freed by a worker other than its owner joins a batch for the
+//! owner, handed over whole when it is full; the owner takes its returned
+//! blocks on its next miss. A worker's cache gone, its returned blocks are
+//! freed straight into the shared pool's pages by whoever returns them.
 //!
 //! A `LocalCache` belongs to one worker (it is `Send`, not `Sync`); the
-//! shared part keeps each worker's hit and miss counters on its own cache
-//! line.
+//! shared part keeps each worker's hit and miss counters on its own line.
 
-use super::block::{AllocError, BlockAllocator, BlockId};
-use super::slab::{CLASSES, Slab, class_of, class_size};
+use super::block::AllocError;
+use super::slab::{CLASSES, MAX_CLASS, PAGE, class_of, class_size};
 use crossbeam_utils::CachePadded;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Blocks a magazine holds at most per class.
-pub const MAGAZINE: usize = 64;
-/// Blocks moved per refill, flush or remote hand-over.
+/// Blocks moved per remote hand-over.
 pub const BATCH: usize = 32;
+/// Pages' worth of free slots a class keeps before it returns empty pages.
+pub const CAP_PAGES: usize = 4;
 
 /// A block from the cache: move-only, so it cannot be freed twice.
 pub struct CacheBlock {
-    id: BlockId,
     ptr: NonNull<u8>,
     class: u8,
     owner: u8,
 }
 
-// SAFETY: the block's memory belongs to the cache's region and to this
-// handle alone until it is freed.
+// SAFETY: the slot is owned by this handle alone until it is freed, and
+// the region it points into stays mapped while any block is out (see
+// `Shared::drop`: orphaned pages keep it mapped).
 unsafe impl Send for CacheBlock {}
 
 impl CacheBlock {
@@ -43,7 +48,7 @@ impl CacheBlock {
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the slot is `len` bytes inside the live region, owned by
+        // SAFETY: the slot is `len` bytes of the mapped region, owned by
         // this handle alone (`&mut self`).
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len()) }
     }
@@ -63,32 +68,45 @@ struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     remote_frees: AtomicU64,
+    pages: AtomicI64,
 }
 
-type Cached = (BlockId, usize);
-/// An owner's handed-back blocks, and whether the owner's cache is gone.
-type Returned = Mutex<(Vec<Cached>, bool)>;
+/// An owner's handed-back slot offsets, and whether its cache is gone.
+type Returned = Mutex<(Vec<u32>, bool)>;
 
 struct Shared {
-    central: Mutex<Slab>,
     base: NonNull<u8>,
     bytes: usize,
-    /// Blocks freed by other workers, per owner, waiting to be taken back;
-    /// `true` once the owner's cache is gone (then they go to the slab).
+    /// Pages no worker owns (indices).
+    free_pages: Mutex<Vec<u32>>,
     returned: Box<[CachePadded<Returned>]>,
     counters: Box<[CachePadded<Counters>]>,
+    /// Blocks allocated and not yet freed, summed when caches retire.
+    /// Pages of retired caches that still have blocks out: page → live.
+    /// Their last block, freed anywhere, returns the page.
+    orphans: Mutex<std::collections::HashMap<u32, u32>>,
 }
 
-// SAFETY: the region pointer is only used to compute block addresses; the
-// slab (behind its mutex) guarantees each address is handed to one owner.
+// SAFETY: the region pointer is only offset into; each slot is owned by one
+// cache or one block at a time; everything shared is behind a mutex or atomic.
 unsafe impl Send for Shared {}
-// SAFETY: as above; all mutable state is behind mutexes or atomics.
+// SAFETY: as above.
 unsafe impl Sync for Shared {}
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // SAFETY: mapped in `SlabCache::new` with `bytes`, unmapped once;
-        // every CacheBlock and LocalCache holds the Arc, so none is left.
+        if !self
+            .orphans
+            .get_mut()
+            .map(|o| o.is_empty())
+            .unwrap_or(false)
+        {
+            // Blocks are still out: keep their memory mapped (a leak, which
+            // the figures show) rather than let them dangle.
+            return;
+        }
+        // SAFETY: mapped in `SlabCache::new` with `bytes`, unmapped once, and
+        // no block points into it any more.
         unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.bytes) };
     }
 }
@@ -99,6 +117,8 @@ pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub remote_frees: u64,
+    /// Pages this worker holds.
+    pub pages: i64,
 }
 
 impl CacheStats {
@@ -118,10 +138,10 @@ pub struct SlabCache {
 }
 
 impl SlabCache {
-    /// A slab of `capacity` bytes shared by `workers` local caches.
+    /// `capacity` bytes of pages shared by `workers` local caches.
     pub fn new(capacity: usize, workers: usize) -> Result<Self, AllocError> {
-        let slab = Slab::new(capacity);
-        let bytes = slab.capacity().max(4096);
+        let pages = (capacity / PAGE).clamp(1, u32::MAX as usize / PAGE);
+        let bytes = pages * PAGE;
         // SAFETY: an anonymous private mapping; checked before use.
         let p = unsafe {
             libc::mmap(
@@ -141,20 +161,21 @@ impl SlabCache {
         .ok_or(AllocError::OutOfMemory {
             allocator: "slab cache",
             size: bytes,
-            align: 4096,
+            align: PAGE,
         })?;
         let workers = workers.clamp(1, 255);
         Ok(Self {
             shared: Arc::new(Shared {
-                central: Mutex::new(slab),
                 base,
                 bytes,
+                free_pages: Mutex::new((0..pages as u32).rev().collect()),
                 returned: (0..workers)
                     .map(|_| CachePadded::new(Mutex::new((Vec::new(), false))))
                     .collect(),
                 counters: (0..workers)
                     .map(|_| CachePadded::new(Counters::default()))
                     .collect(),
+                orphans: Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }
@@ -168,8 +189,13 @@ impl SlabCache {
             .1 = false;
         LocalCache {
             shared: self.shared.clone(),
+            base: self.shared.base,
             worker: w,
-            mags: Default::default(),
+            hits: 0,
+            free: Default::default(),
+            page_class: Vec::new(),
+            page_live: Vec::new(),
+            owned: Vec::new(),
             remote: (0..self.shared.counters.len())
                 .map(|_| Vec::new())
                 .collect(),
@@ -184,35 +210,66 @@ impl SlabCache {
                 hits: c.hits.load(Relaxed),
                 misses: c.misses.load(Relaxed),
                 remote_frees: c.remote_frees.load(Relaxed),
+                pages: c.pages.load(Relaxed),
             })
             .collect()
     }
 
-    /// The shared slab's figures (cached blocks count as allocated).
-    pub fn slab_stats(&self) -> super::block::AllocStats {
-        self.shared
-            .central
+    /// Pages held by no worker, and all pages.
+    pub fn pages(&self) -> (usize, usize) {
+        let free = self
+            .shared
+            .free_pages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .stats()
+            .len();
+        (free, self.shared.bytes / PAGE)
     }
 }
 
-/// One worker's magazines.
+/// Free slots a class keeps before it returns empty pages.
+const CAP: [usize; CLASSES] = {
+    let mut cap = [0; CLASSES];
+    let mut c = 0;
+    while c < CLASSES {
+        cap[c] = CAP_PAGES * (PAGE / (16 << c));
+        c += 1;
+    }
+    cap
+};
+
+/// Hits counted locally before they are published.
+const PUBLISH: u64 = 1024;
+
+/// One worker's pages and free stacks.
 pub struct LocalCache {
     shared: Arc<Shared>,
+    base: NonNull<u8>,
     worker: usize,
-    mags: [Vec<Cached>; CLASSES],
+    hits: u64,
+    /// Free slot offsets per class.
+    free: [Vec<u32>; CLASSES],
+    /// The class each page of the region serves for this worker (MAX: not ours).
+    /// Per page of the region: the class it serves for this worker
+    /// (`u8::MAX`: not ours) and its live blocks. Allocated by the worker's
+    /// own thread on its first miss, so they sit in its memory, away from
+    /// other workers' lines.
+    page_class: Vec<u8>,
+    page_live: Vec<u32>,
+    /// Pages this worker owns.
+    owned: Vec<u32>,
     /// Blocks of other owners freed here, batched per owner.
-    remote: Vec<Vec<Cached>>,
+    remote: Vec<Vec<u32>>,
 }
 
+// SAFETY: a LocalCache is used by one thread at a time (`&mut self`); its
+// copy of the region's base is only offset into, and the region lives as
+// long as `shared`.
+unsafe impl Send for LocalCache {}
+
 impl LocalCache {
-    fn central(&self) -> MutexGuard<'_, Slab> {
-        self.shared
-            .central
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    fn counters(&self) -> &Counters {
+        &self.shared.counters[self.worker]
     }
 
     fn bump(c: &AtomicU64) {
@@ -221,110 +278,158 @@ impl LocalCache {
 
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Result<CacheBlock, AllocError> {
-        let class = class_of(size).ok_or(AllocError::TooLarge {
-            allocator: "slab cache",
-            size,
-            max: super::slab::MAX_CLASS,
-        })?;
         if size == 0 {
             return Err(AllocError::ZeroSize);
         }
-        let counters = &self.shared.counters[self.worker];
-        let (id, offset) = match self.mags[class].pop() {
-            Some(b) => {
-                Self::bump(&counters.hits);
-                b
+        let class = class_of(size).ok_or(AllocError::TooLarge {
+            allocator: "slab cache",
+            size,
+            max: MAX_CLASS,
+        })?;
+        let off = match self.free[class].pop() {
+            Some(off) => {
+                self.hits += 1;
+                if self.hits.is_multiple_of(PUBLISH) {
+                    self.publish();
+                }
+                off
             }
             None => {
-                Self::bump(&counters.misses);
+                self.publish();
+                Self::bump(&self.counters().misses);
                 self.refill(class)?;
-                self.mags[class].pop().expect("refilled")
+                self.free[class].pop().expect("refilled")
             }
         };
+        self.page_live[off as usize / PAGE] += 1;
         Ok(CacheBlock {
-            id,
-            // SAFETY: the offset is inside the mapped region (the slab's
-            // capacity is the mapping's size).
-            ptr: unsafe { NonNull::new_unchecked(self.shared.base.as_ptr().add(offset)) },
+            // SAFETY: the offset is inside the mapped region.
+            ptr: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(off as usize)) },
             class: class as u8,
             owner: self.worker as u8,
         })
     }
 
+    /// Publishes the hits counted since the last time.
+    #[cold]
+    fn publish(&mut self) {
+        let c = &self.shared.counters[self.worker].hits;
+        c.store(c.load(Relaxed) + (self.hits % PUBLISH), Relaxed);
+        self.hits -= self.hits % PUBLISH;
+    }
+
+    /// Takes back blocks other workers returned, else carves a fresh page.
     #[cold]
     fn refill(&mut self, class: usize) -> Result<(), AllocError> {
-        // Blocks other workers handed back first.
+        if self.page_class.is_empty() {
+            let pages = self.shared.bytes / PAGE;
+            self.page_class = vec![u8::MAX; pages];
+            self.page_live = vec![0; pages];
+        }
         let returned = std::mem::take(
             &mut self.shared.returned[self.worker]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .0,
         );
-        let mut back = Vec::new();
-        for b in returned {
-            let c = class_of(self.central().block(b.0)?.size).expect("class");
-            if c == class {
-                self.mags[class].push(b);
-            } else if self.mags[c].len() < MAGAZINE {
-                self.mags[c].push(b);
-            } else {
-                back.push(b.0);
-            }
+        for off in returned {
+            self.take_back(off);
         }
-        let shared = self.shared.clone();
-        let mut central = shared.central.lock().unwrap_or_else(|e| e.into_inner());
-        for id in back {
-            central.free(id)?;
+        if !self.free[class].is_empty() {
+            return Ok(());
         }
+        let page = self
+            .shared
+            .free_pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .ok_or(AllocError::OutOfMemory {
+                allocator: "slab cache",
+                size: class_size(class),
+                align: 1,
+            })? as usize;
+        self.page_class[page] = class as u8;
+        self.page_live[page] = 0;
+        self.owned.push(page as u32);
+        let c = self.counters();
+        c.pages.store(c.pages.load(Relaxed) + 1, Relaxed);
         let size = class_size(class);
-        let mag = &mut self.mags[class];
-        while mag.len() < BATCH {
-            let id = match central.alloc(size, 1) {
-                Ok(id) => id,
-                Err(e) if mag.is_empty() => return Err(e),
-                Err(_) => break,
-            };
-            let off = central.block(id)?.offset;
-            mag.push((id, off));
-        }
+        let base = (page * PAGE) as u32;
+        // Highest first, so the stack hands out the lowest slot first.
+        self.free[class].extend(
+            (0..(PAGE / size) as u32)
+                .rev()
+                .map(|k| base + k * size as u32),
+        );
         Ok(())
+    }
+
+    /// One of our own slots comes back.
+    #[inline]
+    fn take_back(&mut self, off: u32) {
+        let page = off as usize / PAGE;
+        let class = self.page_class[page] as usize;
+        self.page_live[page] -= 1;
+        self.free[class].push(off);
+        if self.free[class].len() > CAP[class] {
+            self.flush(class);
+        }
     }
 
     #[inline]
     pub fn free(&mut self, b: CacheBlock) -> Result<(), AllocError> {
-        let class = b.class as usize;
-        let offset = b.ptr.as_ptr() as usize - self.shared.base.as_ptr() as usize;
-        if b.owner as usize != self.worker {
-            Self::bump(&self.shared.counters[self.worker].remote_frees);
-            let owner = b.owner as usize;
-            self.remote[owner].push((b.id, offset));
-            if self.remote[owner].len() >= BATCH {
-                let mut batch = std::mem::take(&mut self.remote[owner]);
-                self.hand_back(owner, &mut batch);
-            }
+        let off = (b.ptr.as_ptr() as usize - self.base.as_ptr() as usize) as u32;
+        let owner = b.owner as usize;
+        if owner == self.worker {
+            self.take_back(off);
             return Ok(());
         }
-        if self.mags[class].len() >= MAGAZINE {
-            self.flush(class)?;
+        Self::bump(&self.counters().remote_frees);
+        self.remote[owner].push(off);
+        if self.remote[owner].len() >= BATCH {
+            let mut batch = std::mem::take(&mut self.remote[owner]);
+            self.hand_back(owner, &mut batch);
         }
-        self.mags[class].push((b.id, offset));
         Ok(())
     }
 
+    /// Returns the class's pages whose slots are all free.
     #[cold]
-    fn flush(&mut self, class: usize) -> Result<(), AllocError> {
-        let keep = self.mags[class].len() - BATCH;
-        let out: Vec<Cached> = self.mags[class].drain(keep..).collect();
-        let mut central = self.central();
-        for (id, _) in out {
-            central.free(id)?;
+    fn flush(&mut self, class: usize) {
+        let empty: Vec<usize> = {
+            let mut pages: Vec<usize> = self.free[class]
+                .iter()
+                .map(|&o| o as usize / PAGE)
+                .collect();
+            pages.sort_unstable();
+            pages.dedup();
+            pages
+                .into_iter()
+                .filter(|&p| self.page_live[p] == 0)
+                .collect()
+        };
+        if empty.is_empty() {
+            return;
         }
-        Ok(())
+        self.free[class].retain(|&o| !empty.contains(&(o as usize / PAGE)));
+        self.owned.retain(|&p| !empty.contains(&(p as usize)));
+        for &p in &empty {
+            self.page_class[p] = u8::MAX;
+        }
+        let c = self.counters();
+        c.pages
+            .store(c.pages.load(Relaxed) - empty.len() as i64, Relaxed);
+        self.shared
+            .free_pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(empty.iter().map(|&p| p as u32));
     }
 
-    /// Gives a batch of `owner`'s blocks back to it, or to the slab when
-    /// its cache is gone.
-    fn hand_back(&self, owner: usize, batch: &mut Vec<Cached>) {
+    /// Gives a batch of `owner`'s blocks back to it; if its cache is gone,
+    /// to the orphaned pages (whose last block returns the page).
+    fn hand_back(&self, owner: usize, batch: &mut Vec<u32>) {
         let mut returned = self.shared.returned[owner]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -332,20 +437,45 @@ impl LocalCache {
             returned.0.append(batch);
             return;
         }
+        // Lock order: returned, then orphans (as the retiring cache does).
+        let mut orphans = self
+            .shared
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut emptied = Vec::new();
+        for off in batch.drain(..) {
+            let page = off / PAGE as u32;
+            if let Some(live) = orphans.get_mut(&page) {
+                *live -= 1;
+                if *live == 0 {
+                    orphans.remove(&page);
+                    emptied.push(page);
+                }
+            }
+        }
+        drop(orphans);
         drop(returned);
-        let mut central = self.central();
-        for (id, _) in batch.drain(..) {
-            let _ = central.free(id);
+        if !emptied.is_empty() {
+            self.guard().extend(emptied);
         }
     }
 
     pub fn worker(&self) -> usize {
         self.worker
     }
+
+    fn guard(&self) -> MutexGuard<'_, Vec<u32>> {
+        self.shared
+            .free_pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Drop for LocalCache {
-    /// Everything cached goes back: to the slab, or to its owner.
+    /// Pages with nothing live go back to the pool; pages with blocks still
+    /// out become orphans, returned when their last block is freed.
     fn drop(&mut self) {
         let mut remote = std::mem::take(&mut self.remote);
         for (owner, batch) in remote.iter_mut().enumerate() {
@@ -353,27 +483,35 @@ impl Drop for LocalCache {
                 self.hand_back(owner, batch);
             }
         }
-        let mut ids: Vec<BlockId> = self
-            .mags
-            .iter_mut()
-            .flat_map(|m| m.drain(..))
-            .map(|b| b.0)
-            .collect();
+        self.publish();
         {
-            // Retire: blocks handed back from now on go to the slab.
-            let mut returned = self.shared.returned[self.worker]
+            let mut r = self.shared.returned[self.worker]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            returned.1 = true;
-            ids.extend(std::mem::take(&mut returned.0).into_iter().map(|b| b.0));
+            for off in std::mem::take(&mut r.0) {
+                self.page_live[off as usize / PAGE] -= 1;
+            }
+            let mut orphans = self
+                .shared
+                .orphans
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for &p in &self.owned {
+                if self.page_live[p as usize] > 0 {
+                    orphans.insert(p, self.page_live[p as usize]);
+                }
+            }
+            r.1 = true;
         }
-        let mut central = self
-            .shared
-            .central
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for id in ids {
-            let _ = central.free(id);
-        }
+        let empty: Vec<u32> = self
+            .owned
+            .iter()
+            .copied()
+            .filter(|&p| self.page_live[p as usize] == 0)
+            .collect();
+        let c = self.counters();
+        c.pages
+            .store(c.pages.load(Relaxed) - self.owned.len() as i64, Relaxed);
+        self.guard().extend(empty);
     }
 }

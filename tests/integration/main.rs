@@ -6,10 +6,16 @@ mod cli;
 mod headless_app;
 mod loom_memory;
 mod loom_workers;
+mod memory;
 mod screenshot;
 mod workers;
 
 use std::path::PathBuf;
+
+/// This test binary attributes its heap like the game binary does.
+#[global_allocator]
+static ALLOC: particle_forge::memory::TrackingAlloc<std::alloc::System> =
+    particle_forge::memory::TrackingAlloc(std::alloc::System);
 use std::process::{Command, Output};
 
 /// The game binary cargo built for these tests.
