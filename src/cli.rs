@@ -90,6 +90,14 @@ pub struct Cli {
     #[arg(long, value_name = "PX")]
     pub height: Option<u32>,
 
+    /// Buffers the memory pool maps at start [config: memory.pool_buffers, default 20].
+    #[arg(long, value_name = "N")]
+    pub pool_buffers: Option<usize>,
+
+    /// Size of one pool buffer in KiB [config: memory.pool_buffer_kib, default 1024].
+    #[arg(long, value_name = "KIB")]
+    pub pool_buffer_kib: Option<usize>,
+
     /// Start with the debug overlay open [config: window.overlay].
     #[arg(long)]
     pub overlay: bool,
@@ -212,6 +220,12 @@ impl Cli {
         }
         if self.overlay {
             config.window.overlay = true;
+        }
+        if let Some(n) = self.pool_buffers {
+            config.memory.pool_buffers = n;
+        }
+        if let Some(k) = self.pool_buffer_kib {
+            config.memory.pool_buffer_kib = k;
         }
         config
             .validate()

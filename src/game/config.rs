@@ -14,7 +14,58 @@ pub struct Config {
     pub particles: ParticlesConfig,
     pub physics: PhysicsConfig,
     pub tools: ToolsConfig,
+    pub memory: MemoryConfig,
     pub kinds: KindTable,
+}
+
+/// The memory system: the buffer pool, leak watching, defragmentation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Buffers the pool maps at start (and keeps when idle).
+    pub pool_buffers: usize,
+    /// Size of one pool buffer, KiB.
+    pub pool_buffer_kib: usize,
+    /// Most the pool may map, MiB.
+    pub pool_budget_mib: usize,
+    /// Buffers kept for frame-critical requests.
+    pub pool_reserve_buffers: usize,
+    /// Seconds of low demand after which spare buffers go back to the OS.
+    pub pool_decay_s: f32,
+    /// Seconds per leak-watch epoch.
+    pub epoch_s: f32,
+    /// A call site whose live bytes grow this many epochs in a row is reported.
+    pub leak_epochs: usize,
+    /// The particle store is compacted when this fraction of its slots is dead.
+    pub defrag_threshold: f32,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            pool_buffers: 20,
+            pool_buffer_kib: 1024,
+            pool_budget_mib: 256,
+            pool_reserve_buffers: 2,
+            pool_decay_s: 5.0,
+            epoch_s: 1.0,
+            leak_epochs: 10,
+            defrag_threshold: 0.5,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// The buffer pool's settings.
+    pub fn pool(&self) -> crate::memory::PoolConfig {
+        crate::memory::PoolConfig {
+            buffer_bytes: self.pool_buffer_kib << 10,
+            initial_buffers: self.pool_buffers,
+            budget_bytes: self.pool_budget_mib << 20,
+            reserve_buffers: self.pool_reserve_buffers,
+            decay: std::time::Duration::from_secs_f32(self.pool_decay_s),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -386,6 +437,44 @@ impl Config {
             if !(v.is_finite() && v >= 0.0) {
                 return err(format!("tools.{name} must be 0 or more, got {v}"));
             }
+        }
+        let m = &self.memory;
+        if !(4..=1 << 20).contains(&m.pool_buffer_kib) {
+            return err(format!(
+                "memory.pool_buffer_kib must be between 4 and 1048576, got {}",
+                m.pool_buffer_kib
+            ));
+        }
+        if m.pool_buffers > 4096 {
+            return err(format!(
+                "memory.pool_buffers must be at most 4096, got {}",
+                m.pool_buffers
+            ));
+        }
+        if (m.pool_budget_mib << 20) < (m.pool_buffers.max(1) * m.pool_buffer_kib) << 10 {
+            return err(format!(
+                "memory.pool_budget_mib ({} MiB) cannot hold memory.pool_buffers ({}) of {} KiB; raise the budget or lower the count",
+                m.pool_budget_mib, m.pool_buffers, m.pool_buffer_kib
+            ));
+        }
+        if !(m.pool_decay_s.is_finite()
+            && m.pool_decay_s > 0.0
+            && m.epoch_s.is_finite()
+            && m.epoch_s > 0.0)
+        {
+            return err("memory.pool_decay_s and memory.epoch_s must be above 0".into());
+        }
+        if !(2..=1000).contains(&m.leak_epochs) {
+            return err(format!(
+                "memory.leak_epochs must be between 2 and 1000, got {}",
+                m.leak_epochs
+            ));
+        }
+        if !(m.defrag_threshold > 0.0 && m.defrag_threshold <= 1.0) {
+            return err(format!(
+                "memory.defrag_threshold must be in (0, 1], got {}",
+                m.defrag_threshold
+            ));
         }
         self.kinds.validate().map_err(ConfigError)?;
         if 2.0 * self.kinds.max_radius() > w.width.min(w.height) / 4.0 {

@@ -56,6 +56,9 @@ fn keyboard_tools(
     if keys.just_pressed(KeyCode::KeyP) {
         player.paused = !player.paused;
     }
+    if keys.just_pressed(KeyCode::KeyC) {
+        player.compact_requested = true;
+    }
     if keys.just_pressed(KeyCode::KeyR) {
         player.reset_requested = true;
     }

@@ -11,6 +11,7 @@ pub mod autoplay;
 pub mod config;
 pub mod headless;
 pub mod input;
+pub mod memory;
 pub mod rng;
 pub mod sandbox;
 
@@ -51,6 +52,8 @@ pub struct PlayerState {
     pub show_help: bool,
     pub show_overlay: bool,
     pub reset_requested: bool,
+    /// Defragment the particle store this frame (C).
+    pub compact_requested: bool,
 }
 
 impl Default for PlayerState {
@@ -61,6 +64,7 @@ impl Default for PlayerState {
             show_help: false,
             show_overlay: false,
             reset_requested: false,
+            compact_requested: false,
         }
     }
 }
@@ -98,24 +102,25 @@ pub struct AutoplayDriver(pub autoplay::Autoplay);
 pub struct GamePlugin {
     config: Config,
     autoplay: bool,
-    sandbox: Mutex<Option<Sandbox>>,
+    sandbox: Mutex<Option<(Sandbox, memory::MemorySystem)>>,
 }
 
 impl GamePlugin {
     /// Builds the sandbox up front so a failure is an error, not a panic.
     pub fn new(config: Config, autoplay: bool) -> Result<Self, String> {
         let sandbox = Sandbox::new(&config)?;
+        let memory = memory::MemorySystem::new(&config.memory)?;
         Ok(Self {
             config,
             autoplay,
-            sandbox: Mutex::new(Some(sandbox)),
+            sandbox: Mutex::new(Some((sandbox, memory))),
         })
     }
 }
 
 impl Plugin for GamePlugin {
     fn build(&self, app: &mut App) {
-        let sandbox = self
+        let (sandbox, memory_system) = self
             .sandbox
             .lock()
             .ok()
@@ -132,6 +137,8 @@ impl Plugin for GamePlugin {
         }
         app.insert_resource(GameConfig(c.clone()))
             .insert_resource(sandbox)
+            .insert_resource(memory_system)
+            .add_plugins(memory::MemoryPlugin)
             .init_resource::<ToolQueue>()
             .insert_resource(PlayerState {
                 show_overlay: c.window.overlay,
@@ -164,6 +171,7 @@ impl Plugin for GamePlugin {
 fn reset_on_request(mut player: ResMut<PlayerState>, mut sandbox: ResMut<Sandbox>) {
     if player.reset_requested {
         player.reset_requested = false;
+        memory::report_outstanding("reset");
         sandbox.reset();
     }
 }

@@ -105,6 +105,7 @@ fn kind_color(kinds: &crate::particles::KindTable, k: Kind) -> egui::Color32 {
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn draw_ui(
     mut contexts: EguiContexts,
     mut player: ResMut<PlayerState>,
@@ -112,6 +113,7 @@ fn draw_ui(
     config: Res<GameConfig>,
     history: Res<FrameHistory>,
     worker_stats: Res<WorkerStats>,
+    memory: Res<crate::game::memory::MemorySystem>,
     mut captures: ResMut<UiCapturesInput>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
@@ -202,6 +204,7 @@ fn draw_ui(
                         ));
                     });
                 }
+                memory_section(ui, &memory);
                 let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
                     history
                         .samples
@@ -234,6 +237,64 @@ fn draw_ui(
     captures.pointer = ctx.egui_wants_pointer_input() || ctx.is_pointer_over_egui();
     captures.keyboard = ctx.egui_wants_keyboard_input();
     Ok(())
+}
+
+fn mib(bytes: i64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// Memory in one glance: per component, the pool, resident vs tracked,
+/// the top call sites and any leak warning.
+fn memory_section(ui: &mut egui::Ui, memory: &crate::game::memory::MemorySystem) {
+    let snap = &memory.snapshot;
+    egui::CollapsingHeader::new("Memory")
+        .default_open(true)
+        .show(ui, |ui| {
+            ui.label(format!(
+                "resident {:.1} MiB · tracked {:.1} MiB · untracked {:.1} MiB · store compactions {}",
+                mib(snap.resident_bytes as i64),
+                mib(snap.tracked_bytes),
+                mib(snap.untracked_bytes),
+                memory.compactions
+            ));
+            let parts: Vec<String> = snap
+                .components
+                .iter()
+                .filter(|c| c.totals.live() != 0 || c.totals.reserved != 0)
+                .map(|c| format!("{} {:.1}", c.component, mib(c.totals.live())))
+                .collect();
+            ui.label(format!("live MiB: {}", parts.join(" · ")));
+            for p in &snap.pools {
+                ui.label(format!(
+                    "pool {}: {} in use / {} buffers ({:.0} MiB mapped), {} grows, {} shrinks",
+                    p.name,
+                    p.in_use,
+                    p.buffers,
+                    mib(p.mapped_bytes as i64),
+                    p.grows,
+                    p.shrinks
+                ));
+            }
+            for h in snap.hotspots_by_bytes.iter().take(3) {
+                ui.label(format!(
+                    "{} · {:.1} MiB live · {} allocations",
+                    h.site,
+                    mib(h.stats.live_bytes),
+                    h.stats.total_count
+                ));
+            }
+            for leak in &snap.leaks {
+                ui.colored_label(
+                    egui::Color32::from_rgb(255, 120, 90),
+                    format!(
+                        "leak? {}: {:.1} MiB, +{:.0} KiB/epoch",
+                        leak.site,
+                        mib(leak.live_bytes),
+                        leak.bytes_per_epoch / 1024.0
+                    ),
+                );
+            }
+        });
 }
 
 #[cfg(test)]

@@ -4,8 +4,15 @@
 //! as a slice of `T` through `bytemuck`. That gives every column the alignment
 //! the vector units and the cache want, with no `unsafe`: the cast is checked by
 //! `bytemuck` (`T` must be `Pod` and its size must divide 64).
+//!
+//! Columns report their memory to the memory system: every change of
+//! capacity goes to the call-site table (`memory::SITES`, as one site, the
+//! particle columns), and the heap behind them is charged to whichever
+//! component grew them (`memory::ledger`).
 
+use crate::memory::SITES;
 use std::marker::PhantomData;
+use std::panic::Location;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -25,6 +32,7 @@ pub const LINE_BYTES: usize = 64;
 pub struct Column<T: Pod> {
     lines: Vec<Line>,
     len: usize,
+    site: &'static Location<'static>,
     _values: PhantomData<T>,
 }
 
@@ -36,10 +44,21 @@ impl<T: Pod> Default for Column<T> {
 
 impl<T: Pod> Clone for Column<T> {
     fn clone(&self) -> Self {
-        Self {
+        let c = Self {
             lines: self.lines.clone(),
             len: self.len,
+            site: self.site,
             _values: PhantomData,
+        };
+        c.note(0);
+        c
+    }
+}
+
+impl<T: Pod> Drop for Column<T> {
+    fn drop(&mut self) {
+        if self.lines.capacity() > 0 {
+            SITES.record_free(self.site, self.reserved_bytes());
         }
     }
 }
@@ -50,11 +69,28 @@ impl<T: Pod> Column<T> {
         LINE_BYTES / size_of::<T>()
     };
 
+    #[track_caller]
     pub fn new() -> Self {
         Self {
             lines: Vec::new(),
             len: 0,
+            site: Location::caller(),
             _values: PhantomData,
+        }
+    }
+
+    /// Tells the site table about a capacity change from `old_lines`.
+    #[inline]
+    fn note(&self, old_lines: usize) {
+        let new_lines = self.lines.capacity();
+        if new_lines == old_lines {
+            return;
+        }
+        let (old, new) = (old_lines * LINE_BYTES, new_lines * LINE_BYTES);
+        match (old, new) {
+            (0, _) => SITES.record_alloc(self.site, new),
+            (_, 0) => SITES.record_free(self.site, old),
+            _ => SITES.record_resize(self.site, old, new),
         }
     }
 
@@ -98,7 +134,9 @@ impl<T: Pod> Column<T> {
     pub fn reserve(&mut self, additional: usize) {
         let lines = Self::lines_for(self.len + additional);
         if lines > self.lines.len() {
+            let old = self.lines.capacity();
             self.lines.reserve(lines - self.lines.len());
+            self.note(old);
         }
     }
 
@@ -106,7 +144,9 @@ impl<T: Pod> Column<T> {
     pub fn resize_zeroed(&mut self, len: usize) {
         let lines = Self::lines_for(len);
         if lines > self.lines.len() {
+            let old = self.lines.capacity();
             self.lines.resize(lines, Line::zeroed());
+            self.note(old);
         }
         if len > self.len {
             let old = self.len;
@@ -119,8 +159,12 @@ impl<T: Pod> Column<T> {
 
     pub fn push(&mut self, value: T) {
         let i = self.len;
-        while self.lines.len() < Self::lines_for(i + 1) {
-            self.lines.push(Line::zeroed());
+        if self.lines.len() < Self::lines_for(i + 1) {
+            let old = self.lines.capacity();
+            while self.lines.len() < Self::lines_for(i + 1) {
+                self.lines.push(Line::zeroed());
+            }
+            self.note(old);
         }
         self.len += 1;
         self.as_mut_slice()[i] = value;
@@ -142,8 +186,10 @@ impl<T: Pod> Column<T> {
 
     /// Releases memory beyond what `len` needs.
     pub fn shrink_to_fit(&mut self) {
+        let old = self.lines.capacity();
         self.lines.truncate(Self::lines_for(self.len));
         self.lines.shrink_to_fit();
+        self.note(old);
     }
 }
 

@@ -33,6 +33,22 @@ pub enum StoreError {
     Full(usize),
 }
 
+/// Old handle → new handle after `ParticleStore::compact`.
+#[derive(Clone, Debug, Default)]
+pub struct Remap {
+    map: Vec<Option<(u32, Handle)>>,
+}
+
+impl Remap {
+    /// The particle's new handle, if the old one was live at compaction.
+    pub fn get(&self, old: Handle) -> Option<Handle> {
+        match self.map.get(old.slot as usize)? {
+            Some((generation, new)) if *generation == old.generation => Some(*new),
+            _ => None,
+        }
+    }
+}
+
 /// Everything needed to create one particle.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NewParticle {
@@ -308,6 +324,59 @@ impl ParticleStore {
             }
         }
         removed
+    }
+
+    /// How much of the store is dead weight, 0..1: slots no live particle
+    /// owns, or column capacity no particle uses, whichever is larger.
+    pub fn fragmentation(&self) -> f64 {
+        let live = self.len() as f64;
+        let slots = self.slots.len().max(1) as f64;
+        let cap = self.cols.x.capacity().max(1) as f64;
+        (1.0 - live / slots).max(1.0 - live / cap).max(0.0)
+    }
+
+    /// Defragments: every live particle keeps its row (the rows are dense
+    /// and in grid-cell order already), the handle table is rebuilt so slot
+    /// `i` names row `i`, and the columns and tables shrink to fit, giving
+    /// their spare memory back. Every old handle becomes stale; the returned
+    /// `Remap` turns a live particle's old handle into its new one.
+    pub fn compact(&mut self) -> Remap {
+        let n = self.len();
+        let next_generation = self
+            .slots
+            .iter()
+            .map(|s| s.generation)
+            .max()
+            .unwrap_or(0)
+            .wrapping_add(1);
+        let mut map = vec![None; self.slots.len()];
+        for (row, &slot) in self.cols.owner.as_slice().iter().enumerate() {
+            let old = self.slots[slot as usize];
+            map[slot as usize] = Some((
+                old.generation,
+                Handle {
+                    slot: row as u32,
+                    generation: next_generation,
+                },
+            ));
+        }
+        self.slots = (0..n)
+            .map(|row| Slot {
+                dense: row as u32,
+                generation: next_generation,
+            })
+            .collect();
+        self.free = Vec::new();
+        for (row, owner) in self.cols.owner.as_mut_slice().iter_mut().enumerate() {
+            *owner = row as u32;
+        }
+        each_column!(self.cols, |c| c.shrink_to_fit());
+        each_column!(self.scratch, |c| {
+            c.clear();
+            c.shrink_to_fit()
+        });
+        debug_assert!(self.check_invariants().is_ok());
+        Remap { map }
     }
 
     /// Removes every particle; all handles become stale.

@@ -147,3 +147,49 @@ fn parallel_permute_matches_sequential() {
     }
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn compaction_remaps_live_handles_and_returns_memory() {
+    let mut store = ParticleStore::with_limit(100_000);
+    let handles: Vec<_> = (0..50_000)
+        .map(|i| store.spawn(particle(i as f32)).unwrap())
+        .collect();
+    for h in handles.iter().skip(1).step_by(10).take(4000) {
+        store.despawn(*h).unwrap();
+    }
+    for h in &handles[10_000..] {
+        let _ = store.despawn(*h);
+    }
+    let before = store.reserved_bytes();
+    assert!(store.fragmentation() > 0.7, "{}", store.fragmentation());
+    let xs: Vec<f32> = store.slices().x.to_vec();
+    let remap = store.compact();
+    store.check_invariants().unwrap();
+    assert_eq!(store.slices().x, &xs[..], "rows keep their order");
+    assert!(store.fragmentation() < 0.05, "{}", store.fragmentation());
+    assert!(
+        store.reserved_bytes() < before / 3,
+        "{} → {}",
+        before,
+        store.reserved_bytes()
+    );
+    let mut live = 0;
+    for h in &handles {
+        let was = remap.get(*h);
+        // Every old handle is stale now; the live ones map to a handle that
+        // finds the same particle.
+        assert!(!store.contains(*h) || remap.get(*h) == Some(*h));
+        if let Some(new) = was {
+            live += 1;
+            let i = store.index_of(new).unwrap();
+            assert_eq!(
+                store.slices().x[i],
+                handles.iter().position(|x| x == h).unwrap() as f32
+            );
+        }
+    }
+    assert_eq!(live, store.len());
+    // A new spawn gets a fresh slot and works as before.
+    let h = store.spawn(particle(-1.0)).unwrap();
+    assert_eq!(store.slices().x[store.index_of(h).unwrap()], -1.0);
+}

@@ -9,7 +9,7 @@
 
 pub mod instance;
 
-use crate::game::{GameSet, Sandbox, input::WorldCamera};
+use crate::game::{GameSet, Sandbox, input::WorldCamera, memory::MemorySystem};
 use crate::workers::{Capability, Priority, TaskGraph, TaskSpec};
 use bevy::{
     camera::ScalingMode,
@@ -42,11 +42,11 @@ use bevy::{
         Mesh2dPipeline, Mesh2dPipelineKey, SetMesh2dViewBindGroup, init_mesh_2d_pipeline,
     },
 };
-use instance::{Palette, ParticleInstance};
+use instance::{InstanceChunks, Palette, ParticleInstance};
 
-/// The packed particles of this frame, ready for upload.
+/// The packed particles of this frame, in memory-pool buffers.
 #[derive(Resource, Default)]
-pub struct ParticleInstances(pub Vec<ParticleInstance>);
+pub struct ParticleInstances(pub InstanceChunks);
 
 /// The one entity that stands for all particles in the render phase.
 #[derive(Component, Default)]
@@ -110,15 +110,28 @@ fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
 
 /// The Rendering set's work: one frame-critical Rendering task that packs
 /// the instances in parallel chunks.
-fn pack_instances(sandbox: Res<Sandbox>, mut out: ResMut<ParticleInstances>) {
+fn pack_instances(
+    sandbox: Res<Sandbox>,
+    memory: Res<MemorySystem>,
+    mut out: ResMut<ParticleInstances>,
+    mut warned: Local<bool>,
+) {
     let palette = Palette::new(&sandbox.kinds);
     let slices = sandbox.store.slices();
     let pool = &*sandbox.pool;
     let out = &mut out.0;
+    let buffers = &memory.instance_pool;
+    let warned = &mut *warned;
     let mut graph = TaskGraph::new();
     graph.add(
         TaskSpec::new("render.pack", Capability::Rendering).priority(Priority::FrameCritical),
-        || instance::pack(&slices, &palette, out, pool),
+        || {
+            if let Err(e) = instance::pack(&slices, &palette, out, buffers, pool)
+                && !std::mem::replace(warned, true)
+            {
+                warn!("drawing only the particles that fit: {e}; raise memory.pool_budget_mib");
+            }
+        },
     );
     match pool.run(graph) {
         Ok(report) if report.is_ok() => {}
@@ -133,9 +146,10 @@ fn pack_instances(sandbox: Res<Sandbox>, mut out: ResMut<ParticleInstances>) {
 #[derive(Resource)]
 struct ParticleShader(Handle<Shader>);
 
-/// Render-world copy of the instances and their GPU buffer.
+/// Render-world handles to this frame's instance buffers, and the GPU buffer.
 #[derive(Resource)]
 struct GpuParticles {
+    chunks: InstanceChunks,
     instances: RawBufferVec<ParticleInstance>,
     count: u32,
     /// The layer entity: (render world, main world).
@@ -145,6 +159,7 @@ struct GpuParticles {
 impl Default for GpuParticles {
     fn default() -> Self {
         Self {
+            chunks: InstanceChunks::default(),
             instances: RawBufferVec::new(BufferUsages::VERTEX),
             count: 0,
             layer: None,
@@ -157,10 +172,9 @@ fn extract_particles(
     instances: Extract<Res<ParticleInstances>>,
     layer: Extract<Query<(Entity, &RenderEntity), With<ParticleLayer>>>,
 ) {
-    let values = gpu.instances.values_mut();
-    values.clear();
-    values.extend_from_slice(&instances.0);
-    gpu.count = instances.0.len() as u32;
+    // Handles only: the bytes stay where the packer wrote them.
+    gpu.chunks = instances.0.clone();
+    gpu.count = instances.0.count as u32;
     gpu.layer = layer
         .iter()
         .next()
@@ -172,6 +186,14 @@ fn upload_particles(
     device: Res<RenderDevice>,
     queue: Res<RenderQueue>,
 ) {
+    let gpu = &mut *gpu;
+    let values = gpu.instances.values_mut();
+    values.clear();
+    for part in gpu.chunks.slices() {
+        values.extend_from_slice(part);
+    }
+    // Let the packer have its buffers back.
+    gpu.chunks = InstanceChunks::default();
     if gpu.count > 0 {
         gpu.instances.write_buffer(&device, &queue);
     }

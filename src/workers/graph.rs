@@ -201,7 +201,13 @@ impl Run<'_, '_> {
             .take()
             .expect("a graph task ran twice");
         let start = self.registry.now_ns();
-        let result = run_reporting(self.registry, &spec.name, spec.affinity, body);
+        let result = run_reporting(
+            self.registry,
+            &spec.name,
+            spec.capability,
+            spec.affinity,
+            body,
+        );
         let end = self.registry.now_ns();
         let worker = WorkerThread::current().map_or(usize::MAX, |w| w.index);
         self.timeline

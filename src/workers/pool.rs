@@ -243,8 +243,9 @@ impl WorkerPool {
         let registry = self.registry.clone();
         let name = spec.name.clone();
         let affinity = spec.affinity;
+        let capability = spec.capability;
         let body = move || {
-            let result = run_reporting(&registry, &name, affinity, f);
+            let result = run_reporting(&registry, &name, capability, affinity, f);
             out.fill(result);
         };
         // SAFETY: the closure is 'static (owns everything it uses).
@@ -337,15 +338,29 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The memory component a kind of work is charged to.
+pub fn component_of(cap: Capability) -> crate::memory::Component {
+    use crate::memory::Component;
+    match cap {
+        Capability::Management => Component::Game,
+        Capability::Physics => Component::Physics,
+        Capability::Rendering => Component::Render,
+        Capability::Blockchain => Component::Chain,
+    }
+}
+
 /// Runs a named task body: records its affinity, catches a panic and
 /// reports it (metrics, event bus).
 pub(crate) fn run_reporting<T>(
     registry: &Registry,
     name: &str,
+    capability: Capability,
     affinity: Option<u64>,
     f: impl FnOnce() -> T,
 ) -> Result<T, TaskError> {
     let worker = WorkerThread::current().map(|w| w.index);
+    // The heap the task allocates is charged to its kind of work.
+    let _tag = crate::memory::enter(component_of(capability));
     if let (Some(key), Some(w)) = (affinity, worker) {
         registry.note_affinity(key, w);
     }
