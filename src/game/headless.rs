@@ -66,6 +66,23 @@ pub struct Summary {
     /// Position checksum, for comparing runs.
     pub checksum: String,
     pub wall_s: f64,
+    pub memory: MemorySummary,
+}
+
+/// The memory system at the end of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MemorySummary {
+    pub resident_mb: f64,
+    /// Heap bytes charged to each component plus their pool memory, MiB.
+    pub live_mb: std::collections::BTreeMap<String, f64>,
+    pub tracked_mb: f64,
+    pub pool_buffers: usize,
+    pub pool_grows: u64,
+    pub pool_shrinks: u64,
+    pub store_compactions: u64,
+    pub leak_warnings: Vec<crate::memory::LeakWarning>,
+    /// Allocation sites still holding memory after the game shut down.
+    pub outstanding_at_exit: Vec<String>,
 }
 
 /// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
@@ -102,6 +119,26 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
     }
     progress.finish();
     let wall_s = start.elapsed().as_secs_f64();
+    let mut memory = {
+        let mem = app.world().resource::<super::memory::MemorySystem>();
+        let snap = &mem.snapshot;
+        let pool = mem.instance_pool.stats();
+        MemorySummary {
+            resident_mb: snap.resident_bytes as f64 / 1048576.0,
+            live_mb: snap
+                .components
+                .iter()
+                .map(|c| (c.component.to_string(), c.totals.live() as f64 / 1048576.0))
+                .collect(),
+            tracked_mb: snap.tracked_bytes as f64 / 1048576.0,
+            pool_buffers: pool.buffers,
+            pool_grows: pool.grows,
+            pool_shrinks: pool.shrinks,
+            store_compactions: mem.compactions,
+            leak_warnings: mem.leaks.clone(),
+            outstanding_at_exit: Vec::new(),
+        }
+    };
     let sandbox = app.world().resource::<Sandbox>();
     let step = Percentiles::of(&step_ms);
     Ok(Summary {
@@ -140,6 +177,22 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
             / sandbox.height(),
         checksum: format!("{:016x}", checksum(sandbox)),
         wall_s,
+        memory: {
+            // Shut the game down, then see what is still allocated through
+            // the memory system (nothing should be).
+            drop(app);
+            memory.outstanding_at_exit = crate::memory::SITES
+                .outstanding()
+                .into_iter()
+                .map(|h| {
+                    format!(
+                        "{}: {} bytes in {} allocations",
+                        h.site, h.stats.live_bytes, h.stats.live_count
+                    )
+                })
+                .collect();
+            memory
+        },
     })
 }
 
@@ -166,7 +219,8 @@ impl Summary {
              per step: integrate {:.2} ms, grid {:.2} ms, collide {:.2} ms\n\
              spawned {}, despawned {}, explosions {}, contacts {}\n\
              mean speed {:.1}, highest particle at {:.0}% of the box\n\
-             checksum {}, wall {:.1} s",
+             checksum {}, wall {:.1} s\n\
+             memory: resident {:.1} MiB, tracked {:.1} MiB, {} leak warnings, {} sites outstanding at exit",
             self.frames,
             self.particles,
             self.threads,
@@ -188,7 +242,11 @@ impl Summary {
             self.mean_speed,
             self.top * 100.0,
             self.checksum,
-            self.wall_s
+            self.wall_s,
+            self.memory.resident_mb,
+            self.memory.tracked_mb,
+            self.memory.leak_warnings.len(),
+            self.memory.outstanding_at_exit.len()
         )
     }
 }

@@ -108,6 +108,8 @@ pub struct GamePlugin {
 impl GamePlugin {
     /// Builds the sandbox up front so a failure is an error, not a panic.
     pub fn new(config: Config, autoplay: bool) -> Result<Self, String> {
+        // The initial scene's memory is the game's.
+        let _tag = crate::memory::enter(crate::memory::Component::Game);
         let sandbox = Sandbox::new(&config)?;
         let memory = memory::MemorySystem::new(&config.memory)?;
         Ok(Self {

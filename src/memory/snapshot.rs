@@ -62,8 +62,10 @@ pub struct MemorySnapshot {
     pub hotspots_by_count: Vec<Hotspot>,
     pub leaks: Vec<LeakWarning>,
     pub resident_bytes: u64,
-    /// Heap bytes seen by the tracking allocator plus mapped pool memory.
+    /// Heap bytes seen by the tracking allocator plus pool memory in use.
     pub tracked_bytes: i64,
+    /// Memory our pools have mapped (in use or not).
+    pub pool_reserved_bytes: i64,
     /// Resident minus tracked (code, stacks, the GPU driver, untracked maps).
     pub untracked_bytes: i64,
 }
@@ -122,13 +124,18 @@ impl Sampler {
         let components = self.components();
         let (by_bytes, by_count) = SITES.hotspots(hotspots);
         let resident = resident_bytes();
-        let tracked = LEDGER.heap_total() + LEDGER.reserved_total();
+        let pooled: i64 = Component::ALL
+            .iter()
+            .map(|&c| LEDGER.totals(c).pooled_live)
+            .sum();
+        let tracked = LEDGER.heap_total() + pooled;
         MemorySnapshot {
             components,
             hotspots_by_bytes: by_bytes,
             hotspots_by_count: by_count,
             resident_bytes: resident,
             tracked_bytes: tracked,
+            pool_reserved_bytes: LEDGER.reserved_total(),
             untracked_bytes: resident as i64 - tracked,
             ..MemorySnapshot::default()
         }

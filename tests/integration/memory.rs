@@ -57,3 +57,54 @@ fn heap_bytes_are_charged_to_the_component_that_allocated_them() {
     let after = LEDGER.totals(Component::Chain).heap_live;
     assert!(after - before < 1 << 20, "{before} → {after}");
 }
+
+#[test]
+fn a_headless_run_reports_memory_and_leaves_nothing_allocated() {
+    let (code, stdout, stderr) = run(game().args([
+        "--headless",
+        "--frames",
+        "40",
+        "--particles",
+        "20000",
+        "--autoplay",
+        "--json",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let m = &v["memory"];
+    // The particle columns are the game's, the step's scratch is physics'.
+    assert!(m["live_mb"]["game"].as_f64().unwrap() > 0.5, "{m}");
+    assert!(m["live_mb"]["physics"].as_f64().unwrap() > 0.1, "{m}");
+    assert!(m["resident_mb"].as_f64().unwrap() > m["live_mb"]["game"].as_f64().unwrap());
+    assert_eq!(m["pool_buffers"].as_u64(), Some(20));
+    assert_eq!(
+        m["outstanding_at_exit"].as_array().map(Vec::len),
+        Some(0),
+        "{m}"
+    );
+}
+
+#[test]
+fn pool_flags_reach_the_pool_and_bad_sizes_are_refused() {
+    let (code, stdout, stderr) = run(game().args([
+        "--headless",
+        "--frames",
+        "2",
+        "--particles",
+        "1000",
+        "--pool-buffers",
+        "3",
+        "--pool-buffer-kib",
+        "256",
+        "--json",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["memory"]["pool_buffers"].as_u64(), Some(3));
+    let (code, _, stderr) = run(game().args(["--headless", "--pool-buffer-kib", "1"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("memory.pool_buffer_kib must be between"),
+        "{stderr}"
+    );
+}
