@@ -2,22 +2,104 @@
 //! the size asked for (rounded up to a power of two); a freed block merges
 //! with its buddy (`offset ^ size`) whenever that is free too. Fast and
 //! simple, at the price of rounding (internal fragmentation).
+//!
+//! Free blocks are kept per order as a stack of offsets plus a bitmap that
+//! says which blocks are really free: merging clears the buddy's bit and
+//! leaves its stack entry behind, to be skipped when popped (lazy delete),
+//! so allocation, free and merge are all O(1) amortised.
 
 use super::block::{
     AllocError, AllocStats, Block, BlockAllocator, BlockId, BlockTable, Move, check_request,
 };
-use std::collections::BTreeSet;
 
 /// The smallest block.
 pub const MIN_BLOCK: usize = 16;
 /// The largest alignment served (the arena's base is aligned to it).
 pub const MAX_ALIGN: usize = 4096;
 
+/// The free blocks of one order.
+#[derive(Clone, Default)]
+struct Order {
+    /// Offsets, possibly stale (check `bits`).
+    stack: Vec<usize>,
+    /// Bit `offset >> log2(block size)`: the block is free.
+    bits: Vec<u64>,
+    count: usize,
+}
+
+impl Order {
+    fn new(blocks: usize) -> Self {
+        Self {
+            stack: Vec::new(),
+            bits: vec![0; blocks.div_ceil(64)],
+            count: 0,
+        }
+    }
+
+    #[inline]
+    fn bit(&self, i: usize) -> bool {
+        self.bits[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    #[inline]
+    fn insert(&mut self, off: usize, shift: u32) {
+        let i = off >> shift;
+        self.bits[i / 64] |= 1 << (i % 64);
+        self.stack.push(off);
+        self.count += 1;
+    }
+
+    /// Takes `off` out if it is free.
+    #[inline]
+    fn remove(&mut self, off: usize, shift: u32) -> bool {
+        let i = off >> shift;
+        if !self.bit(i) {
+            return false;
+        }
+        self.bits[i / 64] &= !(1 << (i % 64));
+        self.count -= 1;
+        // Its stack entry goes stale; drop stale entries when they pile up.
+        if self.stack.len() > 2 * self.count + 64 {
+            let bits = &self.bits;
+            self.stack
+                .retain(|&o| bits[(o >> shift) / 64] & (1 << ((o >> shift) % 64)) != 0);
+        }
+        true
+    }
+
+    #[inline]
+    fn pop(&mut self, shift: u32) -> Option<usize> {
+        while let Some(off) = self.stack.pop() {
+            let i = off >> shift;
+            if self.bit(i) {
+                self.bits[i / 64] &= !(1 << (i % 64));
+                self.count -= 1;
+                return Some(off);
+            }
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        self.stack.clear();
+        self.bits.iter_mut().for_each(|w| *w = 0);
+        self.count = 0;
+    }
+
+    fn offsets(&self, shift: u32) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(move |(w, &word)| {
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| (w * 64 + b) << shift)
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Buddy {
     capacity: usize,
-    /// Free block offsets per order (block size `MIN_BLOCK << order`).
-    free: Vec<BTreeSet<usize>>,
+    /// Free blocks per order (block size `MIN_BLOCK << order`).
+    free: Vec<Order>,
     table: BlockTable,
 }
 
@@ -30,8 +112,10 @@ impl Buddy {
             1 << (usize::BITS - 1 - capacity.leading_zeros())
         };
         let orders = (capacity / MIN_BLOCK).trailing_zeros() as usize + 1;
-        let mut free = vec![BTreeSet::new(); orders];
-        free[orders - 1].insert(0);
+        let mut free: Vec<Order> = (0..orders)
+            .map(|o| Order::new(capacity / (MIN_BLOCK << o)))
+            .collect();
+        free[orders - 1].insert(0, Self::shift(orders - 1));
         Self {
             capacity,
             free,
@@ -43,6 +127,11 @@ impl Buddy {
         MIN_BLOCK << order
     }
 
+    /// log2 of the block size of `order`.
+    fn shift(order: usize) -> u32 {
+        MIN_BLOCK.trailing_zeros() + order as u32
+    }
+
     fn order_for(bytes: usize) -> usize {
         (bytes.max(MIN_BLOCK).next_power_of_two() / MIN_BLOCK).trailing_zeros() as usize
     }
@@ -50,13 +139,13 @@ impl Buddy {
     fn insert_merged(&mut self, mut off: usize, mut order: usize) {
         while order + 1 < self.free.len() {
             let buddy = off ^ Self::size_of(order);
-            if !self.free[order].remove(&buddy) {
+            if !self.free[order].remove(buddy, Self::shift(order)) {
                 break;
             }
             off = off.min(buddy);
             order += 1;
         }
-        self.free[order].insert(off);
+        self.free[order].insert(off, Self::shift(order));
     }
 
     /// Fills `start..capacity` with the largest aligned free blocks.
@@ -68,7 +157,7 @@ impl Buddy {
             {
                 order -= 1;
             }
-            self.free[order].insert(start);
+            self.free[order].insert(start, Self::shift(order));
             start += Self::size_of(order);
         }
     }
@@ -93,17 +182,17 @@ impl BlockAllocator for Buddy {
             });
         }
         let want = Self::order_for(size.max(align));
-        let Some(mut order) = (want..self.free.len()).find(|&o| !self.free[o].is_empty()) else {
+        let Some(mut order) = (want..self.free.len()).find(|&o| self.free[o].count > 0) else {
             return Err(AllocError::OutOfMemory {
                 allocator: "buddy",
                 size,
                 align,
             });
         };
-        let off = self.free[order].pop_first().expect("non-empty");
+        let off = self.free[order].pop(Self::shift(order)).expect("counted");
         while order > want {
             order -= 1;
-            self.free[order].insert(off + Self::size_of(order));
+            self.free[order].insert(off + Self::size_of(order), Self::shift(order));
         }
         Ok(self.table.insert(Block {
             offset: off,
@@ -126,14 +215,14 @@ impl BlockAllocator for Buddy {
     fn stats(&self) -> AllocStats {
         let largest = (0..self.free.len())
             .rev()
-            .find(|&o| !self.free[o].is_empty())
+            .find(|&o| self.free[o].count > 0)
             .map_or(0, Self::size_of);
         AllocStats {
             requested: self.table.requested,
             allocated: self.table.allocated,
             reserved: self.capacity,
             live_blocks: self.table.live,
-            free_blocks: self.free.iter().map(BTreeSet::len).sum(),
+            free_blocks: self.free.iter().map(|o| o.count).sum(),
             largest_free: largest,
             total_free: self.capacity - self.table.allocated,
         }
@@ -144,7 +233,10 @@ impl BlockAllocator for Buddy {
             .free
             .iter()
             .enumerate()
-            .flat_map(|(o, set)| set.iter().map(move |&off| (off, Self::size_of(o))))
+            .flat_map(|(o, ord)| {
+                ord.offsets(Self::shift(o))
+                    .map(move |off| (off, Self::size_of(o)))
+            })
             .collect();
         v.sort_unstable();
         v
@@ -169,7 +261,7 @@ impl BlockAllocator for Buddy {
             }
             cursor += b.size;
         }
-        self.free.iter_mut().for_each(BTreeSet::clear);
+        self.free.iter_mut().for_each(Order::clear);
         self.free_tail(cursor);
         moves
     }
