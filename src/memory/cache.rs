@@ -196,6 +196,7 @@ impl SlabCache {
             page_class: Vec::new(),
             page_live: Vec::new(),
             owned: Vec::new(),
+            flush_at: CAP,
             remote: (0..self.shared.counters.len())
                 .map(|_| Vec::new())
                 .collect(),
@@ -258,6 +259,10 @@ pub struct LocalCache {
     page_live: Vec<u32>,
     /// Pages this worker owns.
     owned: Vec<u32>,
+    /// Free-stack length that triggers the next flush: the cap, or twice
+    /// what the last flush left (a flush that frees little is not repeated
+    /// on every free).
+    flush_at: [usize; CLASSES],
     /// Blocks of other owners freed here, batched per owner.
     remote: Vec<Vec<u32>>,
 }
@@ -372,7 +377,7 @@ impl LocalCache {
         let class = self.page_class[page] as usize;
         self.page_live[page] -= 1;
         self.free[class].push(off);
-        if self.free[class].len() > CAP[class] {
+        if self.free[class].len() > self.flush_at[class] {
             self.flush(class);
         }
     }
@@ -410,13 +415,15 @@ impl LocalCache {
                 .collect()
         };
         if empty.is_empty() {
+            self.flush_at[class] = CAP[class].max(2 * self.free[class].len());
             return;
         }
-        self.free[class].retain(|&o| !empty.contains(&(o as usize / PAGE)));
-        self.owned.retain(|&p| !empty.contains(&(p as usize)));
         for &p in &empty {
             self.page_class[p] = u8::MAX;
         }
+        let page_class = &self.page_class;
+        self.free[class].retain(|&o| page_class[o as usize / PAGE] != u8::MAX);
+        self.owned.retain(|&p| page_class[p as usize] != u8::MAX);
         let c = self.counters();
         c.pages
             .store(c.pages.load(Relaxed) - empty.len() as i64, Relaxed);
@@ -425,6 +432,7 @@ impl LocalCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(empty.iter().map(|&p| p as u32));
+        self.flush_at[class] = CAP[class].max(2 * self.free[class].len());
     }
 
     /// Gives a batch of `owner`'s blocks back to it; if its cache is gone,
