@@ -11,6 +11,7 @@ Controls (window):
   shift + right drag  repel                R         reset
   space               explosion            H         help on screen
   F3                  debug overlay        Esc       quit
+                                           C         compact the particle store
 
 Config: every tunable lives in a TOML file. `--print-config` writes the
 defaults; `--config FILE` reads one (./particle-forge.toml is read when

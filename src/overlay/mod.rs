@@ -83,7 +83,7 @@ fn sample_frame(
     workers.sample(sandbox.pool.metrics());
 }
 
-const CONTROLS: [(&str, &str); 10] = [
+const CONTROLS: [(&str, &str); 11] = [
     ("Left drag", "spawn brush"),
     ("Right drag", "attract"),
     ("Shift + right drag", "repel"),
@@ -91,6 +91,7 @@ const CONTROLS: [(&str, &str); 10] = [
     ("1 2 3 4", "sand, water, spark, heavy"),
     ("P", "pause"),
     ("R", "reset"),
+    ("C", "compact the particle store"),
     ("H", "this help"),
     ("F3", "debug overlay"),
     ("Esc", "quit"),
