@@ -86,6 +86,12 @@ impl<A: BlockAllocator> Arena<A> {
         Ok(unsafe { NonNull::new_unchecked(self.base.as_ptr().add(b.offset)) })
     }
 
+    /// Compacts when external fragmentation has passed `threshold`
+    /// (0..1); returns how many blocks moved, if it ran.
+    pub fn compact_if(&mut self, threshold: f64) -> Option<usize> {
+        (self.stats().external_fragmentation() > threshold).then(|| self.compact())
+    }
+
     /// Compacts the allocator and moves the bytes along; returns how many
     /// blocks moved.
     pub fn compact(&mut self) -> usize {

@@ -490,3 +490,24 @@ fn a_snapshot_maps_allocators_and_reports_resident_memory() {
     assert_eq!(snap.components.len(), Component::COUNT);
     assert!(snap.resident_bytes > 0);
 }
+
+#[test]
+fn arenas_compact_by_themselves_past_the_threshold() {
+    let mut arena = Arena::new(BestFit::new(64 * 1024));
+    let ids: Vec<_> = (0..64).map(|_| arena.alloc(1000, 16).unwrap()).collect();
+    assert_eq!(arena.compact_if(0.3), None, "nothing free yet");
+    for id in ids.iter().step_by(2) {
+        arena.free(*id).unwrap();
+    }
+    for (k, id) in ids.iter().enumerate().skip(1).step_by(2) {
+        arena.bytes_mut(*id).unwrap().fill(k as u8);
+    }
+    assert!(arena.stats().external_fragmentation() > 0.3);
+    let moved = arena.compact_if(0.3).expect("over the threshold");
+    assert_eq!(moved, 32);
+    assert_eq!(arena.stats().external_fragmentation(), 0.0);
+    for (k, id) in ids.iter().enumerate().skip(1).step_by(2) {
+        assert!(arena.bytes(*id).unwrap().iter().all(|&b| b == k as u8));
+    }
+    assert_eq!(arena.compact_if(0.3), None);
+}
