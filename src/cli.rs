@@ -129,6 +129,9 @@ pub enum BenchSuite {
     /// The memory system against the slab crate, system malloc, mimalloc
     /// and buddy_system_allocator; fragmentation and pool decay.
     Memory(BenchArgs),
+    /// The physics step against naive Bevy (an entity per particle) and an
+    /// array-of-structs rayon version, at 100k and 1M particles.
+    Physics(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]

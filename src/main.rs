@@ -50,6 +50,15 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             Ok(0)
         }
+        Mode::Bench(BenchSuite::Physics(args)) => {
+            let report = bench::physics::run(args.quick);
+            println!("{}", report.describe());
+            if args.json {
+                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                println!("{line}");
+            }
+            Ok(0)
+        }
         Mode::Bench(BenchSuite::Memory(args)) => {
             let report = bench::memory::run(args.quick);
             println!("{}", report.describe());

@@ -5,6 +5,7 @@
 //! line is one JSON object.
 
 pub mod memory;
+pub mod physics;
 pub mod workers;
 
 use std::time::Instant;

@@ -7,6 +7,7 @@ mod headless_app;
 mod loom_memory;
 mod loom_workers;
 mod memory;
+mod physics_bench;
 mod screenshot;
 mod workers;
 

@@ -1,0 +1,712 @@
+//! `particle-forge bench physics`: our physics step against what a Bevy
+//! user would write, in one process, on the same scenes.
+//!
+//! Contenders, all stepping the same initial particles:
+//! - ours: the SoA store and `Physics::step` on the worker system (one
+//!   substep, one contact pass — the same amount of work per step as the
+//!   peers; ours also does friction, mass scaling and the speed caps, which
+//!   the peers skip, so the ratios understate ours);
+//! - naive Bevy: one entity per particle with `Transform` and `Velocity`,
+//!   `par_iter_mut` integration, a `HashMap` grid of entity lists and
+//!   corrections applied through `Query::get_mut`;
+//! - AoS: `Vec<Particle>` on rayon, counting-sorted by cell like ours, each
+//!   particle gathering its corrections from the 3×3 cells around it.
+//!
+//! Scenes: a dense settling pile, a sparse gas, and explosion bursts with
+//! spawn/despawn churn (1% of the particles replaced every 5 steps).
+//! It also measures a STREAM triad on the same workers and reports the
+//! integration kernel's bandwidth as a fraction of it.
+
+use super::{geomean, progress, round};
+use crate::game::rng::Rng;
+use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
+use crate::physics::{Physics, PhysicsParams, integrate};
+use crate::workers::WorkerPool;
+use bevy::ecs::schedule::Schedule;
+use bevy::prelude::{
+    Component, Entity, IntoScheduleConfigs, Query, Res, Resource, Transform, Vec2, World,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Instant;
+
+const DT: f32 = 1.0 / 60.0;
+const RADIUS: f32 = 1.0;
+const GRAVITY: f32 = 500.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Scene {
+    Pile,
+    Gas,
+    Bursts,
+}
+
+impl Scene {
+    fn name(self) -> &'static str {
+        match self {
+            Scene::Pile => "dense pile",
+            Scene::Gas => "sparse gas",
+            Scene::Bursts => "bursts + churn",
+        }
+    }
+}
+
+/// One particle of a scene's initial state.
+#[derive(Clone, Copy)]
+struct Init {
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+}
+
+fn world_for(n: usize) -> (f32, f32) {
+    if n > 200_000 {
+        (4096.0, 2304.0)
+    } else {
+        (1280.0, 720.0)
+    }
+}
+
+fn scene(kind: Scene, n: usize) -> (Vec<Init>, f32, f32, f32) {
+    let (w, h) = world_for(n);
+    let mut rng = Rng::new(n as u64 ^ kind as u64);
+    let gravity = if kind == Scene::Gas { 0.0 } else { GRAVITY };
+    let spacing = 2.05 * RADIUS;
+    let mut v = Vec::with_capacity(n);
+    match kind {
+        Scene::Pile | Scene::Bursts => {
+            let cols = ((w - 4.0) / spacing) as usize;
+            for i in 0..n {
+                let (c, r) = (i % cols, i / cols);
+                v.push(Init {
+                    x: 2.0 + c as f32 * spacing + rng.range(-0.05, 0.05),
+                    y: 2.0 + r as f32 * spacing * 0.95,
+                    vx: 0.0,
+                    vy: 0.0,
+                });
+            }
+        }
+        Scene::Gas => {
+            for _ in 0..n {
+                let (vx, vy) = rng.in_disc(200.0);
+                v.push(Init {
+                    x: rng.range(RADIUS, w - RADIUS),
+                    y: rng.range(RADIUS, h - RADIUS),
+                    vx,
+                    vy,
+                });
+            }
+        }
+    }
+    (v, w, h, gravity)
+}
+
+/// Every 5 steps of the bursts scene: which particles die (by index modulo
+/// the count) and where the new ones come from.
+fn churn_plan(n: usize, step: usize, w: f32, h: f32) -> Option<(Vec<usize>, Vec<Init>)> {
+    if step % 5 != 4 {
+        return None;
+    }
+    let mut rng = Rng::new(step as u64);
+    let k = (n / 100).max(1);
+    let dead: Vec<usize> = (0..k)
+        .map(|_| (rng.unit() * n as f32) as usize % n)
+        .collect();
+    let (cx, cy) = (rng.range(0.2 * w, 0.8 * w), rng.range(0.3 * h, 0.6 * h));
+    let born = (0..k)
+        .map(|_| {
+            let (ox, oy) = rng.in_disc(20.0);
+            let (vx, vy) = rng.in_disc(600.0);
+            Init {
+                x: cx + ox,
+                y: cy + oy,
+                vx,
+                vy,
+            }
+        })
+        .collect();
+    Some((dead, born))
+}
+
+// ---------------------------------------------------------------- ours
+
+struct Ours {
+    store: ParticleStore,
+    physics: Physics,
+}
+
+/// Every kind the same size as the peers' particles, so the grid and the
+/// contact reach are sized for them (the largest kind sets both).
+fn kinds() -> KindTable {
+    let mut k = KindTable::default();
+    for kind in [&mut k.sand, &mut k.water, &mut k.spark, &mut k.heavy] {
+        kind.radius = RADIUS;
+        kind.size_jitter = 0.0;
+    }
+    k
+}
+
+impl Ours {
+    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        let kinds = kinds();
+        let mut p = PhysicsParams::new(w, h, gravity, &kinds);
+        p.substeps = 1;
+        p.iterations = 1;
+        let mut store = ParticleStore::with_limit(init.len() * 2);
+        for i in init {
+            store.spawn(particle(i)).expect("room");
+        }
+        Self {
+            store,
+            physics: Physics::new(p),
+        }
+    }
+
+    fn step(&mut self, pool: &WorkerPool, churn: Option<&(Vec<usize>, Vec<Init>)>) {
+        if let Some((dead, born)) = churn {
+            let n = self.store.len();
+            let mut kill = vec![false; n];
+            for &d in dead {
+                kill[d % n] = true;
+            }
+            let mut i = 0;
+            self.store.despawn_where(|_, _| {
+                i += 1;
+                kill[i - 1]
+            });
+            for b in born {
+                let _ = self.store.spawn(particle(b));
+            }
+        }
+        self.physics.step(&mut self.store, DT, pool);
+    }
+}
+
+fn particle(i: &Init) -> NewParticle {
+    NewParticle {
+        x: i.x,
+        y: i.y,
+        vx: i.vx,
+        vy: i.vy,
+        radius: RADIUS,
+        inv_mass: 1.0,
+        kind: Kind::Sand as u8,
+    }
+}
+
+// ---------------------------------------------------------------- AoS
+
+#[derive(Clone, Copy, Default)]
+struct P {
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+}
+
+struct Aos {
+    p: Vec<P>,
+    sorted: Vec<P>,
+    cell: Vec<u32>,
+    start: Vec<u32>,
+    corr: Vec<(f32, f32)>,
+    w: f32,
+    h: f32,
+    gravity: f32,
+    cols: usize,
+    rows: usize,
+    inv: f32,
+}
+
+impl Aos {
+    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        let cs = 2.0 * RADIUS;
+        let (cols, rows) = ((w / cs).ceil() as usize, (h / cs).ceil() as usize);
+        Self {
+            p: init
+                .iter()
+                .map(|i| P {
+                    x: i.x,
+                    y: i.y,
+                    vx: i.vx,
+                    vy: i.vy,
+                })
+                .collect(),
+            sorted: Vec::new(),
+            cell: Vec::new(),
+            start: vec![0; cols * rows + 1],
+            corr: Vec::new(),
+            w,
+            h,
+            gravity,
+            cols,
+            rows,
+            inv: 1.0 / cs,
+        }
+    }
+
+    fn cell_of(&self, x: f32, y: f32) -> (usize, usize) {
+        (
+            ((x * self.inv) as usize).min(self.cols - 1),
+            ((y * self.inv) as usize).min(self.rows - 1),
+        )
+    }
+
+    fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
+        if let Some((dead, born)) = churn {
+            for &d in dead {
+                if !self.p.is_empty() {
+                    let n = self.p.len();
+                    self.p.swap_remove(d % n);
+                }
+            }
+            self.p.extend(born.iter().map(|i| P {
+                x: i.x,
+                y: i.y,
+                vx: i.vx,
+                vy: i.vy,
+            }));
+        }
+        let (w, h, g) = (self.w, self.h, self.gravity);
+        self.p.par_iter_mut().for_each(|p| {
+            p.vy -= g * DT;
+            p.x += p.vx * DT;
+            p.y += p.vy * DT;
+            if p.x < RADIUS || p.x > w - RADIUS {
+                p.x = p.x.clamp(RADIUS, w - RADIUS);
+                p.vx = 0.0;
+            }
+            if p.y < RADIUS || p.y > h - RADIUS {
+                p.y = p.y.clamp(RADIUS, h - RADIUS);
+                p.vy = 0.0;
+            }
+        });
+        // Counting sort by cell, as ours does.
+        let n = self.p.len();
+        let cols = self.cols;
+        let cells: Vec<u32> = self
+            .p
+            .par_iter()
+            .map(|p| {
+                let (cx, cy) = self.cell_of(p.x, p.y);
+                (cy * cols + cx) as u32
+            })
+            .collect();
+        self.cell = cells;
+        self.start.iter_mut().for_each(|s| *s = 0);
+        for &c in &self.cell {
+            self.start[c as usize + 1] += 1;
+        }
+        for c in 0..self.start.len() - 1 {
+            self.start[c + 1] += self.start[c];
+        }
+        let mut cursor = self.start.clone();
+        self.sorted.resize(n, P::default());
+        for (i, &c) in self.cell.iter().enumerate() {
+            self.sorted[cursor[c as usize] as usize] = self.p[i];
+            cursor[c as usize] += 1;
+        }
+        std::mem::swap(&mut self.p, &mut self.sorted);
+        // Each particle gathers its correction from the 3×3 cells.
+        let (p, start, rows) = (&self.p, &self.start, self.rows);
+        self.corr.resize(n, (0.0, 0.0));
+        self.corr.par_iter_mut().enumerate().for_each(|(i, c)| {
+            let me = p[i];
+            let (cx, cy) = ((me.x * self.inv) as usize, (me.y * self.inv) as usize);
+            let (cx, cy) = (cx.min(cols - 1), cy.min(rows - 1));
+            let (mut ax, mut ay) = (0.0, 0.0);
+            for yy in cy.saturating_sub(1)..=(cy + 1).min(rows - 1) {
+                let a = start[yy * cols + cx.saturating_sub(1)] as usize;
+                let b = start[yy * cols + (cx + 1).min(cols - 1) + 1] as usize;
+                for (j, o) in p[a..b].iter().enumerate() {
+                    if a + j == i {
+                        continue;
+                    }
+                    let (dx, dy) = (me.x - o.x, me.y - o.y);
+                    let d2 = dx * dx + dy * dy;
+                    let rr = 2.0 * RADIUS;
+                    if d2 < rr * rr && d2 > 1e-12 {
+                        let d = d2.sqrt();
+                        let push = 0.5 * (rr - d) / d;
+                        ax += dx * push;
+                        ay += dy * push;
+                    }
+                }
+            }
+            *c = (ax, ay);
+        });
+        let corr = &self.corr;
+        self.p.par_iter_mut().zip(corr).for_each(|(p, &(ax, ay))| {
+            p.x = (p.x + ax).clamp(RADIUS, w - RADIUS);
+            p.y = (p.y + ay).clamp(RADIUS, h - RADIUS);
+            p.vx += ax / DT;
+            p.vy += ay / DT;
+        });
+    }
+}
+
+// ---------------------------------------------------------------- naive Bevy
+
+#[derive(Component, Clone, Copy)]
+struct Velocity(Vec2);
+
+#[derive(Resource, Clone, Copy)]
+struct Bounds {
+    w: f32,
+    h: f32,
+    gravity: f32,
+}
+
+fn naive_integrate(mut q: Query<(&mut Transform, &mut Velocity)>, b: Res<Bounds>) {
+    q.par_iter_mut().for_each(|(mut t, mut v)| {
+        v.0.y -= b.gravity * DT;
+        t.translation.x += v.0.x * DT;
+        t.translation.y += v.0.y * DT;
+        if t.translation.x < RADIUS || t.translation.x > b.w - RADIUS {
+            t.translation.x = t.translation.x.clamp(RADIUS, b.w - RADIUS);
+            v.0.x = 0.0;
+        }
+        if t.translation.y < RADIUS || t.translation.y > b.h - RADIUS {
+            t.translation.y = t.translation.y.clamp(RADIUS, b.h - RADIUS);
+            v.0.y = 0.0;
+        }
+    });
+}
+
+fn naive_collide(mut q: Query<(Entity, &mut Transform, &mut Velocity)>, b: Res<Bounds>) {
+    let cell = |t: &Transform| {
+        (
+            (t.translation.x / (2.0 * RADIUS)) as i32,
+            (t.translation.y / (2.0 * RADIUS)) as i32,
+        )
+    };
+    let mut grid: HashMap<(i32, i32), Vec<Entity>> = HashMap::new();
+    for (e, t, _) in q.iter() {
+        grid.entry(cell(t)).or_default().push(e);
+    }
+    let mut corrections: Vec<(Entity, Vec2)> = Vec::new();
+    for (e, t, _) in q.iter() {
+        let (cx, cy) = cell(t);
+        let me = t.translation.truncate();
+        let mut acc = Vec2::ZERO;
+        for dy in -1..=1 {
+            for dx in -1..=1 {
+                if let Some(list) = grid.get(&(cx + dx, cy + dy)) {
+                    for &o in list {
+                        if o == e {
+                            continue;
+                        }
+                        let (_, ot, _) = q.get(o).expect("live entity");
+                        let d = me - ot.translation.truncate();
+                        let len = d.length();
+                        if len < 2.0 * RADIUS && len > 1e-6 {
+                            acc += d / len * (0.5 * (2.0 * RADIUS - len));
+                        }
+                    }
+                }
+            }
+        }
+        if acc != Vec2::ZERO {
+            corrections.push((e, acc));
+        }
+    }
+    for (e, c) in corrections {
+        let (_, mut t, mut v) = q.get_mut(e).expect("live entity");
+        t.translation.x = (t.translation.x + c.x).clamp(RADIUS, b.w - RADIUS);
+        t.translation.y = (t.translation.y + c.y).clamp(RADIUS, b.h - RADIUS);
+        v.0 += c / DT;
+    }
+}
+
+struct Naive {
+    world: World,
+    schedule: Schedule,
+    entities: Vec<Entity>,
+}
+
+impl Naive {
+    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        bevy::tasks::ComputeTaskPool::get_or_init(|| {
+            bevy::tasks::TaskPoolBuilder::new()
+                .num_threads(crate::workers::cores())
+                .build()
+        });
+        let mut world = World::new();
+        world.insert_resource(Bounds { w, h, gravity });
+        let entities = init
+            .iter()
+            .map(|i| {
+                world
+                    .spawn((
+                        Transform::from_xyz(i.x, i.y, 0.0),
+                        Velocity(Vec2::new(i.vx, i.vy)),
+                    ))
+                    .id()
+            })
+            .collect();
+        let mut schedule = Schedule::default();
+        schedule.add_systems((naive_integrate, naive_collide).chain());
+        Self {
+            world,
+            schedule,
+            entities,
+        }
+    }
+
+    fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
+        if let Some((dead, born)) = churn {
+            for &d in dead {
+                if !self.entities.is_empty() {
+                    let n = self.entities.len();
+                    let e = self.entities.swap_remove(d % n);
+                    self.world.despawn(e);
+                }
+            }
+            for i in born {
+                let e = self
+                    .world
+                    .spawn((
+                        Transform::from_xyz(i.x, i.y, 0.0),
+                        Velocity(Vec2::new(i.vx, i.vy)),
+                    ))
+                    .id();
+                self.entities.push(e);
+            }
+        }
+        self.schedule.run(&mut self.world);
+    }
+}
+
+// ---------------------------------------------------------------- runs
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Row {
+    pub scene: Scene,
+    pub particles: usize,
+    pub ours_ms: f64,
+    pub aos_ms: f64,
+    pub naive_bevy_ms: Option<f64>,
+    pub vs_aos: f64,
+    pub vs_naive_bevy: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct PhysicsReport {
+    pub vs_naive_bevy_100k: f64,
+    pub vs_aos_rayon_100k: f64,
+    pub vs_aos_rayon_1m: f64,
+    pub steps_per_s_1m: f64,
+    pub ns_per_particle_1m: f64,
+    pub bandwidth_fraction: f64,
+    pub triad_gb_s: f64,
+    pub integrate_gb_s: f64,
+    pub bytes_per_particle_step: f64,
+    pub scaling_2_workers: f64,
+    pub rows: Vec<Row>,
+    pub workers: usize,
+    pub quick: bool,
+}
+
+/// Median milliseconds per step over `steps` steps (after `warm`).
+fn time_steps(steps: usize, warm: usize, mut step: impl FnMut(usize)) -> f64 {
+    for s in 0..warm {
+        step(s);
+    }
+    let mut t: Vec<f64> = (warm..warm + steps)
+        .map(|s| {
+            let t0 = Instant::now();
+            step(s);
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn run_scene(
+    pool: &WorkerPool,
+    theirs: &rayon::ThreadPool,
+    kind: Scene,
+    n: usize,
+    steps: usize,
+    naive: bool,
+) -> Row {
+    progress(&format!("{} at {n} particles", kind.name()));
+    let (init, w, h, g) = scene(kind, n);
+    let plan = |s: usize| {
+        if kind == Scene::Bursts {
+            churn_plan(n, s, w, h)
+        } else {
+            None
+        }
+    };
+    let mut ours = Ours::new(&init, w, h, g);
+    let ours_ms = time_steps(steps, 2, |s| ours.step(pool, plan(s).as_ref()));
+    drop(ours);
+    let mut aos = Aos::new(&init, w, h, g);
+    let aos_ms = theirs.install(|| time_steps(steps, 2, |s| aos.step(plan(s).as_ref())));
+    drop(aos);
+    let naive_bevy_ms = naive.then(|| {
+        let mut nb = Naive::new(&init, w, h, g);
+        time_steps(steps.min(5), 1, |s| nb.step(plan(s).as_ref()))
+    });
+    Row {
+        scene: kind,
+        particles: n,
+        ours_ms: round(ours_ms, 2),
+        aos_ms: round(aos_ms, 2),
+        naive_bevy_ms: naive_bevy_ms.map(|m| round(m, 1)),
+        vs_aos: round(aos_ms / ours_ms, 3),
+        vs_naive_bevy: naive_bevy_ms.map(|m| round(m / ours_ms, 2)),
+    }
+}
+
+/// STREAM triad `a = b + s·c` over `n` floats on the workers; bytes/s.
+fn triad(pool: &WorkerPool, n: usize) -> f64 {
+    let b: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let c: Vec<f32> = (0..n).map(|i| (n - i) as f32).collect();
+    let mut a = vec![0f32; n];
+    let mut best = f64::MAX;
+    for _ in 0..6 {
+        let t0 = Instant::now();
+        pool.for_each_chunk_mut(&mut a, 1 << 16, |off, out| {
+            let (b, c) = (&b[off..off + out.len()], &c[off..off + out.len()]);
+            for ((a, &b), &c) in out.iter_mut().zip(b).zip(c) {
+                *a = b + 3.0 * c;
+            }
+        });
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&a);
+    (3 * 4 * n) as f64 / best
+}
+
+/// Bytes one step streams per particle (one substep): what each pass reads
+/// and writes of the columns, not counting neighbour re-reads that hit in
+/// cache. integrate 37 (x, y, vx, vy both ways, radius, kind); grid 100
+/// (cell 12, histogram 4, scatter 8, reorder 76); contacts 96 (friction 5,
+/// pass 1 reads 32 and clears/writes 32, apply reads 32 writes 16, counts
+/// 8 — minus overlap); age 8.
+const BYTES_PER_PARTICLE_STEP: f64 = 37.0 + 100.0 + 96.0 + 8.0;
+
+pub fn run(quick: bool) -> PhysicsReport {
+    let workers = crate::workers::cores();
+    let pool = WorkerPool::new(workers, 0).expect("worker pool");
+    let theirs = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .build()
+        .expect("rayon");
+    let steps = if quick { 4 } else { 10 };
+    let mut rows = Vec::new();
+    let scenes_100k: &[Scene] = if quick {
+        &[Scene::Pile]
+    } else {
+        &[Scene::Pile, Scene::Gas, Scene::Bursts]
+    };
+    for &s in scenes_100k {
+        rows.push(run_scene(&pool, &theirs, s, 100_000, steps, true));
+    }
+    let scenes_1m: &[Scene] = if quick {
+        &[Scene::Pile]
+    } else {
+        &[Scene::Pile, Scene::Gas, Scene::Bursts]
+    };
+    for &s in scenes_1m {
+        rows.push(run_scene(
+            &pool,
+            &theirs,
+            s,
+            1_000_000,
+            if quick { 3 } else { 6 },
+            false,
+        ));
+    }
+    progress("STREAM triad and the integration kernel's bandwidth");
+    let triad_bps = triad(&pool, if quick { 1 << 23 } else { 1 << 24 });
+    let (init, w, h, g) = scene(Scene::Pile, 1_000_000);
+    let mut ours = Ours::new(&init, w, h, g);
+    let p = ours.physics.params.clone();
+    let mut best = f64::MAX;
+    for _ in 0..8 {
+        let t0 = Instant::now();
+        integrate::integrate(&mut ours.store, &p, DT, &pool);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    let integrate_bps = 37.0 * ours.store.len() as f64 / best;
+    progress("scaling, 1 worker vs 2");
+    let one = WorkerPool::new(1, 0).expect("pool");
+    let two = WorkerPool::new(2, 0).expect("pool");
+    let t1 = time_steps(3, 1, |_| {
+        ours.physics.step(&mut ours.store, DT, &one);
+    });
+    let t2 = time_steps(3, 1, |_| {
+        ours.physics.step(&mut ours.store, DT, &two);
+    });
+    let m = |s: Scene, n: usize| rows.iter().find(|r| r.scene == s && r.particles == n);
+    let naive: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.particles == 100_000)
+        .filter_map(|r| r.vs_naive_bevy)
+        .collect();
+    let aos_100k: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.particles == 100_000)
+        .map(|r| r.vs_aos)
+        .collect();
+    let aos_1m: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.particles == 1_000_000)
+        .map(|r| r.vs_aos)
+        .collect();
+    let pile_1m = m(Scene::Pile, 1_000_000).expect("the 1M pile ran").ours_ms;
+    PhysicsReport {
+        vs_naive_bevy_100k: round(geomean(&naive), 2),
+        vs_aos_rayon_100k: round(geomean(&aos_100k), 3),
+        vs_aos_rayon_1m: round(geomean(&aos_1m), 3),
+        steps_per_s_1m: round(1000.0 / pile_1m, 2),
+        ns_per_particle_1m: round(pile_1m * 1e6 / 1e6, 1),
+        bandwidth_fraction: round(integrate_bps / triad_bps, 3),
+        triad_gb_s: round(triad_bps / 1e9, 2),
+        integrate_gb_s: round(integrate_bps / 1e9, 2),
+        bytes_per_particle_step: BYTES_PER_PARTICLE_STEP,
+        scaling_2_workers: round(t1 / t2, 3),
+        rows,
+        workers,
+        quick,
+    }
+}
+
+impl PhysicsReport {
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "physics bench ({} workers{}; one substep, one contact pass per step)\n  scene            particles    ours ms    AoS ms  naive Bevy ms   vs AoS  vs naive\n",
+            self.workers,
+            if self.quick { ", quick" } else { "" }
+        );
+        for r in &self.rows {
+            s.push_str(&format!(
+                "  {:<15} {:>10} {:>10.2} {:>9.2} {:>14} {:>8.2} {:>9}\n",
+                r.scene.name(),
+                r.particles,
+                r.ours_ms,
+                r.aos_ms,
+                r.naive_bevy_ms.map_or("-".into(), |m| format!("{m:.1}")),
+                r.vs_aos,
+                r.vs_naive_bevy.map_or("-".into(), |x| format!("×{x:.1}"))
+            ));
+        }
+        s.push_str(&format!(
+            "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2}\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
+            self.steps_per_s_1m,
+            self.ns_per_particle_1m,
+            self.scaling_2_workers,
+            self.triad_gb_s,
+            self.integrate_gb_s,
+            self.bandwidth_fraction,
+            self.bytes_per_particle_step
+        ));
+        s
+    }
+}
