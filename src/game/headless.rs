@@ -80,6 +80,8 @@ pub struct MemorySummary {
     pub pool_grows: u64,
     pub pool_shrinks: u64,
     pub store_compactions: u64,
+    /// The workers' job caches (worker-local slab caches), hit rate each.
+    pub job_cache_hit_rates: Vec<f64>,
     pub leak_warnings: Vec<crate::memory::LeakWarning>,
     /// Allocation sites still holding memory after the game shut down.
     pub outstanding_at_exit: Vec<String>,
@@ -135,6 +137,7 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
             pool_grows: pool.grows,
             pool_shrinks: pool.shrinks,
             store_compactions: mem.compactions,
+            job_cache_hit_rates: snap.caches.iter().map(|c| c.hit_rate()).collect(),
             leak_warnings: mem.leaks.clone(),
             outstanding_at_exit: Vec::new(),
         }

@@ -138,10 +138,11 @@ fn memory_epoch(mut sandbox: ResMut<Sandbox>, mut mem: ResMut<MemorySystem>) {
 }
 
 /// The per-frame snapshot (and the pool's decay check).
-fn sample_memory(mut mem: ResMut<MemorySystem>) {
+fn sample_memory(mut mem: ResMut<MemorySystem>, sandbox: Res<Sandbox>) {
     mem.instance_pool.maintain();
     let mut snap = mem.sampler.snapshot(8);
     snap.pools = vec![mem.instance_pool.stats()];
+    snap.caches = sandbox.pool.cache_stats();
     snap.leaks = mem.leaks.clone();
     mem.snapshot = snap;
 }

@@ -61,6 +61,24 @@ impl CacheBlock {
     pub fn owner(&self) -> usize {
         self.owner as usize
     }
+
+    /// The slot's address.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The block as raw parts (address, class, owner), for keeping it where
+    /// a handle cannot go (a type-erased job); `from_raw` makes it whole.
+    pub fn into_raw(self) -> (NonNull<u8>, u8, u8) {
+        (self.ptr, self.class, self.owner)
+    }
+
+    /// # Safety
+    /// The parts come from `into_raw` of a block of the same cache that has
+    /// not been freed, and are made whole once.
+    pub unsafe fn from_raw(ptr: NonNull<u8>, class: u8, owner: u8) -> CacheBlock {
+        CacheBlock { ptr, class, owner }
+    }
 }
 
 #[derive(Default)]
@@ -216,6 +234,43 @@ impl SlabCache {
             .collect()
     }
 
+    /// Returns one block without a local cache at hand (a lock per block):
+    /// to its owner, or to its page if the owner's cache is gone.
+    pub fn give_back(&self, b: CacheBlock) {
+        let off = (b.ptr.as_ptr() as usize - self.shared.base.as_ptr() as usize) as u32;
+        let owner = b.owner as usize;
+        let mut returned = self.shared.returned[owner]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !returned.1 {
+            returned.0.push(off);
+            return;
+        }
+        let mut orphans = self
+            .shared
+            .orphans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let page = off / PAGE as u32;
+        let emptied = match orphans.get_mut(&page) {
+            Some(live) => {
+                *live -= 1;
+                *live == 0
+            }
+            None => false,
+        };
+        if emptied {
+            orphans.remove(&page);
+            drop(orphans);
+            drop(returned);
+            self.shared
+                .free_pages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(page);
+        }
+    }
+
     /// Pages held by no worker, and all pages.
     pub fn pages(&self) -> (usize, usize) {
         let free = self
@@ -239,7 +294,8 @@ const CAP: [usize; CLASSES] = {
     cap
 };
 
-/// Hits counted locally before they are published.
+/// Hits counted locally (`LocalCache::hits`, not yet published) before
+/// they are added to the shared counter.
 const PUBLISH: u64 = 1024;
 
 /// One worker's pages and free stacks.
@@ -294,7 +350,7 @@ impl LocalCache {
         let off = match self.free[class].pop() {
             Some(off) => {
                 self.hits += 1;
-                if self.hits.is_multiple_of(PUBLISH) {
+                if self.hits == PUBLISH {
                     self.publish();
                 }
                 off
@@ -319,8 +375,8 @@ impl LocalCache {
     #[cold]
     fn publish(&mut self) {
         let c = &self.shared.counters[self.worker].hits;
-        c.store(c.load(Relaxed) + (self.hits % PUBLISH), Relaxed);
-        self.hits -= self.hits % PUBLISH;
+        c.store(c.load(Relaxed) + self.hits, Relaxed);
+        self.hits = 0;
     }
 
     /// Takes back blocks other workers returned, else carves a fresh page.

@@ -276,6 +276,15 @@ fn memory_section(ui: &mut egui::Ui, memory: &crate::game::memory::MemorySystem)
                     p.shrinks
                 ));
             }
+            if !snap.caches.is_empty() {
+                let rates: Vec<String> = snap
+                    .caches
+                    .iter()
+                    .enumerate()
+                    .map(|(w, c)| format!("#{w} {:.1}%", c.hit_rate() * 100.0))
+                    .collect();
+                ui.label(format!("job caches, hit rate per worker: {}", rates.join(" · ")));
+            }
             for h in snap.hotspots_by_bytes.iter().take(3) {
                 ui.label(format!(
                     "{} · {:.1} MiB live · {} allocations",

@@ -7,7 +7,7 @@
 //! the caller (`'g`).
 
 use super::events::WorkerEvent;
-use super::job::{Latch, heap_job};
+use super::job::{Latch, cached_job};
 use super::latch::{Countdown, LockLatch};
 use super::pool::{WorkerPool, run_reporting};
 use super::registry::{Registry, SpinLatch, WorkerThread};
@@ -188,7 +188,7 @@ impl Run<'_, '_> {
         };
         let spec = &self.specs[i];
         // SAFETY: the job borrows the Run, which outlives it (see above).
-        let job = unsafe { heap_job(body) };
+        let job = unsafe { cached_job(self.registry, body) };
         self.registry
             .submit(job, spec.capability, spec.priority, spec.affinity);
     }

@@ -8,9 +8,12 @@
 //! last action (`join`, `scope` and `TaskGraph::run` all do).
 
 use super::latch::{CoreLatch, LockLatch};
+use super::registry::{Registry, WorkerThread};
+use crate::memory::CacheBlock;
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
 
 /// Two words, like rayon's: what a deque slot holds. The priority is the
 /// level of the queue a job sits in; top-level bookkeeping (latency,
@@ -142,6 +145,75 @@ impl<L: Latch + Sync, F: FnOnce() -> R + Send, R: Send> StackJob<L, F, R> {
 // SAFETY: the cells are only touched by the one thread that runs the job and,
 // after the latch is set (a release/acquire pair), by its maker.
 unsafe impl<L: Sync, F: Send, R: Send> Sync for StackJob<L, F, R> {}
+
+/// A job in a block of the making worker's slab cache (memory system),
+/// with what is needed to free the block when the job runs.
+#[repr(C)]
+struct CachedJob<F> {
+    registry: *const Registry,
+    class: u8,
+    owner: u8,
+    f: F,
+}
+
+/// A job allocated from the current worker's slab cache when the caller is
+/// one of `registry`'s workers and the closure fits a size class; boxed
+/// otherwise. Freed when it runs.
+///
+/// # Safety
+/// As `heap_job`; and the job must be queued in `registry`.
+pub(crate) unsafe fn cached_job<'a, F: FnOnce() + Send + 'a>(registry: &Registry, f: F) -> JobRef {
+    unsafe fn exec<F: FnOnce()>(data: *const ()) {
+        // SAFETY: `data` is the CachedJob written below, run exactly once:
+        // the closure is moved out, then the block is freed before it runs.
+        unsafe {
+            let p = data as *mut CachedJob<F>;
+            let CachedJob {
+                registry,
+                class,
+                owner,
+                f,
+            } = p.read();
+            let block = CacheBlock::from_raw(NonNull::new_unchecked(p as *mut u8), class, owner);
+            match WorkerThread::current().filter(|w| std::ptr::eq(&*w.registry, registry)) {
+                Some(w) => w.free_job(block),
+                None => {
+                    // The registry outlives its queued jobs (its workers hold it).
+                    if let Some(cache) = &(*registry).cache {
+                        cache.give_back(block);
+                    }
+                }
+            }
+            f();
+        }
+    }
+    let fits = size_of::<CachedJob<F>>() <= crate::memory::slab::MAX_CLASS
+        && align_of::<CachedJob<F>>() <= 16;
+    if fits
+        && let Some(w) = WorkerThread::current().filter(|w| std::ptr::eq(&*w.registry, registry))
+        && let Some(block) = w.alloc_job(size_of::<CachedJob<F>>())
+    {
+        let (ptr, class, owner) = block.into_raw();
+        let p = ptr.as_ptr() as *mut CachedJob<F>;
+        // SAFETY: the block is at least `size_of::<CachedJob<F>>()` bytes,
+        // aligned to its class size (≥ 16 ≥ the alignment checked above),
+        // and owned by this job alone until `exec` frees it.
+        unsafe {
+            p.write(CachedJob {
+                registry,
+                class,
+                owner,
+                f,
+            })
+        };
+        return JobRef {
+            data: p as *const (),
+            exec: exec::<F>,
+        };
+    }
+    // SAFETY: the caller's contract is `heap_job`'s.
+    unsafe { heap_job(f) }
+}
 
 /// A boxed job, freed when it runs.
 ///

@@ -3,7 +3,7 @@
 //! a handle) and task graphs (`graph.rs`).
 
 use super::events::{EventBus, WorkerEvent};
-use super::job::{Latch, StackJob, heap_job};
+use super::job::{Latch, StackJob, cached_job};
 use super::latch::LockLatch;
 use super::metrics::{PoolMetrics, WorkerSnapshot, bump};
 use super::registry::{CountLatch, Registry, SpinLatch, WorkerThread};
@@ -249,7 +249,7 @@ impl WorkerPool {
             out.fill(result);
         };
         // SAFETY: the closure is 'static (owns everything it uses).
-        let job = unsafe { heap_job(body) };
+        let job = unsafe { cached_job(&self.registry, body) };
         self.registry
             .submit(job, spec.capability, spec.priority, spec.affinity);
         TaskHandle { slot }
@@ -258,6 +258,17 @@ impl WorkerPool {
     /// Queues a top-level job on a given worker (placement).
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Each worker's job-cache figures (hits, misses, remote frees, pages):
+    /// the memory system's worker-local slab caches, which the pool's boxed
+    /// jobs come from.
+    pub fn cache_stats(&self) -> Vec<crate::memory::CacheStats> {
+        self.registry
+            .cache
+            .as_ref()
+            .map(|c| c.stats())
+            .unwrap_or_default()
     }
 
     /// A snapshot of every worker's counters.
@@ -522,7 +533,7 @@ impl<'scope> Scope<'scope> {
         };
         // SAFETY: the job borrows 'scope data; `scope_on` waits for every
         // spawned job before the scope (and 'scope) ends.
-        let job = unsafe { heap_job(body) };
+        let job = unsafe { cached_job(&w.registry, body) };
         w.push(job);
     }
 }

@@ -14,20 +14,23 @@
 //! spin a little, then park on their `Sleeper`.
 
 use super::events::{EventBus, WorkerEvent};
-use super::job::{JobRef, Latch, heap_job};
+use super::job::{JobRef, Latch, cached_job};
 use super::latch::{CoreLatch, Countdown};
 use super::metrics::{WorkerMetrics, bump};
 use super::sleep::Sleeper;
 use super::task::{Capabilities, Capability, Priority};
+use crate::memory::{CacheBlock, LocalCache, SlabCache};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// Rounds of fruitless searching before an idle worker parks.
 const SPIN_ROUNDS: u32 = 64;
+/// Address space for the workers' job caches (mapped lazily by the OS).
+const JOB_CACHE_BYTES: usize = 16 << 20;
 /// Affinity table size (a power of two): key hash → worker that last ran it.
 const AFFINITY_SLOTS: usize = 4096;
 
@@ -65,6 +68,9 @@ pub(crate) struct Registry {
     pub terminate: AtomicBool,
     pub events: EventBus,
     epoch: Instant,
+    /// Where the workers' boxed jobs come from: one local slab cache per
+    /// worker (none if the OS refused the mapping; then jobs are boxed).
+    pub cache: Option<SlabCache>,
 }
 
 fn levels<T>(f: impl Fn() -> T) -> Levels<T> {
@@ -106,6 +112,7 @@ impl Registry {
             terminate: AtomicBool::new(false),
             events: EventBus::default(),
             epoch: Instant::now(),
+            cache: SlabCache::new(JOB_CACHE_BYTES, specs.len()).ok(),
         };
         (Arc::new(registry), deques)
     }
@@ -163,7 +170,7 @@ impl Registry {
             registry.finish_top_level();
         };
         // SAFETY: the closure owns everything it uses ('static).
-        let job = unsafe { heap_job(wrapped) };
+        let job = unsafe { cached_job(self, wrapped) };
         self.outstanding.fetch_add(1, Ordering::SeqCst);
         self.count_in(priority);
         let target = affinity
@@ -322,9 +329,42 @@ pub(crate) struct WorkerThread {
     depth: Cell<u32>,
     slept_ns: Cell<u64>,
     rotate: Cell<usize>,
+    cache: RefCell<Option<LocalCache>>,
 }
 
 impl WorkerThread {
+    /// A block for a job from this worker's cache.
+    pub fn alloc_job(&self, bytes: usize) -> Option<CacheBlock> {
+        self.cache
+            .try_borrow_mut()
+            .ok()?
+            .as_mut()?
+            .alloc(bytes)
+            .ok()
+    }
+
+    /// Frees a job's block: into this worker's cache, or back to its
+    /// owner when this worker's cache is busy or absent.
+    pub fn free_job(&self, b: CacheBlock) {
+        match self.cache.try_borrow_mut() {
+            Ok(mut c) => match c.as_mut() {
+                Some(c) => {
+                    let _ = c.free(b);
+                }
+                None => {
+                    if let Some(shared) = &self.registry.cache {
+                        shared.give_back(b);
+                    }
+                }
+            },
+            Err(_) => {
+                if let Some(shared) = &self.registry.cache {
+                    shared.give_back(b);
+                }
+            }
+        }
+    }
+
     /// The worker running on this thread, if any.
     pub fn current<'a>() -> Option<&'a WorkerThread> {
         let ptr = CURRENT.with(Cell::get);
@@ -543,7 +583,9 @@ impl WorkerThread {
             depth: Cell::new(0),
             slept_ns: Cell::new(0),
             rotate: Cell::new(index),
+            cache: RefCell::new(None),
         };
+        *worker.cache.borrow_mut() = worker.registry.cache.as_ref().map(|c| c.local(index));
         CURRENT.with(|c| c.set(&worker));
         let reg = &*worker.registry;
         reg.events.publish(WorkerEvent::WorkerJoined {

@@ -436,3 +436,42 @@ fn a_pool_needs_a_compute_worker() {
         Err(PoolError::NoComputeWorker)
     ));
 }
+
+#[test]
+fn jobs_come_from_the_workers_slab_caches() {
+    let pool = WorkerPool::new(2, 0).unwrap();
+    let total = AtomicUsize::new(0);
+    for _ in 0..20 {
+        pool.scope(|s| {
+            for k in 0..200 {
+                let total = &total;
+                s.spawn(move |_| {
+                    total.fetch_add(k, Ordering::Relaxed);
+                });
+            }
+        });
+    }
+    assert_eq!(total.load(Ordering::Relaxed), 20 * (0..200).sum::<usize>());
+    // Graph tasks submitted from a worker use the cache too.
+    pool.install(Capability::Physics, Priority::Normal, || {
+        let mut g = TaskGraph::new();
+        for k in 0..50 {
+            let total = &total;
+            g.add(
+                TaskSpec::new(format!("t{k}"), Capability::Physics),
+                move || {
+                    total.fetch_add(1, Ordering::Relaxed);
+                },
+            );
+        }
+        assert!(pool.run(g).unwrap().is_ok());
+    });
+    let stats = pool.cache_stats();
+    assert_eq!(stats.len(), 2);
+    // 4,000 scope jobs from one worker: hits are published per 1,024, so
+    // at least three batches show; the first allocation was a miss.
+    let hits: u64 = stats.iter().map(|s| s.hits).sum();
+    let misses: u64 = stats.iter().map(|s| s.misses).sum();
+    assert!(hits >= 3 * 1024, "{stats:?}");
+    assert!(misses >= 1 && misses < hits / 10, "{stats:?}");
+}

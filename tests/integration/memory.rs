@@ -77,6 +77,9 @@ fn a_headless_run_reports_memory_and_leaves_nothing_allocated() {
     assert!(m["live_mb"]["physics"].as_f64().unwrap() > 0.1, "{m}");
     assert!(m["resident_mb"].as_f64().unwrap() > m["live_mb"]["game"].as_f64().unwrap());
     assert_eq!(m["pool_buffers"].as_u64(), Some(20));
+    // The job system's boxed jobs come from the workers' slab caches.
+    let rates = m["job_cache_hit_rates"].as_array().unwrap();
+    assert!(rates.iter().any(|r| r.as_f64().unwrap() > 0.5), "{m}");
     assert_eq!(
         m["outstanding_at_exit"].as_array().map(Vec::len),
         Some(0),
