@@ -52,6 +52,14 @@ impl MemorySystem {
         })
     }
 
+    /// Replaces the instance pool with one of `config`'s settings; buffers
+    /// still held (by this frame's instances) go back to the old pool.
+    pub fn set_pool(&mut self, config: &crate::game::config::MemoryConfig) -> Result<(), String> {
+        self.instance_pool = BufferPool::new("instances", Component::Render, config.pool())
+            .map_err(|e| format!("cannot set up the memory pool: {e}"))?;
+        Ok(())
+    }
+
     /// Compacts the particle store; logs what came back.
     pub fn defragment(&mut self, sandbox: &mut Sandbox, why: &str) {
         let before = sandbox.store.reserved_bytes();

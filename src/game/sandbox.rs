@@ -266,6 +266,15 @@ impl Sandbox {
         n
     }
 
+    /// Restarts the worker pool with `compute` compute workers (and the I/O
+    /// worker); the old one finishes its work and stops.
+    pub fn set_workers(&mut self, compute: usize) -> Result<(), String> {
+        let pool = WorkerPool::new(compute, 1)
+            .map_err(|e| format!("cannot start {compute} workers: {e}"))?;
+        self.pool = Arc::new(pool);
+        Ok(())
+    }
+
     /// Advances physics by `dt`.
     pub fn step(&mut self, dt: f32) {
         let (physics, store) = (&mut self.physics, &mut self.store);

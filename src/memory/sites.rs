@@ -183,6 +183,25 @@ impl Sites {
         warnings
     }
 
+    /// Live bytes per epoch mark of the site named `site` ("file:line").
+    pub fn history_of(&self, site: &str) -> Vec<(u64, i64)> {
+        let g = self.lock();
+        g.history
+            .iter()
+            .find(|(s, _)| name(s) == site)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default()
+    }
+
+    /// Live bytes of every site now ("file:line" → bytes).
+    pub fn live_by_site(&self) -> HashMap<String, i64> {
+        self.lock()
+            .sites
+            .iter()
+            .map(|(s, st)| (name(s), st.live_bytes))
+            .collect()
+    }
+
     pub fn epoch(&self) -> u64 {
         self.lock().epoch
     }

@@ -1,14 +1,17 @@
 //! The egui layer: a one-line status bar, the help window (H) and the debug
-//! overlay (F3: FPS, particle counts, physics phases, a frame-time plot,
-//! the workers' utilisation and latency).
-//! Data is sampled once per frame into `FrameHistory`; drawing reads it.
+//! overlay (F3, or the button at the top right): windows for the frame,
+//! memory, hotspots, leaks, workers, bottlenecks, the chain and live
+//! settings (`windows`), fed by data sampled once per frame (`data`).
 
-use crate::game::{GameConfig, PlayerState, Sandbox, input::UiCapturesInput};
+pub mod data;
+pub mod windows;
+
+use crate::game::{GameConfig, GameSet, PlayerState, Sandbox, input::UiCapturesInput};
 use crate::particles::Kind;
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
-use egui_plot::{HLine, Legend, Line, Plot};
 use std::collections::VecDeque;
+use windows::{OverlayState, SetClock, clock_mark};
 
 /// The last frames' timings, oldest first.
 #[derive(Resource, Debug, Default)]
@@ -68,7 +71,29 @@ impl Plugin for OverlayPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<FrameHistory>()
             .init_resource::<WorkerStats>()
-            .add_systems(Last, sample_frame)
+            .init_resource::<OverlayState>()
+            .init_resource::<SetClock>()
+            .add_systems(Update, clock_mark::<0>.before(GameSet::Management))
+            .add_systems(
+                Update,
+                clock_mark::<1>
+                    .after(GameSet::Management)
+                    .before(GameSet::Physics),
+            )
+            .add_systems(
+                Update,
+                clock_mark::<2>
+                    .after(GameSet::Physics)
+                    .before(GameSet::Rendering),
+            )
+            .add_systems(
+                Update,
+                clock_mark::<3>
+                    .after(GameSet::Rendering)
+                    .before(GameSet::Blockchain),
+            )
+            .add_systems(Update, clock_mark::<4>.after(GameSet::Blockchain))
+            .add_systems(Last, (sample_frame, windows::sample_overlay))
             .add_systems(EguiPrimaryContextPass, draw_ui);
     }
 }
@@ -110,15 +135,17 @@ fn kind_color(kinds: &crate::particles::KindTable, k: Kind) -> egui::Color32 {
 fn draw_ui(
     mut contexts: EguiContexts,
     mut player: ResMut<PlayerState>,
-    sandbox: Res<Sandbox>,
-    config: Res<GameConfig>,
+    mut sandbox: ResMut<Sandbox>,
+    mut config: ResMut<GameConfig>,
     history: Res<FrameHistory>,
     worker_stats: Res<WorkerStats>,
-    memory: Res<crate::game::memory::MemorySystem>,
+    mut memory: ResMut<crate::game::memory::MemorySystem>,
+    mut state: ResMut<OverlayState>,
+    clock: Res<SetClock>,
     mut captures: ResMut<UiCapturesInput>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
-    let kinds = &sandbox.kinds;
+    let kinds = sandbox.kinds;
 
     egui::Area::new(egui::Id::new("status"))
         .anchor(egui::Align2::LEFT_TOP, [8.0, 6.0])
@@ -127,7 +154,7 @@ fn draw_ui(
             ui.horizontal(|ui| {
                 ui.label(
                     egui::RichText::new(player.kind.name())
-                        .color(kind_color(kinds, player.kind))
+                        .color(kind_color(&kinds, player.kind))
                         .strong(),
                 );
                 ui.label(
@@ -159,152 +186,63 @@ fn draw_ui(
         player.show_help = open;
     }
 
+    // The overlay button, with a badge while a leak is suspected.
+    egui::Area::new(egui::Id::new("overlay_button"))
+        .anchor(egui::Align2::RIGHT_TOP, [-8.0, 6.0])
+        .show(ctx, |ui| {
+            let label = match data::leak_badge(&memory.leaks) {
+                Some(badge) => format!("Debug (F3) · ⚠ {badge}"),
+                None => "Debug (F3)".to_string(),
+            };
+            if ui.button(label).clicked() {
+                player.show_overlay = !player.show_overlay;
+            }
+        });
+
     if player.show_overlay {
-        let mut open = true;
-        egui::Window::new("Debug")
-            .open(&mut open)
-            .default_pos([10.0, 40.0])
-            .default_width(320.0)
-            .show(ctx, |ui| {
-                let step = sandbox.last_step;
-                ui.label(format!(
-                    "FPS {:.0}   particles {} / {}",
-                    history.fps(),
-                    sandbox.store.len(),
-                    sandbox.store.limit()
-                ));
-                let by_kind = sandbox.count_by_kind();
-                ui.horizontal(|ui| {
-                    for k in Kind::ALL {
-                        ui.label(
-                            egui::RichText::new(format!("{k} {}", by_kind[k as usize]))
-                                .color(kind_color(kinds, k)),
-                        );
-                    }
-                });
-                ui.label(format!(
-                    "physics {:.2} ms: integrate {:.2} · grid {:.2} · collide {:.2} · {} contacts",
-                    step.total_ms, step.integrate_ms, step.grid_ms, step.collide_ms, step.contacts
-                ));
-                ui.label(format!(
-                    "{} substeps × {} passes, {} threads",
-                    config.0.physics.substeps,
-                    config.0.physics.iterations,
-                    sandbox.pool.compute_workers()
-                ));
-                for w in &worker_stats.rates {
-                    ui.horizontal(|ui| {
-                        ui.add(
-                            egui::ProgressBar::new(w.utilization as f32)
-                                .desired_width(120.0)
-                                .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
-                        );
-                        ui.label(format!(
-                            "{:.0} tasks/s · {:.0} stolen/s · queue {} · start p99 {:.0} µs",
-                            w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us
-                        ));
-                    });
+        let started = std::time::Instant::now();
+        let sandbox = &mut *sandbox;
+        windows::frame_window(ctx, sandbox, &config, &history, |ui| {
+            let by_kind = sandbox.count_by_kind();
+            ui.horizontal(|ui| {
+                for k in Kind::ALL {
+                    ui.label(
+                        egui::RichText::new(format!("{k} {}", by_kind[k as usize]))
+                            .color(kind_color(&kinds, k)),
+                    );
                 }
-                memory_section(ui, &memory);
-                let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
-                    history
-                        .samples
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| [i as f64, pick(s)])
-                        .collect()
-                };
-                let (frame, physics) = (series(|s| s.0), series(|s| s.1));
-                Plot::new("frame_times")
-                    .height(130.0)
-                    .include_y(0.0)
-                    .include_y(20.0)
-                    .allow_drag(false)
-                    .allow_zoom(false)
-                    .allow_scroll(false)
-                    .y_axis_label("ms")
-                    .legend(Legend::default())
-                    .show(ui, |plot| {
-                        plot.hline(
-                            HLine::new("60 FPS", 1000.0 / 60.0).color(egui::Color32::DARK_GRAY),
-                        );
-                        plot.line(Line::new("frame", frame));
-                        plot.line(Line::new("physics", physics));
-                    });
             });
-        player.show_overlay = open;
+        });
+        windows::memory_window(ctx, &state, &memory, sandbox, &mut player);
+        windows::hotspots_window(ctx, &mut state, &memory);
+        windows::leaks_window(ctx, &mut state, &memory);
+        windows::workers_window(ctx, sandbox, &worker_stats, &history);
+        windows::bottlenecks_window(ctx, &clock, sandbox);
+        windows::chain_window(ctx);
+        windows::settings_window(ctx, &mut state, sandbox, &mut memory, &mut config);
+        state.cost.0 += started.elapsed().as_secs_f64() * 1e3;
+        state.cost.1 += 1;
+        if state.cost.1 == 30 {
+            let frame_ms: f64 = history
+                .samples
+                .iter()
+                .rev()
+                .take(30)
+                .map(|s| s.0)
+                .sum::<f64>()
+                / 30.0;
+            info!(
+                "overlay: {:.3} ms per frame to sample and draw, frame {:.2} ms ({} particles)",
+                state.cost.0 / 30.0,
+                frame_ms,
+                sandbox.store.len()
+            );
+        }
     }
 
     captures.pointer = ctx.egui_wants_pointer_input() || ctx.is_pointer_over_egui();
     captures.keyboard = ctx.egui_wants_keyboard_input();
     Ok(())
-}
-
-fn mib(bytes: i64) -> f64 {
-    bytes as f64 / 1048576.0
-}
-
-/// Memory in one glance: per component, the pool, resident vs tracked,
-/// the top call sites and any leak warning.
-fn memory_section(ui: &mut egui::Ui, memory: &crate::game::memory::MemorySystem) {
-    let snap = &memory.snapshot;
-    egui::CollapsingHeader::new("Memory")
-        .default_open(true)
-        .show(ui, |ui| {
-            ui.label(format!(
-                "resident {:.1} MiB · tracked {:.1} MiB · untracked {:.1} MiB · store compactions {}",
-                mib(snap.resident_bytes as i64),
-                mib(snap.tracked_bytes),
-                mib(snap.untracked_bytes),
-                memory.compactions
-            ));
-            let parts: Vec<String> = snap
-                .components
-                .iter()
-                .filter(|c| c.totals.live() != 0 || c.totals.reserved != 0)
-                .map(|c| format!("{} {:.1}", c.component, mib(c.totals.live())))
-                .collect();
-            ui.label(format!("live MiB: {}", parts.join(" · ")));
-            for p in &snap.pools {
-                ui.label(format!(
-                    "pool {}: {} in use / {} buffers ({:.0} MiB mapped), {} grows, {} shrinks",
-                    p.name,
-                    p.in_use,
-                    p.buffers,
-                    mib(p.mapped_bytes as i64),
-                    p.grows,
-                    p.shrinks
-                ));
-            }
-            if !snap.caches.is_empty() {
-                let rates: Vec<String> = snap
-                    .caches
-                    .iter()
-                    .enumerate()
-                    .map(|(w, c)| format!("#{w} {:.1}%", c.hit_rate() * 100.0))
-                    .collect();
-                ui.label(format!("job caches, hit rate per worker: {}", rates.join(" · ")));
-            }
-            for h in snap.hotspots_by_bytes.iter().take(3) {
-                ui.label(format!(
-                    "{} · {:.1} MiB live · {} allocations",
-                    h.site,
-                    mib(h.stats.live_bytes),
-                    h.stats.total_count
-                ));
-            }
-            for leak in &snap.leaks {
-                ui.colored_label(
-                    egui::Color32::from_rgb(255, 120, 90),
-                    format!(
-                        "leak? {}: {:.1} MiB, +{:.0} KiB/epoch",
-                        leak.site,
-                        mib(leak.live_bytes),
-                        leak.bytes_per_epoch / 1024.0
-                    ),
-                );
-            }
-        });
 }
 
 #[cfg(test)]

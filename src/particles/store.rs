@@ -193,6 +193,12 @@ impl ParticleStore {
         self.capacity_limit
     }
 
+    /// Changes the most particles the store will hold; particles beyond a
+    /// lowered limit stay until they despawn.
+    pub fn set_limit(&mut self, max: usize) {
+        self.capacity_limit = max;
+    }
+
     pub fn len(&self) -> usize {
         self.cols.x.len()
     }

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 type Body<'g> = Box<dyn FnOnce() + Send + 'g>;
 
+/// Task records the pool keeps for timelines.
+const RECENT: usize = 4096;
+
 /// A task's place in its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TaskId(usize);
@@ -210,16 +213,28 @@ impl Run<'_, '_> {
         );
         let end = self.registry.now_ns();
         let worker = WorkerThread::current().map_or(usize::MAX, |w| w.index);
+        let record = TaskRecord {
+            name: spec.name.clone(),
+            capability: spec.capability,
+            worker,
+            start_ns: start,
+            end_ns: end,
+        };
+        {
+            let mut recent = self
+                .registry
+                .recent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(record.clone());
+        }
         self.timeline
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(TaskRecord {
-                name: spec.name.clone(),
-                capability: spec.capability,
-                worker,
-                start_ns: start,
-                end_ns: end,
-            });
+            .push(record);
         let failed = match result {
             Ok(()) => None,
             Err(e) => {

@@ -271,6 +271,38 @@ impl WorkerPool {
             .unwrap_or_default()
     }
 
+    /// Graph tasks that finished at or after `since_ns` (pool time), oldest
+    /// first: which task ran on which worker, when.
+    pub fn recent_tasks(&self, since_ns: u64) -> Vec<super::TaskRecord> {
+        self.registry
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|r| r.end_ns >= since_ns)
+            .cloned()
+            .collect()
+    }
+
+    /// Like `recent_tasks` without the names (cheap enough for every frame):
+    /// (worker, capability, start ns, end ns).
+    pub fn recent_spans(&self, since_ns: u64) -> Vec<(usize, Capability, u64, u64)> {
+        self.registry
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .take_while(|r| r.end_ns >= since_ns)
+            .map(|r| (r.worker, r.capability, r.start_ns, r.end_ns))
+            .collect()
+    }
+
+    /// Nanoseconds since the pool started (the clock of task records).
+    pub fn now_ns(&self) -> u64 {
+        self.registry.now_ns()
+    }
+
     /// A snapshot of every worker's counters.
     pub fn metrics(&self) -> PoolMetrics {
         let reg = &*self.registry;

@@ -68,6 +68,8 @@ pub(crate) struct Registry {
     pub terminate: AtomicBool,
     pub events: EventBus,
     epoch: Instant,
+    /// The last graph tasks that ran (for timelines), oldest first.
+    pub recent: Mutex<std::collections::VecDeque<super::graph::TaskRecord>>,
     /// Where the workers' boxed jobs come from: one local slab cache per
     /// worker (none if the OS refused the mapping; then jobs are boxed).
     pub cache: Option<SlabCache>,
@@ -113,6 +115,7 @@ impl Registry {
             events: EventBus::default(),
             epoch: Instant::now(),
             cache: SlabCache::new(JOB_CACHE_BYTES, specs.len()).ok(),
+            recent: Mutex::new(std::collections::VecDeque::new()),
         };
         (Arc::new(registry), deques)
     }

@@ -72,3 +72,60 @@ fn screenshot_shows_particles_where_they_were_spawned() {
     let right = count(1225, 1275, 300, 700, "background");
     assert!(right > 50 * 400 * 95 / 100, "right of the blocks: {right}");
 }
+
+/// Takes a screenshot with or without the overlay; returns the image.
+fn shot(name: &str, overlay: bool) -> image::RgbImage {
+    let dir = scratch_dir(name);
+    let png = dir.join("shot.png");
+    let mut cmd = Command::new("xvfb-run");
+    cmd.args(["-a", "-s", "-screen 0 1280x720x24"])
+        .arg(game().get_program())
+        .args(["--frames", "40", "--particles", "20000", "--seed", "2"]);
+    if overlay {
+        cmd.arg("--overlay");
+    }
+    cmd.arg("--screenshot").arg(&png);
+    let (code, _, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "the screenshot run failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    image::open(&png).expect("a readable PNG").to_rgb8()
+}
+
+#[test]
+fn the_overlay_shows_its_windows_and_graph_lines() {
+    let off = shot("overlay-off", false);
+    let on = shot("overlay-on", true);
+    // Where the Frame, Memory and Hotspots windows open (top left to the
+    // middle right, above the particle blocks), the pictures differ.
+    let mut differ = 0;
+    let (x0, x1, y0, y1) = (10, 1060, 40, 280);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (a, b) = (off.get_pixel(x, y).0, on.get_pixel(x, y).0);
+            let d: i32 = (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).sum();
+            if d > 40 {
+                differ += 1;
+            }
+        }
+    }
+    let area = (x1 - x0) * (y1 - y0);
+    assert!(differ * 4 > area, "only {differ} of {area} pixels changed");
+    // The frame-time plot draws its lines in its own colours.
+    let near = |p: [u8; 3], c: [u8; 3]| (0..3).all(|k| (p[k] as i32 - c[k] as i32).abs() < 30);
+    let count = |img: &image::RgbImage, c: [u8; 3]| {
+        let mut n = 0;
+        for y in 150..300 {
+            for x in 60..310 {
+                if near(img.get_pixel(x, y).0, c) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let frame_line = count(&on, [255, 170, 60]);
+    let physics_line = count(&on, [60, 220, 120]);
+    assert!(frame_line > 100, "frame line: {frame_line} pixels");
+    assert!(physics_line > 100, "physics line: {physics_line} pixels");
+    assert!(count(&off, [255, 170, 60]) < frame_line / 10);
+}

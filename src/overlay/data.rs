@@ -1,0 +1,227 @@
+//! The overlay's data shaping, kept apart from drawing so it can be tested:
+//! bounded histories, hotspot ranking, the leak badge, the bottleneck pick
+//! and the "mark epoch" comparison.
+
+use crate::memory::{Component, Hotspot, LeakWarning};
+use std::collections::{HashMap, VecDeque};
+
+/// A time series that forgets samples older than `span_s`.
+#[derive(Debug, Default, Clone)]
+pub struct History<T> {
+    pub span_s: f64,
+    pub samples: VecDeque<(f64, T)>,
+}
+
+impl<T> History<T> {
+    pub fn new(span_s: f64) -> Self {
+        Self {
+            span_s,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Adds a sample at `t` seconds; drops those older than `t - span_s`.
+    pub fn push(&mut self, t: f64, v: T) {
+        self.samples.push_back((t, v));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t0, _)| *t0 < t - self.span_s)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+/// Stacked series: for each component (in `Component::ALL` order) the
+/// points `(t, sum of this and every earlier component)`, in MiB.
+pub fn stacked(h: &History<[i64; Component::COUNT]>) -> Vec<Vec<[f64; 2]>> {
+    (0..Component::COUNT)
+        .map(|c| {
+            h.samples
+                .iter()
+                .map(|(t, v)| {
+                    let sum: i64 = v[..=c].iter().map(|&b| b.max(0)).sum();
+                    [*t, sum as f64 / 1048576.0]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Bytes,
+    Count,
+    Live,
+}
+
+/// Sites ranked by what the user picked, largest first (ties by name).
+pub fn rank(mut sites: Vec<Hotspot>, by: SortBy) -> Vec<Hotspot> {
+    let key = |h: &Hotspot| match by {
+        SortBy::Bytes => h.stats.total_bytes as i128,
+        SortBy::Count => h.stats.total_count as i128,
+        SortBy::Live => h.stats.live_bytes as i128,
+    };
+    sites.sort_by(|a, b| key(b).cmp(&key(a)).then(a.site.cmp(&b.site)));
+    sites
+}
+
+/// The text on the overlay button while a leak is suspected.
+pub fn leak_badge(leaks: &[LeakWarning]) -> Option<String> {
+    match leaks.len() {
+        0 => None,
+        1 => Some("1 leak?".to_string()),
+        n => Some(format!("{n} leaks?")),
+    }
+}
+
+/// The slowest of the frame's stages and one plain sentence about it.
+/// `stages` are (name, ms); `phases` are the physics phases (name, ms).
+pub fn bottleneck(stages: &[(&str, f64)], phases: &[(&str, f64)]) -> Option<(usize, String)> {
+    let total: f64 = stages.iter().map(|s| s.1).sum();
+    let (i, &(name, ms)) = stages
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.1.total_cmp(&b.1.1))?;
+    if total <= 0.0 {
+        return None;
+    }
+    let share = 100.0 * ms / total;
+    let mut hint = format!("{name} takes {share:.0}% of the frame's systems ({ms:.1} ms)");
+    if name == "physics" {
+        let sum: f64 = phases.iter().map(|p| p.1).sum();
+        if let Some(&(p, pms)) = phases.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+            && sum > 0.0
+        {
+            hint.push_str(&format!(
+                "; within it {p} is {:.0}% — fewer particles or substeps help most",
+                100.0 * pms / sum
+            ));
+        }
+    }
+    Some((i, hint))
+}
+
+/// Sites whose live bytes grew since a mark, largest growth first.
+pub fn since_mark(mark: &HashMap<String, i64>, now: &HashMap<String, i64>) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = now
+        .iter()
+        .map(|(s, &b)| (s.clone(), b - mark.get(s).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d != 0)
+        .collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::sites::SiteStats;
+
+    fn site(name: &str, total: u64, count: u64, live: i64) -> Hotspot {
+        Hotspot {
+            site: name.into(),
+            stats: SiteStats {
+                live_bytes: live,
+                live_count: 1,
+                total_bytes: total,
+                total_count: count,
+            },
+        }
+    }
+
+    #[test]
+    fn history_forgets_what_is_older_than_its_span() {
+        let mut h = History::new(60.0);
+        for i in 0..1000 {
+            h.push(i as f64 * 0.1, i);
+        }
+        // The last sample is at 99.9 s; everything kept is within 60 s of it.
+        let first = h.samples.front().unwrap().0;
+        assert!((first - 39.9).abs() < 1e-9, "{first}");
+        assert!(h.samples.iter().all(|(t, _)| *t >= 39.9 - 1e-9));
+        assert_eq!(h.len(), 601);
+    }
+
+    #[test]
+    fn stacked_series_add_up_in_component_order() {
+        let mut h = History::new(10.0);
+        let mut v = [0i64; Component::COUNT];
+        v[0] = 1 << 20;
+        v[1] = 2 << 20;
+        v[5] = -5; // a component below zero counts as none
+        h.push(1.0, v);
+        let s = stacked(&h);
+        assert_eq!(s.len(), Component::COUNT);
+        assert_eq!(s[0][0], [1.0, 1.0]);
+        assert_eq!(s[1][0], [1.0, 3.0]);
+        assert_eq!(s[Component::COUNT - 1][0], [1.0, 3.0]);
+    }
+
+    #[test]
+    fn hotspots_rank_by_the_chosen_column() {
+        let sites = vec![
+            site("a", 100, 1, 5),
+            site("b", 10, 50, 90),
+            site("c", 50, 5, 0),
+        ];
+        let names = |v: Vec<Hotspot>| v.into_iter().map(|h| h.site).collect::<Vec<_>>();
+        assert_eq!(names(rank(sites.clone(), SortBy::Bytes)), ["a", "c", "b"]);
+        assert_eq!(names(rank(sites.clone(), SortBy::Count)), ["b", "c", "a"]);
+        assert_eq!(names(rank(sites, SortBy::Live)), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn the_badge_shows_only_while_a_leak_is_suspected() {
+        assert_eq!(leak_badge(&[]), None);
+        let w = LeakWarning {
+            site: "x".into(),
+            live_bytes: 1,
+            bytes_per_epoch: 1.0,
+            since_epoch: 1,
+        };
+        assert_eq!(
+            leak_badge(std::slice::from_ref(&w)).as_deref(),
+            Some("1 leak?")
+        );
+        assert_eq!(leak_badge(&[w.clone(), w]).as_deref(), Some("2 leaks?"));
+    }
+
+    #[test]
+    fn the_bottleneck_is_the_slowest_stage_with_a_hint() {
+        let stages = [("management", 1.0), ("physics", 12.0), ("rendering", 3.0)];
+        let phases = [("integrate", 1.0), ("grid", 2.0), ("contacts", 9.0)];
+        let (i, hint) = bottleneck(&stages, &phases).unwrap();
+        assert_eq!(i, 1);
+        assert!(hint.starts_with("physics takes 75%"), "{hint}");
+        assert!(hint.contains("contacts is 75%"), "{hint}");
+        let (i, hint) = bottleneck(&[("management", 5.0), ("physics", 1.0)], &phases).unwrap();
+        assert_eq!(i, 0);
+        assert!(!hint.contains("within"));
+        assert!(bottleneck(&[], &[]).is_none());
+    }
+
+    #[test]
+    fn a_mark_shows_what_grew_since() {
+        let mark = HashMap::from([("a".to_string(), 100), ("b".to_string(), 50)]);
+        let now = HashMap::from([
+            ("a".to_string(), 100),
+            ("b".to_string(), 80),
+            ("c".to_string(), 10),
+        ]);
+        assert_eq!(
+            since_mark(&mark, &now),
+            vec![("b".to_string(), 30), ("c".to_string(), 10)]
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! The debug overlay's windows (F3 or the button at the top right): Frame,
+//! Memory, Hotspots, Leaks, Workers, Bottlenecks, Chain and Settings. They
+//! only draw what `OverlayState`, the memory snapshot and the pool metrics
+//! already hold: everything is sampled once per frame, never per
+//! allocation.
+
+use super::data::{self, History, SortBy};
+use super::{FrameHistory, WorkerStats};
+use crate::game::memory::MemorySystem;
+use crate::game::{GameConfig, PlayerState, Sandbox};
+use crate::memory::{Component, SITES};
+use crate::workers::Capability;
+use bevy::prelude::*;
+use bevy_egui::egui;
+use egui_plot::{HLine, Legend, Line, Plot, VLine};
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+/// The colours the plots use (the screenshot test looks for them).
+pub const FRAME_COLOR: egui::Color32 = egui::Color32::from_rgb(255, 170, 60);
+pub const PHYSICS_COLOR: egui::Color32 = egui::Color32::from_rgb(60, 220, 120);
+
+const COMPONENT_COLORS: [egui::Color32; Component::COUNT] = [
+    egui::Color32::from_rgb(60, 220, 120),
+    egui::Color32::from_rgb(90, 160, 255),
+    egui::Color32::from_rgb(200, 120, 255),
+    egui::Color32::from_rgb(255, 210, 80),
+    egui::Color32::from_rgb(255, 130, 90),
+    egui::Color32::from_rgb(150, 150, 150),
+];
+
+fn capability_color(c: Capability) -> egui::Color32 {
+    match c {
+        Capability::Management => egui::Color32::from_rgb(255, 210, 80),
+        Capability::Physics => egui::Color32::from_rgb(60, 220, 120),
+        Capability::Rendering => egui::Color32::from_rgb(90, 160, 255),
+        Capability::Blockchain => egui::Color32::from_rgb(200, 120, 255),
+    }
+}
+
+/// Wall time of each system set, frame by frame.
+#[derive(Resource, Default)]
+pub struct SetClock {
+    marks: [Option<Instant>; 5],
+    /// Management, Physics, Rendering, Blockchain of the last frame, ms.
+    pub last_ms: [f64; 4],
+    pub frames: VecDeque<[f64; 4]>,
+}
+
+pub const SET_NAMES: [&str; 4] = ["management", "physics", "rendering", "blockchain"];
+
+/// Marks a boundary between system sets (`I` = 0 before Management, 4
+/// after Blockchain).
+pub fn clock_mark<const I: usize>(mut clock: ResMut<SetClock>) {
+    clock.marks[I] = Some(Instant::now());
+    if I == 4 {
+        let m = clock.marks;
+        let mut ms = [0.0; 4];
+        for (k, out) in ms.iter_mut().enumerate() {
+            if let (Some(a), Some(b)) = (m[k], m[k + 1]) {
+                *out = b.saturating_duration_since(a).as_secs_f64() * 1e3;
+            }
+        }
+        clock.last_ms = ms;
+        if clock.frames.len() == 120 {
+            clock.frames.pop_front();
+        }
+        clock.frames.push_back(ms);
+    }
+}
+
+/// What the overlay remembers between frames.
+#[derive(Resource)]
+pub struct OverlayState {
+    pub born: Instant,
+    /// Live bytes per component, last 60 seconds.
+    pub memory: History<[i64; Component::COUNT]>,
+    pub sort: SortBy,
+    pub selected: Option<String>,
+    pub mark: Option<(u64, HashMap<String, i64>)>,
+    pub draft: Option<Draft>,
+    pub last_error: Option<String>,
+    /// Time spent sampling and drawing the overlay: total ms, frames.
+    pub cost: (f64, u64),
+}
+
+impl Default for OverlayState {
+    fn default() -> Self {
+        Self {
+            born: Instant::now(),
+            memory: History::new(60.0),
+            sort: SortBy::Bytes,
+            selected: None,
+            mark: None,
+            draft: None,
+            last_error: None,
+            cost: (0.0, 0),
+        }
+    }
+}
+
+/// Settings being edited, applied with the button.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draft {
+    pub particles_max: usize,
+    pub pool_buffers: usize,
+    pub pool_buffer_kib: usize,
+    pub workers: usize,
+}
+
+fn mib(bytes: i64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// Once per frame: the memory history.
+pub fn sample_overlay(mut state: ResMut<OverlayState>, memory: Res<MemorySystem>) {
+    let started = Instant::now();
+    let t = state.born.elapsed().as_secs_f64();
+    // Ten samples a second are plenty for a 60-second graph.
+    if state
+        .memory
+        .samples
+        .back()
+        .is_some_and(|(last, _)| t - last < 0.1)
+    {
+        return;
+    }
+    let mut live = [0i64; Component::COUNT];
+    for (k, row) in memory
+        .snapshot
+        .components
+        .iter()
+        .enumerate()
+        .take(Component::COUNT)
+    {
+        live[k] = row.totals.live();
+    }
+    state.memory.push(t, live);
+    state.cost.0 += started.elapsed().as_secs_f64() * 1e3;
+}
+
+fn plot(id: &str) -> Plot<'_> {
+    Plot::new(id)
+        .height(120.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .legend(Legend::default())
+}
+
+pub fn frame_window(
+    ctx: &egui::Context,
+    sandbox: &Sandbox,
+    config: &GameConfig,
+    history: &FrameHistory,
+    kinds_line: impl FnOnce(&mut egui::Ui),
+) {
+    egui::Window::new("Frame")
+        .default_pos([8.0, 36.0])
+        .default_width(300.0)
+        .show(ctx, |ui| {
+            let step = sandbox.last_step;
+            ui.label(format!(
+                "FPS {:.0}   particles {} / {}",
+                history.fps(),
+                sandbox.store.len(),
+                sandbox.store.limit()
+            ));
+            kinds_line(ui);
+            ui.label(format!(
+                "physics {:.2} ms: integrate {:.2} · grid {:.2} · collide {:.2} · {} contacts",
+                step.total_ms, step.integrate_ms, step.grid_ms, step.collide_ms, step.contacts
+            ));
+            ui.label(format!(
+                "{} substeps × {} passes, {} workers",
+                config.0.physics.substeps,
+                config.0.physics.iterations,
+                sandbox.pool.compute_workers()
+            ));
+            let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
+                history
+                    .samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| [i as f64, pick(s)])
+                    .collect()
+            };
+            plot("frame_times")
+                .include_y(0.0)
+                .include_y(20.0)
+                .y_axis_label("ms")
+                .show(ui, |p| {
+                    p.hline(HLine::new("60 FPS", 1000.0 / 60.0).color(egui::Color32::DARK_GRAY));
+                    p.line(
+                        Line::new("frame", series(|s| s.0))
+                            .color(FRAME_COLOR)
+                            .width(2.0),
+                    );
+                    p.line(
+                        Line::new("physics", series(|s| s.1))
+                            .color(PHYSICS_COLOR)
+                            .width(2.0),
+                    );
+                });
+        });
+}
+
+/// A strip of used (filled) and free (outlined) blocks.
+fn strip(ui: &mut egui::Ui, label: &str, used: &[(f64, f64, bool)]) {
+    ui.horizontal(|ui| {
+        ui.label(egui::RichText::new(label).small());
+        let (rect, _) = ui.allocate_exact_size(
+            egui::vec2(ui.available_width().max(120.0), 12.0),
+            egui::Sense::hover(),
+        );
+        let painter = ui.painter_at(rect);
+        painter.rect_filled(rect, 0.0, egui::Color32::from_gray(35));
+        for &(a, b, on) in used {
+            let r = egui::Rect::from_min_max(
+                egui::pos2(rect.left() + a as f32 * rect.width(), rect.top()),
+                egui::pos2(rect.left() + b as f32 * rect.width(), rect.bottom()),
+            );
+            if on {
+                painter.rect_filled(r.shrink(0.5), 0.0, egui::Color32::from_rgb(90, 160, 255));
+            }
+        }
+    });
+}
+
+pub fn memory_window(
+    ctx: &egui::Context,
+    state: &OverlayState,
+    memory: &MemorySystem,
+    sandbox: &Sandbox,
+    player: &mut PlayerState,
+) {
+    let snap = &memory.snapshot;
+    egui::Window::new("Memory")
+        .default_pos([318.0, 36.0])
+        .default_width(400.0)
+        .show(ctx, |ui| {
+            ui.label(format!(
+                "resident {:.1} · tracked {:.1} · untracked {:.1} · pools mapped {:.1} (MiB)",
+                mib(snap.resident_bytes as i64),
+                mib(snap.tracked_bytes),
+                mib(snap.untracked_bytes),
+                mib(snap.pool_reserved_bytes)
+            ));
+            let stacked = data::stacked(&state.memory);
+            plot("memory_stack")
+                .y_axis_label("MiB")
+                .include_y(0.0)
+                .show(ui, |p| {
+                    // Top of the stack first, so each lower fill shows below it.
+                    for c in (0..Component::COUNT).rev() {
+                        p.line(
+                            Line::new(Component::ALL[c].name(), stacked[c].clone())
+                                .color(COMPONENT_COLORS[c])
+                                .fill(0.0),
+                        );
+                    }
+                    for pool in &snap.pools {
+                        for e in &pool.events {
+                            let color = match e.kind {
+                                crate::memory::pool::PoolEventKind::Grew => {
+                                    egui::Color32::LIGHT_GREEN
+                                }
+                                crate::memory::pool::PoolEventKind::Shrank => {
+                                    egui::Color32::LIGHT_RED
+                                }
+                            };
+                            p.vline(VLine::new(format!("{:?}", e.kind), e.at_s).color(color));
+                        }
+                    }
+                });
+            ui.label(
+                egui::RichText::new("MiB per component (live = heap + pool buffers in use)")
+                    .small(),
+            );
+            egui::Grid::new("components").striped(true).show(ui, |ui| {
+                for h in [
+                    "component",
+                    "live",
+                    "reserved",
+                    "budget",
+                    "allocs/s",
+                    "frees/s",
+                ] {
+                    ui.label(egui::RichText::new(h).strong());
+                }
+                ui.end_row();
+                for (k, row) in snap.components.iter().enumerate() {
+                    ui.colored_label(COMPONENT_COLORS[k % Component::COUNT], row.component);
+                    ui.label(format!("{:.2}", mib(row.totals.live())));
+                    ui.label(format!("{:.2}", mib(row.totals.reserved)));
+                    ui.label(format!("{:.1}", mib(row.totals.budget as i64)));
+                    ui.label(format!("{:.0}", row.allocs_per_s));
+                    ui.label(format!("{:.0}", row.frees_per_s));
+                    ui.end_row();
+                }
+            });
+            for pool in &snap.pools {
+                ui.label(format!(
+                    "pool {}: {} in use, {} free, {} × {} KiB; {} grows, {} shrinks",
+                    pool.name,
+                    pool.in_use,
+                    pool.free,
+                    pool.buffers,
+                    pool.buffer_bytes >> 10,
+                    pool.grows,
+                    pool.shrinks
+                ));
+                let n = pool.buffers.max(1) as f64;
+                let used: Vec<_> = (0..pool.buffers)
+                    .map(|i| (i as f64 / n, (i + 1) as f64 / n, i < pool.in_use))
+                    .collect();
+                strip(ui, "pool buffers", &used);
+            }
+            let store = &sandbox.store;
+            let frag = store.fragmentation();
+            ui.horizontal(|ui| {
+                ui.label(format!(
+                    "store: {} live, {:.1} MiB, {:.0}% dead, {} compactions",
+                    store.len(),
+                    mib(store.reserved_bytes() as i64),
+                    frag * 100.0,
+                    memory.compactions
+                ));
+                if ui.button("Compact now").clicked() {
+                    player.compact_requested = true;
+                }
+            });
+            strip(ui, "particle store", &[(0.0, 1.0 - frag, true)]);
+            if !snap.caches.is_empty() {
+                let rates: Vec<String> = snap
+                    .caches
+                    .iter()
+                    .enumerate()
+                    .map(|(w, c)| format!("#{w} {:.1}% ({} pages)", c.hit_rate() * 100.0, c.pages))
+                    .collect();
+                ui.label(format!(
+                    "job caches (slab, per worker): {}",
+                    rates.join(" · ")
+                ));
+            }
+        });
+}
+
+pub fn hotspots_window(ctx: &egui::Context, state: &mut OverlayState, memory: &MemorySystem) {
+    egui::Window::new("Hotspots")
+        .default_pos([728.0, 36.0])
+        .default_width(340.0)
+        .show(ctx, |ui| {
+            ui.horizontal(|ui| {
+                ui.label("sort by");
+                ui.radio_value(&mut state.sort, SortBy::Bytes, "bytes");
+                ui.radio_value(&mut state.sort, SortBy::Count, "count");
+                ui.radio_value(&mut state.sort, SortBy::Live, "live");
+            });
+            let mut sites = memory.snapshot.hotspots_by_bytes.clone();
+            for h in &memory.snapshot.hotspots_by_count {
+                if !sites.iter().any(|s| s.site == h.site) {
+                    sites.push(h.clone());
+                }
+            }
+            let ranked = data::rank(sites, state.sort);
+            egui::Grid::new("hotspots").striped(true).show(ui, |ui| {
+                for h in ["call site", "total MiB", "count", "live MiB"] {
+                    ui.label(egui::RichText::new(h).strong());
+                }
+                ui.end_row();
+                for h in ranked.iter().take(10) {
+                    let chosen = state.selected.as_deref() == Some(h.site.as_str());
+                    if ui.selectable_label(chosen, &h.site).clicked() {
+                        state.selected = Some(h.site.clone());
+                    }
+                    ui.label(format!("{:.1}", mib(h.stats.total_bytes as i64)));
+                    ui.label(h.stats.total_count.to_string());
+                    ui.label(format!("{:.2}", mib(h.stats.live_bytes)));
+                    ui.end_row();
+                }
+            });
+            if let Some(site) = &state.selected {
+                let points: Vec<[f64; 2]> = SITES
+                    .history_of(site)
+                    .into_iter()
+                    .map(|(e, b)| [e as f64, mib(b)])
+                    .collect();
+                ui.label(format!("{site}: live MiB per epoch"));
+                plot("site_history").include_y(0.0).show(ui, |p| {
+                    p.line(Line::new("live", points).color(PHYSICS_COLOR));
+                });
+            }
+        });
+}
+
+pub fn leaks_window(ctx: &egui::Context, state: &mut OverlayState, memory: &MemorySystem) {
+    egui::Window::new("Leaks")
+        .default_pos([728.0, 215.0])
+        .default_width(340.0)
+        .show(ctx, |ui| {
+            if memory.leaks.is_empty() {
+                ui.label("no call site has grown epoch after epoch");
+            }
+            for l in &memory.leaks {
+                ui.colored_label(
+                    egui::Color32::from_rgb(255, 120, 90),
+                    format!(
+                        "{}: {:.2} MiB live, +{:.1} KiB per epoch since epoch {}",
+                        l.site,
+                        mib(l.live_bytes),
+                        l.bytes_per_epoch / 1024.0,
+                        l.since_epoch
+                    ),
+                );
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Mark epoch").clicked() {
+                    state.mark = Some((SITES.epoch(), SITES.live_by_site()));
+                }
+                if let Some((epoch, _)) = &state.mark {
+                    ui.label(format!("marked at epoch {epoch}; now {}", SITES.epoch()));
+                }
+            });
+            if let Some((_, mark)) = &state.mark {
+                let grown = data::since_mark(mark, &SITES.live_by_site());
+                if grown.is_empty() {
+                    ui.label("nothing changed since the mark");
+                }
+                for (site, d) in grown.iter().take(8) {
+                    ui.label(format!("{site}: {:+.2} MiB since the mark", mib(*d)));
+                }
+            }
+        });
+}
+
+pub fn workers_window(
+    ctx: &egui::Context,
+    sandbox: &Sandbox,
+    stats: &WorkerStats,
+    history: &FrameHistory,
+) {
+    egui::Window::new("Workers")
+        .default_pos([8.0, 300.0])
+        .default_width(300.0)
+        .show(ctx, |ui| {
+            for w in &stats.rates {
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::ProgressBar::new(w.utilization as f32)
+                            .desired_width(110.0)
+                            .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
+                    );
+                    let failed = w.failed;
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{:.0}/s · {:.0} stolen · q {} · p99 {:.0} µs · {} failed",
+                            w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us, failed
+                        ))
+                        .small(),
+                    );
+                });
+            }
+            // The timeline of the last three frames: one row per worker.
+            let span_ms: f64 = history.samples.iter().rev().take(3).map(|s| s.0).sum();
+            let now = sandbox.pool.now_ns();
+            let since = now.saturating_sub((span_ms.max(1.0) * 1e6) as u64);
+            let tasks = sandbox.pool.recent_spans(since);
+            let rows = stats.rates.len().max(1);
+            ui.label(format!(
+                "last 3 frames ({span_ms:.1} ms), coloured by kind of work"
+            ));
+            let width = ui.available_width().max(200.0);
+            let (rect, _) =
+                ui.allocate_exact_size(egui::vec2(width, 14.0 * rows as f32), egui::Sense::hover());
+            let painter = ui.painter_at(rect);
+            painter.rect_filled(rect, 0.0, egui::Color32::from_gray(30));
+            let span = (now - since).max(1) as f32;
+            for &(worker, capability, start_ns, end_ns) in &tasks {
+                if worker >= rows {
+                    continue;
+                }
+                let x0 = rect.left() + (start_ns.max(since) - since) as f32 / span * rect.width();
+                let x1 = rect.left() + (end_ns.saturating_sub(since)) as f32 / span * rect.width();
+                let y = rect.top() + worker as f32 * 14.0;
+                let r = egui::Rect::from_min_max(
+                    egui::pos2(x0, y + 1.0),
+                    egui::pos2(x1.max(x0 + 1.0), y + 13.0),
+                );
+                painter.rect_filled(r, 0.0, capability_color(capability));
+            }
+            ui.horizontal(|ui| {
+                for c in Capability::ALL {
+                    ui.colored_label(capability_color(c), c.name());
+                }
+            });
+        });
+}
+
+pub fn bottlenecks_window(ctx: &egui::Context, clock: &SetClock, sandbox: &Sandbox) {
+    egui::Window::new("Bottlenecks")
+        .pivot(egui::Align2::LEFT_BOTTOM)
+        .default_pos([8.0, 712.0])
+        .default_width(300.0)
+        .show(ctx, |ui| {
+            let stages: Vec<(&str, f64)> = SET_NAMES.iter().copied().zip(clock.last_ms).collect();
+            let step = sandbox.last_step;
+            let phases = [
+                ("integration", step.integrate_ms),
+                ("the grid sort", step.grid_ms),
+                ("contact resolution", step.collide_ms),
+            ];
+            let pick = data::bottleneck(&stages, &phases);
+            let max = stages.iter().map(|s| s.1).fold(0.0, f64::max).max(1e-9);
+            for (i, (name, ms)) in stages.iter().enumerate() {
+                let slowest = pick.as_ref().is_some_and(|(k, _)| *k == i);
+                ui.horizontal(|ui| {
+                    let text = egui::RichText::new(format!("{name:<11} {ms:>7.2} ms"));
+                    ui.label(if slowest {
+                        text.color(egui::Color32::from_rgb(255, 120, 90)).strong()
+                    } else {
+                        text
+                    });
+                    ui.add(egui::ProgressBar::new((ms / max) as f32).desired_width(140.0));
+                });
+            }
+            if let Some((_, hint)) = pick {
+                ui.label(hint);
+            }
+        });
+}
+
+pub fn chain_window(ctx: &egui::Context) {
+    egui::Window::new("Chain")
+        .default_pos([1000.0, 345.0])
+        .default_width(260.0)
+        .show(ctx, |ui| {
+            ui.label("backend: off");
+            ui.label("On-chain event recording is not built yet: pending, sent and confirmed counts, the last transaction and the last error will show here.");
+        });
+}
+
+pub fn settings_window(
+    ctx: &egui::Context,
+    state: &mut OverlayState,
+    sandbox: &mut Sandbox,
+    memory: &mut MemorySystem,
+    config: &mut GameConfig,
+) {
+    egui::Window::new("Settings")
+        .default_pos([728.0, 345.0])
+        .default_width(260.0)
+        .show(ctx, |ui| {
+            let current = Draft {
+                particles_max: sandbox.store.limit(),
+                pool_buffers: config.0.memory.pool_buffers,
+                pool_buffer_kib: config.0.memory.pool_buffer_kib,
+                workers: sandbox.pool.compute_workers(),
+            };
+            let draft = state.draft.get_or_insert(current);
+            egui::Grid::new("settings").show(ui, |ui| {
+                ui.label("particle budget");
+                ui.add(egui::DragValue::new(&mut draft.particles_max).range(1_000..=5_000_000).speed(1000));
+                ui.end_row();
+                ui.label("pool buffers");
+                ui.add(egui::DragValue::new(&mut draft.pool_buffers).range(1..=512));
+                ui.end_row();
+                ui.label("pool buffer KiB");
+                ui.add(egui::DragValue::new(&mut draft.pool_buffer_kib).range(64..=16384));
+                ui.end_row();
+                ui.label("compute workers");
+                ui.add(egui::DragValue::new(&mut draft.workers).range(1..=64));
+                ui.end_row();
+            });
+            ui.label("allocator strategy: the slab serves the job system; the buffer pool serves the renderer");
+            let draft = *draft;
+            ui.horizontal(|ui| {
+                if ui.add_enabled(draft != current, egui::Button::new("Apply")).clicked() {
+                    state.last_error = apply(draft, current, sandbox, memory, config).err();
+                    state.draft = None;
+                }
+                if ui.button("Revert").clicked() {
+                    state.draft = None;
+                }
+            });
+            if let Some(e) = &state.last_error {
+                ui.colored_label(egui::Color32::from_rgb(255, 120, 90), e);
+            }
+        });
+}
+
+/// Applies edited settings live; on a bad value nothing changes.
+pub fn apply(
+    draft: Draft,
+    current: Draft,
+    sandbox: &mut Sandbox,
+    memory: &mut MemorySystem,
+    config: &mut GameConfig,
+) -> Result<(), String> {
+    let mut next = config.0.clone();
+    next.memory.pool_buffers = draft.pool_buffers;
+    next.memory.pool_buffer_kib = draft.pool_buffer_kib;
+    next.particles.max = draft.particles_max;
+    next.particles.initial = next.particles.initial.min(draft.particles_max);
+    next.validate().map_err(|e| e.0)?;
+    if draft.pool_buffers != current.pool_buffers
+        || draft.pool_buffer_kib != current.pool_buffer_kib
+    {
+        memory.set_pool(&next.memory)?;
+    }
+    if draft.workers != current.workers {
+        sandbox.set_workers(draft.workers)?;
+    }
+    sandbox.store.set_limit(draft.particles_max);
+    config.0 = next;
+    Ok(())
+}
