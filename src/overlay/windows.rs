@@ -615,3 +615,50 @@ pub fn apply(
     config.0 = next;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::Config;
+
+    fn world() -> (Sandbox, MemorySystem, GameConfig) {
+        let mut config = Config::default();
+        config.particles.initial = 1000;
+        let sandbox = Sandbox::new(&config).unwrap();
+        let memory = MemorySystem::new(&config.memory).unwrap();
+        (sandbox, memory, GameConfig(config))
+    }
+
+    #[test]
+    fn settings_apply_live_and_bad_ones_change_nothing() {
+        let (mut sandbox, mut memory, mut config) = world();
+        let current = Draft {
+            particles_max: sandbox.store.limit(),
+            pool_buffers: 20,
+            pool_buffer_kib: 1024,
+            workers: sandbox.pool.compute_workers(),
+        };
+        let draft = Draft {
+            particles_max: 50_000,
+            pool_buffers: 5,
+            pool_buffer_kib: 256,
+            workers: 1,
+        };
+        apply(draft, current, &mut sandbox, &mut memory, &mut config).unwrap();
+        assert_eq!(sandbox.store.limit(), 50_000);
+        assert_eq!(sandbox.pool.compute_workers(), 1);
+        let pool = memory.instance_pool.stats();
+        assert_eq!((pool.buffers, pool.buffer_bytes), (5, 256 << 10));
+        assert_eq!(config.0.memory.pool_buffers, 5);
+        // The physics still steps on the new pool.
+        sandbox.step(1.0 / 60.0);
+        let bad = Draft {
+            pool_buffer_kib: 1,
+            ..draft
+        };
+        let e = apply(bad, draft, &mut sandbox, &mut memory, &mut config).unwrap_err();
+        assert!(e.contains("pool_buffer_kib"), "{e}");
+        assert_eq!(memory.instance_pool.stats().buffer_bytes, 256 << 10);
+        assert_eq!(config.0.memory.pool_buffer_kib, 256);
+    }
+}
