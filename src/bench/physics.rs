@@ -347,6 +347,212 @@ impl Aos {
     }
 }
 
+// ---------------------------------------------------------------- AoS, same model
+
+/// One particle with everything our contact model reads.
+#[derive(Clone, Copy, Default)]
+struct Q {
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+    /// Contacts in the last pass.
+    n: f32,
+}
+
+/// The same physics as ours (drag, speed cap, Coulomb friction, stacking
+/// weights, contact-count scaling, the correction and velocity caps) on an
+/// array of structs with rayon: each particle gathers its share of every
+/// pair from the 3×3 cells around it (the pair terms are those of our
+/// pair-once kernel, seen from either side).
+struct AosSame {
+    q: Vec<Q>,
+    sorted: Vec<Q>,
+    cell: Vec<u32>,
+    start: Vec<u32>,
+    out: Vec<(f32, f32, f32, f32)>,
+    p: PhysicsParams,
+    cols: usize,
+    rows: usize,
+    inv: f32,
+}
+
+impl AosSame {
+    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        let kinds = kinds();
+        let mut p = PhysicsParams::new(w, h, gravity, &kinds);
+        p.substeps = 1;
+        let cs = 2.0 * RADIUS;
+        let (cols, rows) = ((w / cs).ceil() as usize, (h / cs).ceil() as usize);
+        Self {
+            q: init
+                .iter()
+                .map(|i| Q {
+                    x: i.x,
+                    y: i.y,
+                    vx: i.vx,
+                    vy: i.vy,
+                    n: 0.0,
+                })
+                .collect(),
+            sorted: Vec::new(),
+            cell: Vec::new(),
+            start: vec![0; cols * rows + 1],
+            out: Vec::new(),
+            p,
+            cols,
+            rows,
+            inv: 1.0 / cs,
+        }
+    }
+
+    fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
+        if let Some((dead, born)) = churn {
+            for &d in dead {
+                if !self.q.is_empty() {
+                    let n = self.q.len();
+                    self.q.swap_remove(d % n);
+                }
+            }
+            self.q.extend(born.iter().map(|i| Q {
+                x: i.x,
+                y: i.y,
+                vx: i.vx,
+                vy: i.vy,
+                n: 0.0,
+            }));
+        }
+        let p = &self.p;
+        let h = DT;
+        let k = Kind::Sand as usize;
+        let (drag, dv) = (p.drag[k].powf(h), -p.gravity * p.gravity_scale[k] * h);
+        let (w, ht, max_move) = (p.width, p.height, p.max_move);
+        self.q.par_iter_mut().for_each(|q| {
+            let mut u = q.vx * drag;
+            let mut v = q.vy * drag + dv;
+            let limit = max_move * RADIUS / h;
+            let sq = u * u + v * v;
+            if sq > limit * limit {
+                let f = limit / sq.sqrt();
+                u *= f;
+                v *= f;
+            }
+            let (nx, ny) = (q.x + u * h, q.y + v * h);
+            let (cx, cy) = (nx.clamp(RADIUS, w - RADIUS), ny.clamp(RADIUS, ht - RADIUS));
+            if cx != nx {
+                u = (cx - q.x) / h;
+            }
+            if cy != ny {
+                v = (cy - q.y) / h;
+            }
+            (q.x, q.y, q.vx, q.vy) = (cx, cy, u, v);
+        });
+        // Counting sort by cell.
+        let n = self.q.len();
+        let (cols, rows, inv) = (self.cols, self.rows, self.inv);
+        let cell_of = |x: f32, y: f32| {
+            (
+                ((x * inv) as usize).min(cols - 1),
+                ((y * inv) as usize).min(rows - 1),
+            )
+        };
+        self.cell = self
+            .q
+            .par_iter()
+            .map(|q| {
+                let (cx, cy) = cell_of(q.x, q.y);
+                (cy * cols + cx) as u32
+            })
+            .collect();
+        self.start.iter_mut().for_each(|s| *s = 0);
+        for &c in &self.cell {
+            self.start[c as usize + 1] += 1;
+        }
+        for c in 0..self.start.len() - 1 {
+            self.start[c + 1] += self.start[c];
+        }
+        let mut cursor = self.start.clone();
+        self.sorted.resize(n, Q::default());
+        for (i, &c) in self.cell.iter().enumerate() {
+            self.sorted[cursor[c as usize] as usize] = self.q[i];
+            cursor[c as usize] += 1;
+        }
+        std::mem::swap(&mut self.q, &mut self.sorted);
+        // Gather each particle's share of every pair.
+        let stack = if p.gravity == 0.0 {
+            0.0
+        } else {
+            p.stacking * p.gravity.signum()
+        };
+        let mu = p.friction[k];
+        let (q, start) = (&self.q, &self.start);
+        self.out.resize(n, (0.0, 0.0, 0.0, 0.0));
+        self.out.par_iter_mut().enumerate().for_each(|(i, o)| {
+            let me = q[i];
+            let (cx, cy) = cell_of(me.x, me.y);
+            let (mut ax, mut ay, mut hits, mut s2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+            for yy in cy.saturating_sub(1)..=(cy + 1).min(rows - 1) {
+                let a = start[yy * cols + cx.saturating_sub(1)] as usize;
+                let b = start[yy * cols + (cx + 1).min(cols - 1) + 1] as usize;
+                for (j, other) in q[a..b].iter().enumerate() {
+                    if a + j == i {
+                        continue;
+                    }
+                    let (dx, dy) = (me.x - other.x, me.y - other.y);
+                    let d2 = dx * dx + dy * dy;
+                    let rr = 2.0 * RADIUS;
+                    if d2 >= rr * rr || d2 < 1e-10 {
+                        continue;
+                    }
+                    let scale = 1.0 / other.n.max(me.n).max(1.0);
+                    let d = d2.sqrt();
+                    let (nx, ny) = (dx / d, dy / d);
+                    let overlap = rr - d;
+                    let sdy = stack * dy;
+                    let num = 12.0 - 6.0 * sdy + sdy * sdy;
+                    let den = 12.0 + 6.0 * sdy + sdy * sdy;
+                    let frac = den / (den + num); // equal masses
+                    let bound = mu * overlap;
+                    let slip = (((me.vx - other.vx) * -ny + (me.vy - other.vy) * nx) * h)
+                        .clamp(-bound, bound);
+                    let tx = (nx * overlap + ny * slip) * scale;
+                    let ty = (ny * overlap - nx * slip) * scale;
+                    ax += tx * frac;
+                    ay += ty * frac;
+                    hits += 1.0;
+                    s2 = s2.max(other.vx * other.vx + other.vy * other.vy);
+                }
+            }
+            *o = (ax, ay, hits, s2);
+        });
+        let (relax, out) = (p.relaxation, &self.out);
+        self.q
+            .par_iter_mut()
+            .zip(out)
+            .for_each(|(q, &(ax, ay, hits, s2))| {
+                let (mut ax, mut ay) = (ax * relax, ay * relax);
+                let limit = max_move * RADIUS;
+                let sq = ax * ax + ay * ay;
+                if sq > limit * limit {
+                    let f = limit / sq.sqrt();
+                    ax *= f;
+                    ay *= f;
+                }
+                let nx = (q.x + ax).clamp(RADIUS, w - RADIUS);
+                let ny = (q.y + ay).clamp(RADIUS, ht - RADIUS);
+                let (mut u, mut v) = (q.vx + (nx - q.x) / h, q.vy + (ny - q.y) / h);
+                let limit2 = (q.vx * q.vx + q.vy * q.vy).max(s2);
+                let sq = u * u + v * v;
+                if sq > limit2 {
+                    let f = (limit2 / sq).sqrt();
+                    u *= f;
+                    v *= f;
+                }
+                (q.x, q.y, q.vx, q.vy, q.n) = (nx, ny, u, v, hits);
+            });
+    }
+}
+
 // ---------------------------------------------------------------- naive Bevy
 
 #[derive(Component, Clone, Copy)]
@@ -486,8 +692,12 @@ pub struct Row {
     pub scene: Scene,
     pub particles: usize,
     pub ours_ms: f64,
+    /// The AoS peer with our contact model.
+    pub aos_same_ms: f64,
+    /// The AoS peer with the simpler model (push apart half the overlap).
     pub aos_ms: f64,
     pub naive_bevy_ms: Option<f64>,
+    pub vs_aos_same: f64,
     pub vs_aos: f64,
     pub vs_naive_bevy: Option<f64>,
 }
@@ -495,8 +705,12 @@ pub struct Row {
 #[derive(Serialize, Debug)]
 pub struct PhysicsReport {
     pub vs_naive_bevy_100k: f64,
+    /// Against the AoS peer with our contact model (like for like).
     pub vs_aos_rayon_100k: f64,
     pub vs_aos_rayon_1m: f64,
+    /// Against the AoS peer with the simpler contact model.
+    pub vs_aos_simple_rayon_100k: f64,
+    pub vs_aos_simple_rayon_1m: f64,
     pub steps_per_s_1m: f64,
     pub ns_per_particle_1m: f64,
     pub bandwidth_fraction: f64,
@@ -545,6 +759,9 @@ fn run_scene(
     let mut ours = Ours::new(&init, w, h, g);
     let ours_ms = time_steps(steps, 2, |s| ours.step(pool, plan(s).as_ref()));
     drop(ours);
+    let mut same = AosSame::new(&init, w, h, g);
+    let aos_same_ms = theirs.install(|| time_steps(steps, 2, |s| same.step(plan(s).as_ref())));
+    drop(same);
     let mut aos = Aos::new(&init, w, h, g);
     let aos_ms = theirs.install(|| time_steps(steps, 2, |s| aos.step(plan(s).as_ref())));
     drop(aos);
@@ -556,8 +773,10 @@ fn run_scene(
         scene: kind,
         particles: n,
         ours_ms: round(ours_ms, 2),
+        aos_same_ms: round(aos_same_ms, 2),
         aos_ms: round(aos_ms, 2),
         naive_bevy_ms: naive_bevy_ms.map(|m| round(m, 1)),
+        vs_aos_same: round(aos_same_ms / ours_ms, 3),
         vs_aos: round(aos_ms / ours_ms, 3),
         vs_naive_bevy: naive_bevy_ms.map(|m| round(m / ours_ms, 2)),
     }
@@ -650,21 +869,20 @@ pub fn run(quick: bool) -> PhysicsReport {
         .filter(|r| r.particles == 100_000)
         .filter_map(|r| r.vs_naive_bevy)
         .collect();
-    let aos_100k: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.particles == 100_000)
-        .map(|r| r.vs_aos)
-        .collect();
-    let aos_1m: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.particles == 1_000_000)
-        .map(|r| r.vs_aos)
-        .collect();
+    let ratios = |n: usize, pick: fn(&Row) -> f64| -> Vec<f64> {
+        rows.iter().filter(|r| r.particles == n).map(pick).collect()
+    };
+    let aos_100k = ratios(100_000, |r| r.vs_aos_same);
+    let aos_1m = ratios(1_000_000, |r| r.vs_aos_same);
+    let simple_100k = ratios(100_000, |r| r.vs_aos);
+    let simple_1m = ratios(1_000_000, |r| r.vs_aos);
     let pile_1m = m(Scene::Pile, 1_000_000).expect("the 1M pile ran").ours_ms;
     PhysicsReport {
         vs_naive_bevy_100k: round(geomean(&naive), 2),
         vs_aos_rayon_100k: round(geomean(&aos_100k), 3),
         vs_aos_rayon_1m: round(geomean(&aos_1m), 3),
+        vs_aos_simple_rayon_100k: round(geomean(&simple_100k), 3),
+        vs_aos_simple_rayon_1m: round(geomean(&simple_1m), 3),
         steps_per_s_1m: round(1000.0 / pile_1m, 2),
         ns_per_particle_1m: round(pile_1m * 1e6 / 1e6, 1),
         bandwidth_fraction: round(integrate_bps / triad_bps, 3),
@@ -681,18 +899,20 @@ pub fn run(quick: bool) -> PhysicsReport {
 impl PhysicsReport {
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "physics bench ({} workers{}; one substep, one contact pass per step)\n  scene            particles    ours ms    AoS ms  naive Bevy ms   vs AoS  vs naive\n",
+            "physics bench ({} workers{}; one substep, one contact pass per step)\n  AoS = the same contact model on an array of structs; simple AoS = push apart half the overlap\n  scene            particles    ours ms    AoS ms  simple AoS  naive Bevy   vs AoS  vs simple  vs naive\n",
             self.workers,
             if self.quick { ", quick" } else { "" }
         );
         for r in &self.rows {
             s.push_str(&format!(
-                "  {:<15} {:>10} {:>10.2} {:>9.2} {:>14} {:>8.2} {:>9}\n",
+                "  {:<15} {:>10} {:>10.2} {:>9.2} {:>11.2} {:>11} {:>8.2} {:>10.2} {:>9}\n",
                 r.scene.name(),
                 r.particles,
                 r.ours_ms,
+                r.aos_same_ms,
                 r.aos_ms,
                 r.naive_bevy_ms.map_or("-".into(), |m| format!("{m:.1}")),
+                r.vs_aos_same,
                 r.vs_aos,
                 r.vs_naive_bevy.map_or("-".into(), |x| format!("×{x:.1}"))
             ));
