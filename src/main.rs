@@ -38,35 +38,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// A benchmark's table, then (with `--json`) its JSON as the last line.
+fn print_report(table: &str, report: &impl serde::Serialize, json: bool) -> Result<u8, String> {
+    println!("{table}");
+    if json {
+        let line = serde_json::to_string(report).map_err(|e| e.to_string())?;
+        println!("{line}");
+    }
+    Ok(0)
+}
+
 fn run(cli: &Cli) -> Result<u8, String> {
     let (config, mode) = cli.resolve()?;
     match mode {
         Mode::Bench(BenchSuite::Workers(args)) => {
             let report = bench::workers::run(args.quick);
-            println!("{}", report.describe());
-            if args.json {
-                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-                println!("{line}");
-            }
-            Ok(0)
+            print_report(&report.describe(), &report, args.json)
         }
         Mode::Bench(BenchSuite::Physics(args)) => {
             let report = bench::physics::run(args.quick);
-            println!("{}", report.describe());
-            if args.json {
-                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-                println!("{line}");
-            }
-            Ok(0)
+            print_report(&report.describe(), &report, args.json)
         }
         Mode::Bench(BenchSuite::Memory(args)) => {
             let report = bench::memory::run(args.quick);
-            println!("{}", report.describe());
-            if args.json {
-                let line = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-                println!("{line}");
-            }
-            Ok(0)
+            print_report(&report.describe(), &report, args.json)
         }
         Mode::PrintConfig => {
             print!("{}", config.to_toml());

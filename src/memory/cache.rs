@@ -125,7 +125,7 @@ impl Drop for Shared {
         }
         // SAFETY: mapped in `SlabCache::new` with `bytes`, unmapped once, and
         // no block points into it any more.
-        unsafe { libc::munmap(self.base.as_ptr() as *mut libc::c_void, self.bytes) };
+        unsafe { super::os::unmap(self.base, self.bytes) };
     }
 }
 
@@ -160,23 +160,7 @@ impl SlabCache {
     pub fn new(capacity: usize, workers: usize) -> Result<Self, AllocError> {
         let pages = (capacity / PAGE).clamp(1, u32::MAX as usize / PAGE);
         let bytes = pages * PAGE;
-        // SAFETY: an anonymous private mapping; checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        let base = if p == libc::MAP_FAILED {
-            None
-        } else {
-            NonNull::new(p as *mut u8)
-        }
-        .ok_or(AllocError::OutOfMemory {
+        let base = super::os::map(bytes).ok_or(AllocError::OutOfMemory {
             allocator: "slab cache",
             size: bytes,
             align: PAGE,

@@ -26,6 +26,7 @@ pub mod buddy;
 pub mod cache;
 pub mod free_list;
 pub mod ledger;
+pub mod os;
 pub mod pool;
 mod refcount;
 pub mod sites;

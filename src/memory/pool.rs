@@ -13,6 +13,7 @@
 //!   immediate and exact; the ledger counts them under the pool's component.
 
 use super::ledger::{Component, LEDGER};
+use super::os::{map, unmap};
 use super::refcount::RefCount;
 use super::sites::{SITES, Site};
 use std::panic::Location;
@@ -144,32 +145,6 @@ pub struct BufferPool {
 
 /// Events kept in the stats.
 const EVENTS: usize = 64;
-
-fn map(bytes: usize) -> Option<NonNull<u8>> {
-    // SAFETY: an anonymous private mapping with no address hint; the result
-    // is checked before use.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        None
-    } else {
-        NonNull::new(p as *mut u8)
-    }
-}
-
-fn unmap(p: NonNull<u8>, bytes: usize) {
-    // SAFETY: `p` came from `map(bytes)` and is unmapped once (its slot is
-    // dropped with it).
-    unsafe { libc::munmap(p.as_ptr() as *mut libc::c_void, bytes) };
-}
 
 impl BufferPool {
     pub fn new(name: &str, component: Component, config: PoolConfig) -> Result<Self, PoolError> {
@@ -343,7 +318,9 @@ impl BufferPool {
         for _ in 0..spare {
             let index = st.free.pop().expect("counted");
             let slot = st.slots[index].take().expect("a mapped slot");
-            unmap(slot.data, bytes);
+            // SAFETY: the slot is free (no handle points into it) and is
+            // dropped here, so it is unmapped once.
+            unsafe { unmap(slot.data, bytes) };
             st.stats.buffers -= 1;
             LEDGER.reserve(self.inner.component, -(bytes as i64));
         }
@@ -372,7 +349,9 @@ impl Drop for Inner {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         let bytes = self.config.buffer_bytes;
         for slot in st.slots.drain(..).flatten() {
-            unmap(slot.data, bytes);
+            // SAFETY: the pool is gone, so no handle is left (each holds the
+            // pool); every slot is unmapped once, as it is dropped.
+            unsafe { unmap(slot.data, bytes) };
             LEDGER.reserve(self.component, -(bytes as i64));
         }
     }

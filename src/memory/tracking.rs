@@ -25,6 +25,24 @@ fn outer(layout: Layout) -> Option<Layout> {
     Layout::from_size_align(layout.size().checked_add(h)?, layout.align()).ok()
 }
 
+/// Writes the tag in front of the user block of `raw` and counts it.
+///
+/// # Safety
+/// `raw` is a non-null block of `outer(layout)` from the inner allocator.
+#[inline]
+unsafe fn tag(raw: *mut u8, layout: Layout) -> *mut u8 {
+    let tag = current() as u8;
+    // SAFETY: the header lies inside the inner block; the user block starts
+    // `header` bytes in and is aligned (the header is a multiple of the
+    // alignment, the inner block is aligned).
+    unsafe {
+        let user = raw.add(header(layout.align()));
+        user.sub(1).write(tag);
+        LEDGER.heap_alloc(tag, layout.size());
+        user
+    }
+}
+
 // SAFETY: every block handed out is `header` bytes into a block of the inner
 // allocator obtained with `outer(layout)`, which has the same alignment and
 // `header` more bytes; dealloc and realloc undo exactly that.
@@ -38,16 +56,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         if raw.is_null() {
             return raw;
         }
-        let tag = current() as u8;
-        // SAFETY: the header lies inside the inner block; the user block
-        // starts `header` bytes in and is aligned (header is a multiple of
-        // the alignment, the inner block is aligned).
-        unsafe {
-            let user = raw.add(header(layout.align()));
-            user.sub(1).write(tag);
-            LEDGER.heap_alloc(tag, layout.size());
-            user
-        }
+        // SAFETY: `raw` is a non-null block of `outer(layout)`.
+        unsafe { tag(raw, layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -70,14 +80,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAlloc<A> {
         if raw.is_null() {
             return raw;
         }
-        let tag = current() as u8;
-        // SAFETY: as in `alloc`.
-        unsafe {
-            let user = raw.add(header(layout.align()));
-            user.sub(1).write(tag);
-            LEDGER.heap_alloc(tag, layout.size());
-            user
-        }
+        // SAFETY: `raw` is a non-null block of `outer(layout)`.
+        unsafe { tag(raw, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {

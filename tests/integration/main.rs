@@ -44,3 +44,27 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs `particle-forge bench SUITE --quick --json`, checks it ends well
+/// within `limit_s`, and returns the JSON of its last line with stdout and
+/// stderr.
+pub fn bench_json(suite: &str, limit_s: u64) -> (serde_json::Value, String, String) {
+    let t0 = std::time::Instant::now();
+    let (code, stdout, stderr) = run(game().args(["bench", suite, "--quick", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let took = t0.elapsed();
+    assert!(took.as_secs() < limit_s, "--quick took {took:?}");
+    let last = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    (v, stdout, stderr)
+}
+
+/// Every key is a finite positive number in `v`.
+pub fn assert_positive(v: &serde_json::Value, keys: &[&str]) {
+    for key in keys {
+        let x = v[*key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing in {v}"));
+        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
+    }
+}

@@ -2,38 +2,26 @@
 //! command line and JSON, and heap attribution through the global
 //! allocator this test binary installs (as the game binary does).
 
-use super::{game, run};
+use super::{assert_positive, bench_json, game, run};
 use particle_forge::memory::{Component, LEDGER, enter};
-use std::time::{Duration, Instant};
 
 #[test]
 fn bench_memory_quick_json_reports_every_figure() {
-    let t0 = Instant::now();
-    let (code, stdout, stderr) = run(game().args(["bench", "memory", "--quick", "--json"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        t0.elapsed() < Duration::from_secs(20),
-        "--quick took {:?}",
-        t0.elapsed()
-    );
+    let (v, stdout, stderr) = bench_json("memory", 20);
     assert!(
         stderr.contains("bench: same-size churn"),
         "no progress: {stderr}"
     );
-    let last = stdout.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
-    for key in [
-        "slab_vs_slab_crate",
-        "slab_vs_system_malloc",
-        "slab_vs_mimalloc",
-        "buddy_vs_buddy_system_allocator",
-        "trace_peak_rss_mb",
-    ] {
-        let x = v[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key} missing in {last}"));
-        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
-    }
+    assert_positive(
+        &v,
+        &[
+            "slab_vs_slab_crate",
+            "slab_vs_system_malloc",
+            "slab_vs_mimalloc",
+            "buddy_vs_buddy_system_allocator",
+            "trace_peak_rss_mb",
+        ],
+    );
     let after = v["fragmentation_after_defrag"].as_f64().unwrap();
     let before = v["fragmentation_before_defrag"].as_f64().unwrap();
     assert!(after <= 0.05 && before > after, "{before} → {after}");

@@ -1,38 +1,27 @@
 //! The worker system as the game uses it: the benchmark's command line and
 //! JSON, and the threads a running game holds.
 
-use super::{game, run};
+use super::{assert_positive, bench_json, game, run};
 use std::time::{Duration, Instant};
 
 #[test]
 fn bench_workers_quick_json_reports_every_figure() {
-    let t0 = Instant::now();
-    let (code, stdout, stderr) = run(game().args(["bench", "workers", "--quick", "--json"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        t0.elapsed() < Duration::from_secs(20),
-        "--quick took {:?}",
-        t0.elapsed()
-    );
+    let (v, stdout, stderr) = bench_json("workers", 20);
     assert!(
         stderr.contains("bench: spawn/join"),
         "no progress on stderr: {stderr}"
     );
-    let last = stdout.lines().last().unwrap();
-    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
-    for key in [
-        "spawn_join_vs_rayon",
-        "parallel_for_vs_rayon",
-        "scaling_2_workers",
-        "priority_p99_us",
-        "priority_p99_us_rayon",
-        "imbalance_makespan_vs_ideal",
-    ] {
-        let x = v[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{key} missing in {last}"));
-        assert!(x.is_finite() && x > 0.0, "{key} = {x}");
-    }
+    assert_positive(
+        &v,
+        &[
+            "spawn_join_vs_rayon",
+            "parallel_for_vs_rayon",
+            "scaling_2_workers",
+            "priority_p99_us",
+            "priority_p99_us_rayon",
+            "imbalance_makespan_vs_ideal",
+        ],
+    );
     // The table for people comes first.
     assert!(stdout.contains("frame-critical p99"), "{stdout}");
 }
