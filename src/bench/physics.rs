@@ -198,49 +198,23 @@ fn particle(i: &Init) -> NewParticle {
 
 // ---------------------------------------------------------------- AoS
 
-#[derive(Clone, Copy, Default)]
-struct P {
-    x: f32,
-    y: f32,
-    vx: f32,
-    vy: f32,
-}
-
-struct Aos {
-    p: Vec<P>,
-    sorted: Vec<P>,
+/// The peers' grid: cells of one diameter, items counting-sorted by cell
+/// (the same algorithm as ours), `start[c]..start[c + 1]` the items of `c`.
+struct CellSort {
     cell: Vec<u32>,
     start: Vec<u32>,
-    corr: Vec<(f32, f32)>,
-    w: f32,
-    h: f32,
-    gravity: f32,
     cols: usize,
     rows: usize,
     inv: f32,
 }
 
-impl Aos {
-    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+impl CellSort {
+    fn new(w: f32, h: f32) -> Self {
         let cs = 2.0 * RADIUS;
         let (cols, rows) = ((w / cs).ceil() as usize, (h / cs).ceil() as usize);
         Self {
-            p: init
-                .iter()
-                .map(|i| P {
-                    x: i.x,
-                    y: i.y,
-                    vx: i.vx,
-                    vy: i.vy,
-                })
-                .collect(),
-            sorted: Vec::new(),
             cell: Vec::new(),
             start: vec![0; cols * rows + 1],
-            corr: Vec::new(),
-            w,
-            h,
-            gravity,
             cols,
             rows,
             inv: 1.0 / cs,
@@ -252,6 +226,86 @@ impl Aos {
             ((x * self.inv) as usize).min(self.cols - 1),
             ((y * self.inv) as usize).min(self.rows - 1),
         )
+    }
+
+    /// Sorts `items` by cell (stable), using `spare` as the second buffer.
+    fn sort<T: Copy + Default + Send + Sync>(
+        &mut self,
+        items: &mut Vec<T>,
+        spare: &mut Vec<T>,
+        pos: impl Fn(&T) -> (f32, f32) + Sync,
+    ) {
+        let cols = self.cols;
+        let cells: Vec<u32> = items
+            .par_iter()
+            .map(|t| {
+                let (x, y) = pos(t);
+                let (cx, cy) = self.cell_of(x, y);
+                (cy * cols + cx) as u32
+            })
+            .collect();
+        self.cell = cells;
+        self.start.iter_mut().for_each(|s| *s = 0);
+        for &c in &self.cell {
+            self.start[c as usize + 1] += 1;
+        }
+        for c in 0..self.start.len() - 1 {
+            self.start[c + 1] += self.start[c];
+        }
+        let mut cursor = self.start.clone();
+        spare.resize(items.len(), T::default());
+        for (i, &c) in self.cell.iter().enumerate() {
+            spare[cursor[c as usize] as usize] = items[i];
+            cursor[c as usize] += 1;
+        }
+        std::mem::swap(items, spare);
+    }
+
+    /// The item range of cells `cx-1..=cx+1` of grid row `row`.
+    fn row_span(&self, row: usize, cx: usize) -> (usize, usize) {
+        let a = self.start[row * self.cols + cx.saturating_sub(1)] as usize;
+        let b = self.start[row * self.cols + (cx + 1).min(self.cols - 1) + 1] as usize;
+        (a, b)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct P {
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+}
+
+struct Aos {
+    p: Vec<P>,
+    sorted: Vec<P>,
+    grid: CellSort,
+    corr: Vec<(f32, f32)>,
+    w: f32,
+    h: f32,
+    gravity: f32,
+}
+
+impl Aos {
+    fn new(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        Self {
+            p: init
+                .iter()
+                .map(|i| P {
+                    x: i.x,
+                    y: i.y,
+                    vx: i.vx,
+                    vy: i.vy,
+                })
+                .collect(),
+            sorted: Vec::new(),
+            grid: CellSort::new(w, h),
+            corr: Vec::new(),
+            w,
+            h,
+            gravity,
+        }
     }
 
     fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
@@ -283,43 +337,17 @@ impl Aos {
                 p.vy = 0.0;
             }
         });
-        // Counting sort by cell, as ours does.
-        let n = self.p.len();
-        let cols = self.cols;
-        let cells: Vec<u32> = self
-            .p
-            .par_iter()
-            .map(|p| {
-                let (cx, cy) = self.cell_of(p.x, p.y);
-                (cy * cols + cx) as u32
-            })
-            .collect();
-        self.cell = cells;
-        self.start.iter_mut().for_each(|s| *s = 0);
-        for &c in &self.cell {
-            self.start[c as usize + 1] += 1;
-        }
-        for c in 0..self.start.len() - 1 {
-            self.start[c + 1] += self.start[c];
-        }
-        let mut cursor = self.start.clone();
-        self.sorted.resize(n, P::default());
-        for (i, &c) in self.cell.iter().enumerate() {
-            self.sorted[cursor[c as usize] as usize] = self.p[i];
-            cursor[c as usize] += 1;
-        }
-        std::mem::swap(&mut self.p, &mut self.sorted);
+        self.grid
+            .sort(&mut self.p, &mut self.sorted, |p| (p.x, p.y));
         // Each particle gathers its correction from the 3×3 cells.
-        let (p, start, rows) = (&self.p, &self.start, self.rows);
-        self.corr.resize(n, (0.0, 0.0));
+        let (p, grid) = (&self.p, &self.grid);
+        self.corr.resize(p.len(), (0.0, 0.0));
         self.corr.par_iter_mut().enumerate().for_each(|(i, c)| {
             let me = p[i];
-            let (cx, cy) = ((me.x * self.inv) as usize, (me.y * self.inv) as usize);
-            let (cx, cy) = (cx.min(cols - 1), cy.min(rows - 1));
+            let (cx, cy) = grid.cell_of(me.x, me.y);
             let (mut ax, mut ay) = (0.0, 0.0);
-            for yy in cy.saturating_sub(1)..=(cy + 1).min(rows - 1) {
-                let a = start[yy * cols + cx.saturating_sub(1)] as usize;
-                let b = start[yy * cols + (cx + 1).min(cols - 1) + 1] as usize;
+            for row in cy.saturating_sub(1)..=(cy + 1).min(grid.rows - 1) {
+                let (a, b) = grid.row_span(row, cx);
                 for (j, o) in p[a..b].iter().enumerate() {
                     if a + j == i {
                         continue;
@@ -368,13 +396,9 @@ struct Q {
 struct AosSame {
     q: Vec<Q>,
     sorted: Vec<Q>,
-    cell: Vec<u32>,
-    start: Vec<u32>,
+    grid: CellSort,
     out: Vec<(f32, f32, f32, f32)>,
     p: PhysicsParams,
-    cols: usize,
-    rows: usize,
-    inv: f32,
 }
 
 impl AosSame {
@@ -382,8 +406,6 @@ impl AosSame {
         let kinds = kinds();
         let mut p = PhysicsParams::new(w, h, gravity, &kinds);
         p.substeps = 1;
-        let cs = 2.0 * RADIUS;
-        let (cols, rows) = ((w / cs).ceil() as usize, (h / cs).ceil() as usize);
         Self {
             q: init
                 .iter()
@@ -396,13 +418,9 @@ impl AosSame {
                 })
                 .collect(),
             sorted: Vec::new(),
-            cell: Vec::new(),
-            start: vec![0; cols * rows + 1],
+            grid: CellSort::new(w, h),
             out: Vec::new(),
             p,
-            cols,
-            rows,
-            inv: 1.0 / cs,
         }
     }
 
@@ -447,37 +465,9 @@ impl AosSame {
             }
             (q.x, q.y, q.vx, q.vy) = (cx, cy, u, v);
         });
-        // Counting sort by cell.
+        self.grid
+            .sort(&mut self.q, &mut self.sorted, |q| (q.x, q.y));
         let n = self.q.len();
-        let (cols, rows, inv) = (self.cols, self.rows, self.inv);
-        let cell_of = |x: f32, y: f32| {
-            (
-                ((x * inv) as usize).min(cols - 1),
-                ((y * inv) as usize).min(rows - 1),
-            )
-        };
-        self.cell = self
-            .q
-            .par_iter()
-            .map(|q| {
-                let (cx, cy) = cell_of(q.x, q.y);
-                (cy * cols + cx) as u32
-            })
-            .collect();
-        self.start.iter_mut().for_each(|s| *s = 0);
-        for &c in &self.cell {
-            self.start[c as usize + 1] += 1;
-        }
-        for c in 0..self.start.len() - 1 {
-            self.start[c + 1] += self.start[c];
-        }
-        let mut cursor = self.start.clone();
-        self.sorted.resize(n, Q::default());
-        for (i, &c) in self.cell.iter().enumerate() {
-            self.sorted[cursor[c as usize] as usize] = self.q[i];
-            cursor[c as usize] += 1;
-        }
-        std::mem::swap(&mut self.q, &mut self.sorted);
         // Gather each particle's share of every pair.
         let stack = if p.gravity == 0.0 {
             0.0
@@ -485,15 +475,14 @@ impl AosSame {
             p.stacking * p.gravity.signum()
         };
         let mu = p.friction[k];
-        let (q, start) = (&self.q, &self.start);
+        let (q, grid) = (&self.q, &self.grid);
         self.out.resize(n, (0.0, 0.0, 0.0, 0.0));
         self.out.par_iter_mut().enumerate().for_each(|(i, o)| {
             let me = q[i];
-            let (cx, cy) = cell_of(me.x, me.y);
+            let (cx, cy) = grid.cell_of(me.x, me.y);
             let (mut ax, mut ay, mut hits, mut s2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-            for yy in cy.saturating_sub(1)..=(cy + 1).min(rows - 1) {
-                let a = start[yy * cols + cx.saturating_sub(1)] as usize;
-                let b = start[yy * cols + (cx + 1).min(cols - 1) + 1] as usize;
+            for row in cy.saturating_sub(1)..=(cy + 1).min(grid.rows - 1) {
+                let (a, b) = grid.row_span(row, cx);
                 for (j, other) in q[a..b].iter().enumerate() {
                     if a + j == i {
                         continue;

@@ -111,6 +111,41 @@ unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// Gives a batch of `owner`'s blocks back to it; if its cache is gone,
+    /// to the orphaned pages (whose last block returns the page).
+    fn hand_back(&self, owner: usize, batch: &mut Vec<u32>) {
+        let mut returned = self.returned[owner]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !returned.1 {
+            returned.0.append(batch);
+            return;
+        }
+        // Lock order: returned, then orphans (as the retiring cache does).
+        let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        let mut emptied = Vec::new();
+        for off in batch.drain(..) {
+            let page = off / PAGE as u32;
+            if let Some(live) = orphans.get_mut(&page) {
+                *live -= 1;
+                if *live == 0 {
+                    orphans.remove(&page);
+                    emptied.push(page);
+                }
+            }
+        }
+        drop(orphans);
+        drop(returned);
+        if !emptied.is_empty() {
+            self.free_pages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(emptied);
+        }
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         if !self
@@ -222,37 +257,7 @@ impl SlabCache {
     /// to its owner, or to its page if the owner's cache is gone.
     pub fn give_back(&self, b: CacheBlock) {
         let off = (b.ptr.as_ptr() as usize - self.shared.base.as_ptr() as usize) as u32;
-        let owner = b.owner as usize;
-        let mut returned = self.shared.returned[owner]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if !returned.1 {
-            returned.0.push(off);
-            return;
-        }
-        let mut orphans = self
-            .shared
-            .orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let page = off / PAGE as u32;
-        let emptied = match orphans.get_mut(&page) {
-            Some(live) => {
-                *live -= 1;
-                *live == 0
-            }
-            None => false,
-        };
-        if emptied {
-            orphans.remove(&page);
-            drop(orphans);
-            drop(returned);
-            self.shared
-                .free_pages
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(page);
-        }
+        self.shared.hand_back(b.owner as usize, &mut vec![off]);
     }
 
     /// Pages held by no worker, and all pages.
@@ -434,7 +439,7 @@ impl LocalCache {
         self.remote[owner].push(off);
         if self.remote[owner].len() >= BATCH {
             let mut batch = std::mem::take(&mut self.remote[owner]);
-            self.hand_back(owner, &mut batch);
+            self.shared.hand_back(owner, &mut batch);
         }
         Ok(())
     }
@@ -475,40 +480,6 @@ impl LocalCache {
         self.flush_at[class] = CAP[class].max(2 * self.free[class].len());
     }
 
-    /// Gives a batch of `owner`'s blocks back to it; if its cache is gone,
-    /// to the orphaned pages (whose last block returns the page).
-    fn hand_back(&self, owner: usize, batch: &mut Vec<u32>) {
-        let mut returned = self.shared.returned[owner]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if !returned.1 {
-            returned.0.append(batch);
-            return;
-        }
-        // Lock order: returned, then orphans (as the retiring cache does).
-        let mut orphans = self
-            .shared
-            .orphans
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut emptied = Vec::new();
-        for off in batch.drain(..) {
-            let page = off / PAGE as u32;
-            if let Some(live) = orphans.get_mut(&page) {
-                *live -= 1;
-                if *live == 0 {
-                    orphans.remove(&page);
-                    emptied.push(page);
-                }
-            }
-        }
-        drop(orphans);
-        drop(returned);
-        if !emptied.is_empty() {
-            self.guard().extend(emptied);
-        }
-    }
-
     pub fn worker(&self) -> usize {
         self.worker
     }
@@ -528,7 +499,7 @@ impl Drop for LocalCache {
         let mut remote = std::mem::take(&mut self.remote);
         for (owner, batch) in remote.iter_mut().enumerate() {
             if !batch.is_empty() {
-                self.hand_back(owner, batch);
+                self.shared.hand_back(owner, batch);
             }
         }
         self.publish();
