@@ -260,6 +260,23 @@ impl SlabCache {
         self.shared.hand_back(b.owner as usize, &mut vec![off]);
     }
 
+    /// For each page of the region: held by a worker (or orphaned with
+    /// blocks still out), or free — the cache's memory map.
+    pub fn page_map(&self) -> Vec<bool> {
+        let pages = self.shared.bytes / PAGE;
+        let mut used = vec![true; pages];
+        for &p in self
+            .shared
+            .free_pages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            used[p as usize] = false;
+        }
+        used
+    }
+
     /// Pages held by no worker, and all pages.
     pub fn pages(&self) -> (usize, usize) {
         let free = self

@@ -392,6 +392,7 @@ fn caches_hand_out_each_block_once_across_threads_with_cross_thread_frees() {
     // Every page went back when the caches dropped.
     let (free, all) = cache.pages();
     assert_eq!(free, all);
+    assert!(cache.page_map().iter().all(|&used| !used));
     assert!(
         cache.stats().iter().all(|s| s.pages == 0),
         "{:?}",

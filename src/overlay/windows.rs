@@ -331,6 +331,19 @@ pub fn memory_window(
                 }
             });
             strip(ui, "particle store", &[(0.0, 1.0 - frag, true)]);
+            // The job caches' pages: only the used stretch is worth a look
+            // (the region is reserved address space, mapped as touched).
+            let map = sandbox.pool.cache_page_map();
+            if let Some(last) = map.iter().rposition(|&u| u) {
+                let shown = (last + 1).max(16).min(map.len());
+                let n = shown as f64;
+                let used: Vec<_> = map[..shown]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &u)| (i as f64 / n, (i + 1) as f64 / n, u))
+                    .collect();
+                strip(ui, "job-cache pages", &used);
+            }
             if !snap.caches.is_empty() {
                 let rates: Vec<String> = snap
                     .caches

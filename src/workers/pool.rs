@@ -303,6 +303,15 @@ impl WorkerPool {
         self.registry.now_ns()
     }
 
+    /// The job caches' page map (true: held by a worker), if there is one.
+    pub fn cache_page_map(&self) -> Vec<bool> {
+        self.registry
+            .cache
+            .as_ref()
+            .map(|c| c.page_map())
+            .unwrap_or_default()
+    }
+
     /// A snapshot of every worker's counters.
     pub fn metrics(&self) -> PoolMetrics {
         let reg = &*self.registry;
