@@ -328,6 +328,13 @@ fn check_display() -> Result<(), String> {
 
 /// Turns a clap error into one line that says what to do.
 pub fn one_line_error(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return "bench needs a suite: `particle-forge bench workers`, `bench memory` or `bench physics` (add --quick, --json); run `particle-forge bench --help`".to_string();
+    }
     let rendered = e.to_string();
     let first = rendered
         .lines()

@@ -27,6 +27,19 @@ fn bench_workers_quick_json_reports_every_figure() {
 }
 
 #[test]
+fn bench_without_a_suite_says_which_there_are() {
+    let (code, stdout, stderr) = run(game().args(["bench"]));
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("bench workers") && lines[0].contains("bench physics"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bench_needs_a_known_suite() {
     let (code, _, stderr) = run(game().args(["bench", "nosuch"]));
     assert_eq!(code, 2);
