@@ -130,6 +130,24 @@ fn churn_plan(n: usize, step: usize, w: f32, h: f32) -> Option<(Vec<usize>, Vec<
     Some((dead, born))
 }
 
+/// Applies a churn plan to a peer's particle array: swap-remove the dead
+/// (by index modulo the count), append the born.
+fn churn_vec<T>(
+    items: &mut Vec<T>,
+    churn: Option<&(Vec<usize>, Vec<Init>)>,
+    make: impl Fn(&Init) -> T,
+) {
+    if let Some((dead, born)) = churn {
+        for &d in dead {
+            if !items.is_empty() {
+                let n = items.len();
+                items.swap_remove(d % n);
+            }
+        }
+        items.extend(born.iter().map(make));
+    }
+}
+
 // ---------------------------------------------------------------- ours
 
 struct Ours {
@@ -309,20 +327,12 @@ impl Aos {
     }
 
     fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
-        if let Some((dead, born)) = churn {
-            for &d in dead {
-                if !self.p.is_empty() {
-                    let n = self.p.len();
-                    self.p.swap_remove(d % n);
-                }
-            }
-            self.p.extend(born.iter().map(|i| P {
-                x: i.x,
-                y: i.y,
-                vx: i.vx,
-                vy: i.vy,
-            }));
-        }
+        churn_vec(&mut self.p, churn, |i| P {
+            x: i.x,
+            y: i.y,
+            vx: i.vx,
+            vy: i.vy,
+        });
         let (w, h, g) = (self.w, self.h, self.gravity);
         self.p.par_iter_mut().for_each(|p| {
             p.vy -= g * DT;
@@ -425,21 +435,13 @@ impl AosSame {
     }
 
     fn step(&mut self, churn: Option<&(Vec<usize>, Vec<Init>)>) {
-        if let Some((dead, born)) = churn {
-            for &d in dead {
-                if !self.q.is_empty() {
-                    let n = self.q.len();
-                    self.q.swap_remove(d % n);
-                }
-            }
-            self.q.extend(born.iter().map(|i| Q {
-                x: i.x,
-                y: i.y,
-                vx: i.vx,
-                vy: i.vy,
-                n: 0.0,
-            }));
-        }
+        churn_vec(&mut self.q, churn, |i| Q {
+            x: i.x,
+            y: i.y,
+            vx: i.vx,
+            vy: i.vy,
+            n: 0.0,
+        });
         let p = &self.p;
         let h = DT;
         let k = Kind::Sand as usize;

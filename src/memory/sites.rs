@@ -38,6 +38,29 @@ pub struct LeakWarning {
     pub since_epoch: u64,
 }
 
+/// What call sites are ranked by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// Bytes allocated there in all.
+    #[default]
+    Bytes,
+    /// Allocations made there.
+    Count,
+    /// Bytes allocated there and still live.
+    Live,
+}
+
+/// Sites ranked by `by`, largest first (ties by name).
+pub fn rank(mut sites: Vec<Hotspot>, by: SortBy) -> Vec<Hotspot> {
+    let key = |h: &Hotspot| match by {
+        SortBy::Bytes => h.stats.total_bytes as i128,
+        SortBy::Count => h.stats.total_count as i128,
+        SortBy::Live => h.stats.live_bytes as i128,
+    };
+    sites.sort_by(|a, b| key(b).cmp(&key(a)).then(a.site.cmp(&b.site)));
+    sites
+}
+
 #[derive(Default)]
 struct Inner {
     sites: HashMap<Site, SiteStats>,
@@ -96,53 +119,31 @@ impl Sites {
         self.lock().sites.get(site).copied().unwrap_or_default()
     }
 
-    /// The top `n` sites by total bytes and by total count.
-    pub fn hotspots(&self, n: usize) -> (Vec<Hotspot>, Vec<Hotspot>) {
-        let g = self.lock();
-        let mut all: Vec<Hotspot> = g
+    fn all(&self, keep: impl Fn(&SiteStats) -> bool) -> Vec<Hotspot> {
+        self.lock()
             .sites
             .iter()
+            .filter(|(_, st)| keep(st))
             .map(|(s, st)| Hotspot {
                 site: name(s),
                 stats: *st,
             })
-            .collect();
-        all.sort_by(|a, b| {
-            b.stats
-                .total_bytes
-                .cmp(&a.stats.total_bytes)
-                .then(a.site.cmp(&b.site))
-        });
-        let by_bytes = all.iter().take(n).cloned().collect();
-        all.sort_by(|a, b| {
-            b.stats
-                .total_count
-                .cmp(&a.stats.total_count)
-                .then(a.site.cmp(&b.site))
-        });
-        all.truncate(n);
-        (by_bytes, all)
+            .collect()
+    }
+
+    /// The top `n` sites by total bytes and by total count.
+    pub fn hotspots(&self, n: usize) -> (Vec<Hotspot>, Vec<Hotspot>) {
+        let all = self.all(|_| true);
+        let mut by_bytes = rank(all.clone(), SortBy::Bytes);
+        let mut by_count = rank(all, SortBy::Count);
+        by_bytes.truncate(n);
+        by_count.truncate(n);
+        (by_bytes, by_count)
     }
 
     /// Sites with allocations still live (the report at reset or shutdown).
     pub fn outstanding(&self) -> Vec<Hotspot> {
-        let g = self.lock();
-        let mut v: Vec<Hotspot> = g
-            .sites
-            .iter()
-            .filter(|(_, st)| st.live_count > 0)
-            .map(|(s, st)| Hotspot {
-                site: name(s),
-                stats: *st,
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            b.stats
-                .live_bytes
-                .cmp(&a.stats.live_bytes)
-                .then(a.site.cmp(&b.site))
-        });
-        v
+        rank(self.all(|st| st.live_count > 0), SortBy::Live)
     }
 
     /// Marks an epoch; returns the sites whose live bytes grew in each of

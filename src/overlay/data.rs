@@ -2,7 +2,7 @@
 //! bounded histories, hotspot ranking, the leak badge, the bottleneck pick
 //! and the "mark epoch" comparison.
 
-use crate::memory::{Component, Hotspot, LeakWarning};
+use crate::memory::{Component, LeakWarning};
 use std::collections::{HashMap, VecDeque};
 
 /// A time series that forgets samples older than `span_s`.
@@ -57,24 +57,7 @@ pub fn stacked(h: &History<[i64; Component::COUNT]>) -> Vec<Vec<[f64; 2]>> {
         .collect()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SortBy {
-    #[default]
-    Bytes,
-    Count,
-    Live,
-}
-
-/// Sites ranked by what the user picked, largest first (ties by name).
-pub fn rank(mut sites: Vec<Hotspot>, by: SortBy) -> Vec<Hotspot> {
-    let key = |h: &Hotspot| match by {
-        SortBy::Bytes => h.stats.total_bytes as i128,
-        SortBy::Count => h.stats.total_count as i128,
-        SortBy::Live => h.stats.live_bytes as i128,
-    };
-    sites.sort_by(|a, b| key(b).cmp(&key(a)).then(a.site.cmp(&b.site)));
-    sites
-}
+pub use crate::memory::sites::{SortBy, rank};
 
 /// The text on the overlay button while a leak is suspected.
 pub fn leak_badge(leaks: &[LeakWarning]) -> Option<String> {
@@ -126,6 +109,7 @@ pub fn since_mark(mark: &HashMap<String, i64>, now: &HashMap<String, i64>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::Hotspot;
     use crate::memory::sites::SiteStats;
 
     fn site(name: &str, total: u64, count: u64, live: i64) -> Hotspot {

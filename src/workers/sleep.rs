@@ -54,10 +54,7 @@ impl Sleeper {
         if !self.asleep.load(Ordering::SeqCst) {
             return false;
         }
-        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
-        *woken = true;
-        self.cv.notify_one();
-        true
+        self.nudge_slow()
     }
 
     /// [`Sleeper::wake`] without the fence, for work that the publisher

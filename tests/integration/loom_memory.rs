@@ -44,11 +44,15 @@ fn the_last_release_is_unique_and_sees_every_handles_writes() {
         buf.refs.add();
         let release = |buf: Arc<Buf>, k: usize| {
             // Each handle writes its own part, then lets go.
+            // SAFETY: each handle writes only its own part; loom checks the
+            // accesses are ordered.
             buf.parts[k].with_mut(|d| unsafe { *d = k as u32 + 1 });
             if buf.refs.release() {
                 // The last one reuses the buffer: it must see both writes
                 // (loom reports a data race if the reads are not ordered
                 // after them).
+                // SAFETY: the last handle alone reads; loom reports it if
+                // the reads are not ordered after the writes.
                 let sum: u32 = buf.parts.iter().map(|p| p.with(|d| unsafe { *d })).sum();
                 assert_eq!(sum, 3);
                 buf.reused.fetch_add(1, Ordering::Relaxed);
@@ -76,6 +80,7 @@ fn a_unique_handle_sees_the_writes_of_handles_already_dropped() {
             let buf = buf.clone();
             thread::spawn(move || {
                 // The other handle writes and drops (not the last).
+                // SAFETY: written before this handle lets go; loom checks it.
                 buf.data.with_mut(|d| unsafe { *d = 7 });
                 assert!(!buf.refs.release());
             })
@@ -83,6 +88,7 @@ fn a_unique_handle_sees_the_writes_of_handles_already_dropped() {
         loop {
             if buf.refs.is_unique() {
                 // Now the bytes are ours alone, and the write is visible.
+                // SAFETY: read only once the other handle let go (unique).
                 let v = buf.data.with(|d| unsafe { *d });
                 assert_eq!(v, 7);
                 break;
