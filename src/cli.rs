@@ -110,6 +110,21 @@ pub struct Cli {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Where game events are recorded: an in-process EVM, a JSON-RPC node,
+    /// or nowhere [config: chain.backend, default embedded].
+    #[arg(long, value_enum, value_name = "BACKEND", global = true)]
+    pub chain: Option<crate::chain::ChainBackend>,
+
+    /// The node for --chain rpc (the signing key comes from the environment
+    /// variable PARTICLE_FORGE_PRIVATE_KEY, never from a flag) [config: chain.rpc_url].
+    #[arg(long, value_name = "URL", global = true)]
+    pub rpc_url: Option<String>,
+
+    /// Folder for the event journal and the embedded chain [config:
+    /// chain.data_dir, default: the platform's data directory].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -118,6 +133,30 @@ pub enum Command {
     Bench {
         #[command(subcommand)]
         suite: BenchSuite,
+    },
+    /// The recorded game events: read back from the chain, or the journal.
+    Chain {
+        #[command(subcommand)]
+        what: ChainCommand,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainCommand {
+    /// Print the recorded events, decoded from the chain's logs.
+    History {
+        /// Only this session's events.
+        #[arg(long, value_name = "S")]
+        session: Option<u64>,
+        /// One JSON object per event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the journal: per session, events confirmed and still pending.
+    Status {
+        /// Make the last line of stdout one JSON object.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -132,6 +171,11 @@ pub enum BenchSuite {
     /// The physics step against naive Bevy (an entity per particle) and an
     /// array-of-structs rayon version, at 100k and 1M particles.
     Physics(BenchArgs),
+    /// Event recording: events/s, gas per event against one transaction per
+    /// event, and frame p99 with a live, a hung and a dead node against no
+    /// chain (starts a local anvil when --rpc-url is not given and
+    /// node_modules/.bin/anvil exists; the embedded EVM otherwise).
+    Chain(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +193,7 @@ pub struct BenchArgs {
 pub enum Mode {
     PrintConfig,
     Bench(BenchSuite),
+    Chain(ChainCommand),
     Headless {
         frames: u64,
         json: bool,
@@ -167,7 +212,9 @@ impl Cli {
     /// error is one sentence that says what to do.
     pub fn resolve(&self) -> Result<(Config, Mode), String> {
         if let Some(Command::Bench { suite }) = self.command {
-            return Ok((Config::default(), Mode::Bench(suite)));
+            let mut config = Config::default();
+            self.apply_chain_flags(&mut config)?;
+            return Ok((config, Mode::Bench(suite)));
         }
         let mut config = match &self.config {
             Some(path) => Config::load(path).map_err(|e| e.0)?,
@@ -231,6 +278,10 @@ impl Cli {
         if let Some(k) = self.pool_buffer_kib {
             config.memory.pool_buffer_kib = k;
         }
+        self.apply_chain_flags(&mut config)?;
+        if let Some(Command::Chain { what }) = self.command {
+            return Ok((config, Mode::Chain(what)));
+        }
         config
             .validate()
             .map_err(|e| format!("{} (after applying the flags)", e.0))?;
@@ -273,6 +324,27 @@ impl Cli {
                 screenshot: self.screenshot.clone(),
             },
         ))
+    }
+}
+
+impl Cli {
+    fn apply_chain_flags(&self, config: &mut Config) -> Result<(), String> {
+        if let Some(b) = self.chain {
+            config.chain.backend = b;
+        }
+        if let Some(url) = &self.rpc_url {
+            config.chain.rpc_url = url.clone();
+            if self.chain.is_none() {
+                config.chain.backend = crate::chain::ChainBackend::Rpc;
+            }
+        }
+        if let Some(dir) = &self.data_dir {
+            if dir.as_os_str().is_empty() {
+                return Err("--data-dir must name a folder".into());
+            }
+            config.chain.data_dir = dir.to_string_lossy().into_owned();
+        }
+        Ok(())
     }
 }
 
@@ -333,7 +405,11 @@ pub fn one_line_error(e: &clap::Error) -> String {
         e.kind(),
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
     ) {
-        return "bench needs a suite: `particle-forge bench workers`, `bench memory` or `bench physics` (add --quick, --json); run `particle-forge bench --help`".to_string();
+        return if e.to_string().contains("chain") && !e.to_string().contains("bench") {
+            "chain needs a command: `particle-forge chain history` or `chain status` (add --json); run `particle-forge chain --help`".to_string()
+        } else {
+            "bench needs a suite: `particle-forge bench workers`, `bench memory`, `bench physics` or `bench chain` (add --quick, --json); run `particle-forge bench --help`".to_string()
+        };
     }
     let rendered = e.to_string();
     let first = rendered

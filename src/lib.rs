@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod chain;
 pub mod cli;
 pub mod game;
 pub mod memory;

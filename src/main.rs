@@ -4,8 +4,8 @@
 
 use clap::Parser;
 use particle_forge::{
-    app, bench,
-    cli::{BenchSuite, Cli, Mode, one_line_error},
+    app, bench, chain,
+    cli::{BenchSuite, ChainCommand, Cli, Mode, one_line_error},
     game::headless,
 };
 use std::process::ExitCode;
@@ -62,6 +62,20 @@ fn run(cli: &Cli) -> Result<u8, String> {
         Mode::Bench(BenchSuite::Memory(args)) => {
             let report = bench::memory::run(args.quick);
             print_report(&report.describe(), &report, args.json)
+        }
+        Mode::Bench(BenchSuite::Chain(args)) => {
+            let report = bench::chain::run(&config.chain, args.quick)?;
+            print_report(&report.describe(), &report, args.json)
+        }
+        Mode::Chain(ChainCommand::History { session, json }) => {
+            for line in chain::inspect::history(&config.chain, session, json)? {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Mode::Chain(ChainCommand::Status { json }) => {
+            let status = chain::inspect::status(&config.chain)?;
+            print_report(&status.describe(), &status, json)
         }
         Mode::PrintConfig => {
             print!("{}", config.to_toml());

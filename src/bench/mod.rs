@@ -4,6 +4,7 @@
 //! better for us). Progress goes to stderr; with `--json` the last stdout
 //! line is one JSON object.
 
+pub mod chain;
 pub mod memory;
 pub mod physics;
 pub mod workers;

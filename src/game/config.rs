@@ -15,6 +15,7 @@ pub struct Config {
     pub physics: PhysicsConfig,
     pub tools: ToolsConfig,
     pub memory: MemoryConfig,
+    pub chain: crate::chain::ChainConfig,
     pub kinds: KindTable,
 }
 
@@ -389,6 +390,7 @@ impl Config {
                 p.initial, p.max
             ));
         }
+        self.chain.validate().map_err(ConfigError)?;
         let ph = &self.physics;
         if !(1..=64).contains(&ph.substeps) {
             return err(format!(

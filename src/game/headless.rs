@@ -67,6 +67,8 @@ pub struct Summary {
     pub checksum: String,
     pub wall_s: f64,
     pub memory: MemorySummary,
+    /// The chain recorder at the end (after the exit flush).
+    pub chain: crate::chain::ChainSnapshot,
 }
 
 /// The memory system at the end of a run.
@@ -90,8 +92,17 @@ pub struct MemorySummary {
 /// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
 pub fn build_app(config: Config, autoplay: bool) -> Result<App, String> {
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins.set(super::bevy_task_pools()))
-        .add_plugins(GamePlugin::new(config, autoplay)?);
+    app.add_plugins(MinimalPlugins.set(super::bevy_task_pools()));
+    // Warnings (a cut journal tail, an unreachable node) go to stderr. The
+    // logger is global to the process, so only the first app installs it.
+    static LOGGING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LOGGING.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        app.add_plugins(bevy::log::LogPlugin {
+            level: bevy::log::Level::WARN,
+            ..Default::default()
+        });
+    }
+    app.add_plugins(GamePlugin::new(config, autoplay)?);
     app.finish();
     app.cleanup();
     Ok(app)
@@ -142,6 +153,13 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
             outstanding_at_exit: Vec::new(),
         }
     };
+    let chain = {
+        let world = app.world_mut();
+        let frame = world.resource::<Sandbox>().frame;
+        world
+            .resource_mut::<super::chain::ChainRecorder>()
+            .end_session(frame)
+    };
     let sandbox = app.world().resource::<Sandbox>();
     let step = Percentiles::of(&step_ms);
     Ok(Summary {
@@ -180,6 +198,7 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
             / sandbox.height(),
         checksum: format!("{:016x}", checksum(sandbox)),
         wall_s,
+        chain,
         memory: {
             // Shut the game down, then see what is still allocated through
             // the memory system (nothing should be).
@@ -250,8 +269,23 @@ impl Summary {
             self.memory.tracked_mb,
             self.memory.leak_warnings.len(),
             self.memory.outstanding_at_exit.len()
-        )
+        ) + &chain_line(&self.chain)
     }
+}
+
+/// The chain's line of the summary.
+fn chain_line(c: &crate::chain::ChainSnapshot) -> String {
+    if c.backend == "off" && c.last_error.is_none() {
+        return "\nchain: off".into();
+    }
+    let mut line = format!(
+        "\nchain ({}): {} recorded, {} confirmed, {} pending, {} batches, {:.0} gas per event",
+        c.backend, c.recorded, c.confirmed, c.pending, c.batches, c.gas_per_event
+    );
+    if let Some(e) = &c.last_error {
+        line += &format!("; last error: {e}");
+    }
+    line
 }
 
 /// A one-line progress bar on stderr, drawn only when stderr is a terminal.

@@ -8,6 +8,7 @@
 //! owns the particles and the physics and knows nothing of Bevy's schedule.
 
 pub mod autoplay;
+pub mod chain;
 pub mod config;
 pub mod headless;
 pub mod input;
@@ -32,7 +33,7 @@ pub enum GameSet {
     Physics,
     /// Packing particles for the GPU.
     Rendering,
-    /// Handing game events to the chain recorder (nothing yet).
+    /// Handing game events to the chain recorder.
     Blockchain,
 }
 
@@ -102,7 +103,7 @@ pub struct AutoplayDriver(pub autoplay::Autoplay);
 pub struct GamePlugin {
     config: Config,
     autoplay: bool,
-    sandbox: Mutex<Option<(Sandbox, memory::MemorySystem)>>,
+    sandbox: Mutex<Option<(Sandbox, memory::MemorySystem, chain::ChainRecorder)>>,
 }
 
 impl GamePlugin {
@@ -112,17 +113,18 @@ impl GamePlugin {
         let _tag = crate::memory::enter(crate::memory::Component::Game);
         let sandbox = Sandbox::new(&config)?;
         let memory = memory::MemorySystem::new(&config.memory)?;
+        let chain = chain::ChainRecorder::start(&config, sandbox.pool.clone(), sandbox.store.len());
         Ok(Self {
             config,
             autoplay,
-            sandbox: Mutex::new(Some((sandbox, memory))),
+            sandbox: Mutex::new(Some((sandbox, memory, chain))),
         })
     }
 }
 
 impl Plugin for GamePlugin {
     fn build(&self, app: &mut App) {
-        let (sandbox, memory_system) = self
+        let (sandbox, memory_system, chain_recorder) = self
             .sandbox
             .lock()
             .ok()
@@ -140,7 +142,8 @@ impl Plugin for GamePlugin {
         app.insert_resource(GameConfig(c.clone()))
             .insert_resource(sandbox)
             .insert_resource(memory_system)
-            .add_plugins(memory::MemoryPlugin)
+            .insert_resource(chain_recorder)
+            .add_plugins((memory::MemoryPlugin, chain::ChainPlugin))
             .init_resource::<ToolQueue>()
             .insert_resource(PlayerState {
                 show_overlay: c.window.overlay,

@@ -47,12 +47,31 @@ pub struct Sandbox {
     pub rng: Rng,
     seed: u64,
     /// The job system: compute workers for physics, tools and instance
-    /// packing, plus the I/O worker.
+    /// packing, plus the two I/O workers.
     pub pool: Arc<WorkerPool>,
     pub frame: u64,
     pub last_step: StepTimings,
     pub counts: FrameCounts,
+    /// Explosions not yet handed to the chain recorder: where, and how
+    /// many particles each pushed.
+    pub blasts: Vec<Blast>,
 }
+
+/// One explosion, as the chain records it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Blast {
+    pub frame: u64,
+    pub x: f32,
+    pub y: f32,
+    pub hit: u64,
+}
+
+/// Blockchain workers: one runs the chain sender, the other takes the
+/// frame's journal appends, so a slow node never delays a frame.
+const IO_WORKERS: usize = 2;
+
+/// Explosions kept for the recorder at most (it drains them every frame).
+const MAX_UNCLAIMED_BLASTS: usize = 4096;
 
 /// Blocks of the initial scene.
 const BLOCKS: usize = 5;
@@ -64,7 +83,7 @@ impl Sandbox {
     /// Builds the sandbox and spawns the initial particles.
     pub fn new(config: &Config) -> Result<Self, String> {
         let threads = config.physics_threads();
-        let pool = WorkerPool::new(threads, 1)
+        let pool = WorkerPool::new(threads, IO_WORKERS)
             .map_err(|e| format!("cannot start the worker threads: {e}"))?;
         let mut params = PhysicsParams::new(
             config.world.width,
@@ -89,6 +108,7 @@ impl Sandbox {
             frame: 0,
             last_step: StepTimings::default(),
             counts: FrameCounts::default(),
+            blasts: Vec::new(),
         };
         sandbox.reset();
         Ok(sandbox)
@@ -206,12 +226,20 @@ impl Sandbox {
             }
             ToolCommand::Explode { x, y } => {
                 self.counts.explosions += 1;
-                self.radial_impulse(
+                let hit = self.radial_impulse(
                     x,
                     y,
                     self.tools.explosion_radius,
                     -self.tools.explosion_speed,
                 );
+                if self.blasts.len() < MAX_UNCLAIMED_BLASTS {
+                    self.blasts.push(Blast {
+                        frame: self.frame,
+                        x,
+                        y,
+                        hit,
+                    });
+                }
                 let speed = self.tools.explosion_speed;
                 for _ in 0..self.tools.explosion_sparks {
                     let (ox, oy) = self.rng.in_disc(4.0);
@@ -227,7 +255,9 @@ impl Sandbox {
 
     /// Adds `dv × falloff` to the velocity of every particle within `radius`
     /// of the point, towards it (`dv > 0`) or away from it (`dv < 0`).
-    fn radial_impulse(&mut self, cx: f32, cy: f32, radius: f32, dv: f32) {
+    /// Returns how many particles it reached.
+    fn radial_impulse(&mut self, cx: f32, cy: f32, radius: f32, dv: f32) -> u64 {
+        let reached = std::sync::atomic::AtomicU64::new(0);
         let s = self.store.slices_mut();
         let (x, y) = (&*s.x, &*s.y);
         let r2 = radius * radius;
@@ -238,6 +268,7 @@ impl Sandbox {
                 .collect();
         self.pool.for_each_mut(&mut chunks, |(c, (vx, vy))| {
             let base = *c * GRAIN;
+            let mut n = 0;
             for k in 0..vx.len() {
                 let dx = cx - x[base + k];
                 let dy = cy - y[base + k];
@@ -247,9 +278,12 @@ impl Sandbox {
                     let f = dv * (1.0 - d / radius) / d;
                     vx[k] += dx * f;
                     vy[k] += dy * f;
+                    n += 1;
                 }
             }
+            reached.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         });
+        reached.into_inner()
     }
 
     /// Removes particles that outlived their kind's lifetime.
@@ -269,7 +303,7 @@ impl Sandbox {
     /// Restarts the worker pool with `compute` compute workers (and the I/O
     /// worker); the old one finishes its work and stops.
     pub fn set_workers(&mut self, compute: usize) -> Result<(), String> {
-        let pool = WorkerPool::new(compute, 1)
+        let pool = WorkerPool::new(compute, IO_WORKERS)
             .map_err(|e| format!("cannot start {compute} workers: {e}"))?;
         self.pool = Arc::new(pool);
         Ok(())

@@ -143,6 +143,7 @@ fn draw_ui(
     mut state: ResMut<OverlayState>,
     clock: Res<SetClock>,
     mut captures: ResMut<UiCapturesInput>,
+    chain: Option<Res<crate::game::chain::ChainRecorder>>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let kinds = sandbox.kinds;
@@ -218,7 +219,7 @@ fn draw_ui(
         windows::leaks_window(ctx, &mut state, &memory);
         windows::workers_window(ctx, sandbox, &worker_stats, &history);
         windows::bottlenecks_window(ctx, &clock, sandbox);
-        windows::chain_window(ctx);
+        windows::chain_window(ctx, chain.as_deref());
         windows::settings_window(ctx, &mut state, sandbox, &mut memory, &mut config);
         state.cost.0 += started.elapsed().as_secs_f64() * 1e3;
         state.cost.1 += 1;

@@ -6,6 +6,7 @@
 
 use super::data::{self, History, SortBy};
 use super::{FrameHistory, WorkerStats};
+use crate::game::chain::ChainRecorder;
 use crate::game::memory::MemorySystem;
 use crate::game::{GameConfig, PlayerState, Sandbox};
 use crate::memory::{Component, SITES};
@@ -543,13 +544,66 @@ pub fn bottlenecks_window(ctx: &egui::Context, clock: &SetClock, sandbox: &Sandb
         });
 }
 
-pub fn chain_window(ctx: &egui::Context) {
+/// The recorder's status: where events go, how many are where, the last
+/// transaction and the last error.
+pub fn chain_window(ctx: &egui::Context, chain: Option<&ChainRecorder>) {
     egui::Window::new("Chain")
         .default_pos([1000.0, 345.0])
         .default_width(260.0)
         .show(ctx, |ui| {
-            ui.label("backend: off");
-            ui.label("On-chain event recording is not built yet: pending, sent and confirmed counts, the last transaction and the last error will show here.");
+            let Some(chain) = chain else {
+                ui.label("backend: off");
+                return;
+            };
+            let s = chain.snapshot();
+            ui.label(format!("backend: {}", s.backend));
+            if !s.location.is_empty() {
+                ui.label(egui::RichText::new(&s.location).small());
+            }
+            if let Some(session) = chain.session() {
+                ui.label(format!("session {session}"));
+            }
+            if let Some(c) = &s.contract {
+                ui.label(
+                    egui::RichText::new(format!("contract {c}"))
+                        .monospace()
+                        .small(),
+                );
+            }
+            egui::Grid::new("chain_counts")
+                .striped(true)
+                .show(ui, |ui| {
+                    for (name, v) in [
+                        ("recorded", s.recorded),
+                        ("pending", s.pending),
+                        ("sent", s.sent),
+                        ("confirmed", s.confirmed),
+                        ("batches", s.batches),
+                    ] {
+                        ui.label(name);
+                        ui.label(v.to_string());
+                        ui.end_row();
+                    }
+                    ui.label("gas / event");
+                    ui.label(format!("{:.0}", s.gas_per_event));
+                    ui.end_row();
+                });
+            match &s.last_tx {
+                Some(tx) => ui.label(
+                    egui::RichText::new(format!("last tx {tx}"))
+                        .monospace()
+                        .small(),
+                ),
+                None => ui.label("no transaction yet"),
+            };
+            match &s.last_error {
+                Some(e) => {
+                    ui.label(egui::RichText::new(e).color(egui::Color32::from_rgb(255, 110, 90)))
+                }
+                None => {
+                    ui.label(egui::RichText::new("no errors").color(egui::Color32::from_gray(160)))
+                }
+            };
         });
 }
 

@@ -19,7 +19,7 @@
 //!   (cache-line padded, written only by their worker), and the event bus.
 //!
 //! Default layout (`WorkerPool::for_this_machine`): one compute worker per
-//! core (Management + Physics + Rendering) and one I/O worker (Blockchain),
+//! core (Management + Physics + Rendering) and I/O workers (Blockchain),
 //! so blocking chain I/O never occupies a compute worker.
 //!
 //! Unsafe code: `job.rs` erases the types and lifetimes of queued jobs and

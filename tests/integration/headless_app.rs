@@ -7,6 +7,8 @@ fn config(particles: usize, seed: u64) -> Config {
     c.particles.initial = particles;
     c.world.seed = seed;
     c.physics.threads = 2;
+    // These tests are about the simulation; the chain has its own.
+    c.chain.backend = particle_forge::chain::ChainBackend::Off;
     c
 }
 

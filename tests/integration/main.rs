@@ -2,6 +2,7 @@
 //! the real binary's command line, the headless Bevy app, and a real window
 //! under Xvfb.
 
+mod chain;
 mod cli;
 mod headless_app;
 mod loom_memory;
@@ -19,9 +20,20 @@ static ALLOC: particle_forge::memory::TrackingAlloc<std::alloc::System> =
     particle_forge::memory::TrackingAlloc(std::alloc::System);
 use std::process::{Command, Output};
 
-/// The game binary cargo built for these tests.
+/// The game binary cargo built for these tests, with a data directory of
+/// its own (the platform default, through XDG_DATA_HOME), so runs in
+/// parallel never share an event journal or touch the user's.
 pub fn game() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_particle-forge"))
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "xdg-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_particle-forge"));
+    cmd.env("XDG_DATA_HOME", data);
+    cmd
 }
 
 pub fn run(cmd: &mut Command) -> (i32, String, String) {

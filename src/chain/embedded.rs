@@ -1,0 +1,348 @@
+//! The embedded chain: an in-process EVM (revm) that runs the real contract
+//! bytecode on signed transactions, mines one block per transaction (like
+//! anvil's automine), keeps receipts and logs, and persists its blocks, so
+//! `cargo run --release` records on chain with no node installed.
+//!
+//! Persistence is the block log `embedded-chain.log` in the data directory:
+//! each block is a record (see `record`) holding its number, timestamp and
+//! raw signed transaction. Opening the chain replays every block through
+//! the EVM, which rebuilds the state, receipts and logs exactly; a torn last
+//! block is cut with a warning, as a node would drop an unfinished block.
+
+use super::backend::{Backend, ChainError, Receipt};
+use super::contract::RawLog;
+use super::record::RecordFile;
+use super::wallet::{Fees, Wallet};
+use alloy::consensus::TxEnvelope;
+use alloy::consensus::transaction::SignerRecoverable;
+use alloy::eips::eip2718::Decodable2718;
+use alloy::primitives::{Address, B256, Bytes, TxKind, U256};
+use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context_interface::result::ExecutionResult;
+use revm::database::{CacheDB, EmptyDB};
+use revm::state::AccountInfo;
+use revm::{Context, DatabaseRef, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The embedded chain's id (a private development chain).
+pub const EMBEDDED_CHAIN_ID: u64 = 1337;
+const MAGIC: &[u8; 8] = b"PFCHAIN1";
+/// Gas price every block charges (a fixed base fee of 1 gwei).
+const BASE_FEE: u64 = 1_000_000_000;
+const BLOCK_GAS_LIMIT: u64 = 30_000_000;
+
+type Db = CacheDB<EmptyDB>;
+type Evm = revm::handler::MainnetEvm<revm::handler::MainnetContext<Db>>;
+
+/// The in-process chain. The state lives in `db`; an EVM is built around
+/// it for each transaction (revm's EVM is not `Send`, the chain must be: it
+/// lives on the sender's worker).
+pub struct EmbeddedChain {
+    db: Db,
+    cfg: CfgEnv,
+    block: BlockEnv,
+    /// The block log; `None` for a read-only copy.
+    file: Option<RecordFile>,
+    /// The last mined block (0 = genesis).
+    number: u64,
+    receipts: HashMap<B256, Receipt>,
+    logs: Vec<RawLog>,
+    where_: String,
+}
+
+impl EmbeddedChain {
+    /// A chain that lives only in memory (benchmarks, tests).
+    pub fn in_memory() -> Self {
+        Self::genesis(None, "embedded EVM (in memory)".into())
+    }
+
+    /// Opens (or starts) the chain persisted in `dir` and replays it.
+    /// Returns a warning when a torn block was cut.
+    pub fn open(dir: &Path) -> Result<(Self, Option<String>), String> {
+        let path = dir.join("embedded-chain.log");
+        let opened = RecordFile::open(&path, MAGIC).map_err(|e| {
+            format!(
+                "cannot open the embedded chain {} ({e}); check its permissions or pick another --data-dir",
+                path.display()
+            )
+        })?;
+        let mut chain = Self::genesis(None, format!("embedded EVM ({})", path.display()));
+        chain.replay(&opened.records)?;
+        chain.file = Some(opened.file);
+        Ok((chain, opened.warning))
+    }
+
+    /// Reads the chain in `dir` without writing to it (for `chain
+    /// history` while a game may be recording).
+    pub fn open_read_only(dir: &Path) -> Result<Self, String> {
+        let path = dir.join("embedded-chain.log");
+        let records = RecordFile::read_only(&path, MAGIC).map_err(|e| {
+            format!(
+                "cannot read the embedded chain {} ({e}); is --data-dir right?",
+                path.display()
+            )
+        })?;
+        let mut chain = Self::genesis(None, format!("embedded EVM ({})", path.display()));
+        chain.replay(&records)?;
+        Ok(chain)
+    }
+
+    fn genesis(file: Option<RecordFile>, where_: String) -> Self {
+        let mut db = CacheDB::new(EmptyDB::default());
+        // The development account starts with a million ether.
+        db.insert_account_info(
+            Wallet::embedded_dev().address(),
+            AccountInfo {
+                balance: U256::from(10u128.pow(24)),
+                ..Default::default()
+            },
+        );
+        let mut cfg = CfgEnv::default();
+        cfg.chain_id = EMBEDDED_CHAIN_ID;
+        let block = BlockEnv {
+            gas_limit: BLOCK_GAS_LIMIT,
+            basefee: BASE_FEE,
+            prevrandao: Some(B256::ZERO),
+            ..Default::default()
+        };
+        Self {
+            db,
+            cfg,
+            block,
+            file,
+            number: 0,
+            receipts: HashMap::new(),
+            logs: Vec::new(),
+            where_,
+        }
+    }
+
+    fn replay(&mut self, blocks: &[Vec<u8>]) -> Result<(), String> {
+        for (i, block) in blocks.iter().enumerate() {
+            let bad = || format!("the embedded chain's block {} is malformed", i + 1);
+            if block.len() < 16 {
+                return Err(bad());
+            }
+            let number = u64::from_le_bytes(block[..8].try_into().unwrap());
+            let timestamp = u64::from_le_bytes(block[8..16].try_into().unwrap());
+            let raw = Bytes::copy_from_slice(&block[16..]);
+            if number != self.number + 1 {
+                return Err(bad());
+            }
+            self.mine(&raw, timestamp).map_err(|e| {
+                format!(
+                    "replaying the embedded chain's block {number} failed ({e}); move the data directory aside to start a new chain"
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Executes one transaction as the next block. An invalid transaction
+    /// (bad signature, chain, nonce, funds) mines nothing.
+    fn mine(&mut self, raw: &Bytes, timestamp: u64) -> Result<B256, ChainError> {
+        let envelope = TxEnvelope::decode_2718(&mut raw.as_ref())
+            .map_err(|e| ChainError::Rejected(format!("the transaction does not decode ({e})")))?;
+        let from = envelope
+            .recover_signer()
+            .map_err(|_| ChainError::Rejected("the transaction's signature is invalid".into()))?;
+        let TxEnvelope::Eip1559(signed) = &envelope else {
+            return Err(ChainError::Rejected(
+                "the embedded chain takes EIP-1559 transactions only".into(),
+            ));
+        };
+        let tx = signed.tx();
+        if tx.chain_id != EMBEDDED_CHAIN_ID {
+            return Err(ChainError::Rejected(format!(
+                "the transaction is for chain {}, this is chain {EMBEDDED_CHAIN_ID}",
+                tx.chain_id
+            )));
+        }
+        let tx_env = TxEnv::builder()
+            .tx_type(Some(2))
+            .caller(from)
+            .gas_limit(tx.gas_limit)
+            .max_fee_per_gas(tx.max_fee_per_gas)
+            .gas_priority_fee(Some(tx.max_priority_fee_per_gas))
+            .kind(tx.to)
+            .value(tx.value)
+            .data(tx.input.clone())
+            .nonce(tx.nonce)
+            .chain_id(Some(tx.chain_id))
+            .build()
+            .map_err(|e| ChainError::Rejected(format!("the transaction is invalid ({e:?})")))?;
+        let number = self.number + 1;
+        self.block.number = U256::from(number);
+        self.block.timestamp = U256::from(timestamp);
+        let mut evm = self.evm();
+        let result = evm.transact_commit(tx_env);
+        self.db = evm.ctx.journaled_state.database;
+        let result = result.map_err(|e| {
+            ChainError::Rejected(format!("the chain refused the transaction ({e})"))
+        })?;
+        self.number = number;
+        let hash = *envelope.tx_hash();
+        let (success, revert) = match &result {
+            ExecutionResult::Success { .. } => (true, None),
+            ExecutionResult::Revert { output, .. } => (false, Some(output.clone())),
+            ExecutionResult::Halt { .. } => (false, None),
+        };
+        for log in result.logs() {
+            self.logs.push(RawLog {
+                address: log.address,
+                topics: log.data.topics().to_vec(),
+                data: log.data.data.clone(),
+                block: number,
+                tx: hash,
+            });
+        }
+        self.receipts.insert(
+            hash,
+            Receipt {
+                block: number,
+                gas_used: result.tx_gas_used(),
+                success,
+                revert,
+            },
+        );
+        Ok(hash)
+    }
+
+    /// An EVM over the chain's state; hand the state back with
+    /// `self.db = evm.ctx.journaled_state.database`.
+    fn evm(&mut self) -> Evm {
+        Context::mainnet()
+            .with_cfg(self.cfg.clone())
+            .with_block(self.block.clone())
+            .with_db(std::mem::replace(
+                &mut self.db,
+                CacheDB::new(EmptyDB::default()),
+            ))
+            .build_mainnet()
+    }
+
+    fn account(&self, address: Address) -> AccountInfo {
+        self.db
+            .basic_ref(address)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Backend for EmbeddedChain {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn describe(&self) -> String {
+        self.where_.clone()
+    }
+
+    fn chain_id(&mut self) -> Result<u64, ChainError> {
+        Ok(EMBEDDED_CHAIN_ID)
+    }
+
+    fn block_number(&mut self) -> Result<u64, ChainError> {
+        Ok(self.number)
+    }
+
+    fn code_at(&mut self, address: Address) -> Result<Bytes, ChainError> {
+        let info = self.account(address);
+        let code = match info.code {
+            Some(code) => code,
+            None => self.db.code_by_hash_ref(info.code_hash).unwrap_or_default(),
+        };
+        Ok(code.original_bytes())
+    }
+
+    fn pending_nonce(&mut self, address: Address) -> Result<u64, ChainError> {
+        Ok(self.account(address).nonce)
+    }
+
+    fn fees(&mut self) -> Result<Fees, ChainError> {
+        Ok(Fees {
+            max_fee: 2 * BASE_FEE as u128,
+            priority_fee: 0,
+        })
+    }
+
+    fn send_raw(&mut self, raw: &Bytes) -> Result<B256, ChainError> {
+        let timestamp = unix_now();
+        let hash = self.mine(raw, timestamp)?;
+        if let Some(file) = &mut self.file {
+            let mut block = Vec::with_capacity(16 + raw.len());
+            block.extend_from_slice(&self.number.to_le_bytes());
+            block.extend_from_slice(&timestamp.to_le_bytes());
+            block.extend_from_slice(raw);
+            file.append([block.as_slice()])
+                .and_then(|()| file.sync())
+                .map_err(|e| {
+                    ChainError::Other(format!("cannot write the embedded chain's block log ({e})"))
+                })?;
+        }
+        Ok(hash)
+    }
+
+    fn receipt(&mut self, hash: B256) -> Result<Option<Receipt>, ChainError> {
+        Ok(self.receipts.get(&hash).cloned())
+    }
+
+    fn call(&mut self, from: Address, to: Address, data: Bytes) -> Result<Bytes, ChainError> {
+        // `transact` runs the call on the latest state and commits nothing.
+        let tx = TxEnv::builder()
+            .tx_type(Some(2))
+            .caller(from)
+            .gas_limit(1_000_000)
+            .max_fee_per_gas(BASE_FEE as u128)
+            .gas_priority_fee(Some(0))
+            .kind(TxKind::Call(to))
+            .data(data)
+            .nonce(self.account(from).nonce)
+            .chain_id(Some(EMBEDDED_CHAIN_ID))
+            .build()
+            .map_err(|e| ChainError::Other(format!("the call is invalid ({e:?})")))?;
+        let mut evm = self.evm();
+        let result = evm.transact(tx);
+        self.db = evm.ctx.journaled_state.database;
+        let result = result.map_err(|e| ChainError::Other(format!("the call failed ({e})")))?;
+        match result.result {
+            ExecutionResult::Success { output, .. } => Ok(output.into_data()),
+            ExecutionResult::Revert { output, .. } => Err(ChainError::Other(format!(
+                "the call reverted: {}",
+                super::contract::describe_revert(&output)
+            ))),
+            ExecutionResult::Halt { reason, .. } => {
+                Err(ChainError::Other(format!("the call halted ({reason:?})")))
+            }
+        }
+    }
+
+    fn logs(
+        &mut self,
+        address: Address,
+        topics: [Option<B256>; 2],
+        from: u64,
+    ) -> Result<Vec<RawLog>, ChainError> {
+        Ok(self
+            .logs
+            .iter()
+            .filter(|l| l.address == address && l.block >= from)
+            .filter(|l| {
+                topics
+                    .iter()
+                    .enumerate()
+                    .all(|(i, t)| t.is_none() || l.topics.get(i) == t.as_ref())
+            })
+            .cloned()
+            .collect())
+    }
+}

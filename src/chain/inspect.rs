@@ -1,0 +1,127 @@
+//! `particle-forge chain history` and `chain status`: the recorded events
+//! read back from the chain's logs, and the journal's per-session counts.
+
+use super::{ChainConfig, journal::Journal, open_client};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One recorded event as `chain history --json` prints it.
+pub fn event_json(session: u64, seq: u64, event: &super::GameEvent, block: u64, tx: &str) -> Value {
+    let mut v = serde_json::to_value(&event.body).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut v {
+        map.insert("session".into(), json!(session));
+        map.insert("seq".into(), json!(seq));
+        map.insert("frame".into(), json!(event.frame));
+        map.insert("block".into(), json!(block));
+        map.insert("tx".into(), json!(tx));
+    }
+    v
+}
+
+/// The recorded events, oldest first, as lines (JSON or words). Reading
+/// never writes to the chain or deploys anything.
+pub fn history(
+    config: &ChainConfig,
+    session: Option<u64>,
+    json: bool,
+) -> Result<Vec<String>, String> {
+    let (mut log, _) = open_client(config, true)?;
+    let batches = log.history(session).map_err(|e| e.to_string())?;
+    let mut lines = Vec::new();
+    for b in &batches {
+        for (i, e) in b.events.iter().enumerate() {
+            let seq = b.first_seq + i as u64;
+            let tx = b.tx.to_string();
+            if json {
+                lines.push(event_json(b.session, seq, e, b.block, &tx).to_string());
+            } else {
+                let fields = serde_json::to_value(&e.body)
+                    .ok()
+                    .and_then(|v| v.as_object().cloned())
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| *k != "kind")
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "session {} #{seq:<6} frame {:<7} {:<14} {fields}  (block {}, tx {})",
+                    b.session,
+                    e.frame,
+                    e.body.kind(),
+                    b.block,
+                    &tx[..12.min(tx.len())]
+                ));
+            }
+        }
+    }
+    if lines.is_empty() && !json {
+        lines.push(format!("no events recorded on {} yet", log.describe()));
+    }
+    Ok(lines)
+}
+
+/// The journal's view: per session, confirmed and pending counts.
+#[derive(Debug, Serialize)]
+pub struct JournalStatus {
+    pub journal: String,
+    pub pending: usize,
+    pub sessions: Vec<SessionStatus>,
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionStatus {
+    pub session: u64,
+    /// Events below this sequence number are confirmed on chain.
+    pub confirmed: u64,
+    pub pending: usize,
+    /// Events the journal holds for the session in all.
+    pub recorded: u64,
+}
+
+/// Opens the journal (so no game may be recording into it) and counts.
+pub fn status(config: &ChainConfig) -> Result<JournalStatus, String> {
+    let dir = config.data_dir();
+    if !super::journal::journal_path(&dir).exists() {
+        return Err(format!(
+            "there is no event journal in {}; run the game once or pass the right --data-dir",
+            dir.display()
+        ));
+    }
+    let opened = Journal::open(&dir)?;
+    let j = &opened.journal;
+    Ok(JournalStatus {
+        journal: j.path().display().to_string(),
+        pending: j.pending(),
+        sessions: j
+            .sessions()
+            .into_iter()
+            .map(|(session, done, pending)| SessionStatus {
+                session,
+                confirmed: done,
+                pending,
+                recorded: done + pending as u64,
+            })
+            .collect(),
+        warning: opened.warning,
+    })
+}
+
+impl JournalStatus {
+    pub fn describe(&self) -> String {
+        let mut out = format!("journal {}: {} events pending", self.journal, self.pending);
+        for s in &self.sessions {
+            out += &format!(
+                "\n  session {}: {} confirmed, {} pending",
+                s.session, s.confirmed, s.pending
+            );
+        }
+        if let Some(w) = &self.warning {
+            out += &format!("\n  warning: {w}");
+        }
+        out
+    }
+}

@@ -1,0 +1,500 @@
+//! The durable outbox: every event the game hands over is written here
+//! before its frame ends, and leaves only when its batch is confirmed on
+//! chain.
+//!
+//! The file (`journal.log` in the data directory) is a record file (see
+//! `record`) of two record kinds: an event (session, sequence number,
+//! packed event) and a done mark (session, next sequence number: everything
+//! below it is confirmed). Opening it replays both, so the events still
+//! pending, from this session or from a run that crashed, come back in
+//! order and are sent again. Sequence numbers are per session and dense;
+//! the contract accepts a session's batches only in order, which is what
+//! makes a resend after a crash harmless. A lock file keeps a second game
+//! on the same data directory from writing into the same journal.
+
+use super::event::GameEvent;
+use super::record::RecordFile;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const MAGIC: &[u8; 8] = b"PFJRNL01";
+const TAG_EVENT: u8 = 1;
+const TAG_DONE: u8 = 2;
+/// Past this size the journal is rewritten with only its pending events.
+const COMPACT_BYTES: u64 = 4 << 20;
+
+/// A run of one session's pending events, ready to go on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub session: u64,
+    pub first_seq: u64,
+    pub events: Vec<GameEvent>,
+}
+
+impl Batch {
+    /// The sequence number after the batch's last event.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.events.len() as u64
+    }
+}
+
+/// One session's state in the journal.
+#[derive(Default)]
+struct SessionLog {
+    /// Every sequence number below this one is confirmed on chain.
+    done: u64,
+    /// The sequence number the next appended event gets.
+    next: u64,
+    /// Events at `done..next`, in order, with their packed size.
+    pending: VecDeque<(GameEvent, usize)>,
+    /// When the oldest pending event arrived (recovered ones count as old).
+    oldest: Option<Instant>,
+}
+
+/// When a batch is worth sending.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRule {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    /// Send what is pending once its oldest event waited this long.
+    pub max_wait: Duration,
+}
+
+/// The outbox journal.
+pub struct Journal {
+    file: RecordFile,
+    sessions: BTreeMap<u64, SessionLog>,
+    _lock: File,
+}
+
+/// Opening the journal: what it found.
+pub struct OpenedJournal {
+    pub journal: Journal,
+    /// A torn tail cut, or an unreadable file set aside.
+    pub warning: Option<String>,
+    /// Events still pending from earlier runs.
+    pub recovered: usize,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (created if missing), takes its lock and
+    /// replays it. The error is one sentence for the user.
+    pub fn open(dir: &Path) -> Result<OpenedJournal, String> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            format!(
+                "cannot create the data directory {} ({e}); pick another with --data-dir",
+                dir.display()
+            )
+        })?;
+        let lock = lock_dir(dir)?;
+        let path = journal_path(dir);
+        let opened = RecordFile::open(&path, MAGIC).map_err(|e| {
+            format!(
+                "cannot open the event journal {} ({e}); check its permissions or pick another --data-dir",
+                path.display()
+            )
+        })?;
+        let mut sessions: BTreeMap<u64, SessionLog> = BTreeMap::new();
+        let mut bad = 0usize;
+        for body in &opened.records {
+            match decode(body) {
+                Some(Entry::Event(session, seq, event)) => {
+                    let s = sessions.entry(session).or_default();
+                    if seq >= s.done && seq == s.next {
+                        let size = event.pack().len();
+                        s.pending.push_back((event, size));
+                        s.next = seq + 1;
+                    } else if seq >= s.next {
+                        // A gap cannot come from our own writes; keep order.
+                        bad += 1;
+                    }
+                }
+                Some(Entry::Done(session, next)) => {
+                    let s = sessions.entry(session).or_default();
+                    while s.done < next && !s.pending.is_empty() {
+                        s.pending.pop_front();
+                        s.done += 1;
+                    }
+                    s.done = s.done.max(next);
+                    s.next = s.next.max(next);
+                }
+                None => bad += 1,
+            }
+        }
+        let recovered: usize = sessions.values().map(|s| s.pending.len()).sum();
+        // Recovered events are overdue: send them at once.
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now);
+        for s in sessions.values_mut() {
+            if !s.pending.is_empty() {
+                s.oldest = Some(long_ago);
+            }
+        }
+        let mut warning = opened.warning;
+        if bad > 0 {
+            let w = format!(
+                "{}: skipped {bad} records it could not place",
+                path.display()
+            );
+            warning = Some(warning.map_or(w.clone(), |first| format!("{first}; {w}")));
+        }
+        let mut journal = Journal {
+            file: opened.file,
+            sessions,
+            _lock: lock,
+        };
+        if journal.file.len() > 64 << 10 {
+            journal.compact().map_err(|e| {
+                format!(
+                    "cannot compact the event journal {} ({e}); check the disk",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(OpenedJournal {
+            journal,
+            warning,
+            recovered,
+        })
+    }
+
+    /// Appends a session's events with one write (the caller syncs per
+    /// batch) and returns the first sequence number they got.
+    pub fn append(&mut self, session: u64, events: &[GameEvent]) -> io::Result<u64> {
+        let s = self.sessions.entry(session).or_default();
+        let first = s.next;
+        let packed: Vec<Vec<u8>> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| encode_event(session, first + i as u64, e))
+            .collect();
+        self.file.append(packed.iter().map(|p| p.as_slice()))?;
+        if s.pending.is_empty() && !events.is_empty() {
+            s.oldest = Some(Instant::now());
+        }
+        for e in events {
+            let size = e.pack().len();
+            s.pending.push_back((e.clone(), size));
+        }
+        s.next = first + events.len() as u64;
+        Ok(first)
+    }
+
+    /// Records that `session`'s events below `next` are confirmed, syncs,
+    /// and drops them from memory (and, past a size, from the file).
+    pub fn mark_done(&mut self, session: u64, next: u64) -> io::Result<()> {
+        let mut body = vec![TAG_DONE];
+        body.extend_from_slice(&session.to_le_bytes());
+        body.extend_from_slice(&next.to_le_bytes());
+        self.file.append([body.as_slice()])?;
+        self.file.sync()?;
+        if let Some(s) = self.sessions.get_mut(&session) {
+            while s.done < next && !s.pending.is_empty() {
+                s.pending.pop_front();
+                s.done += 1;
+            }
+            s.done = s.done.max(next);
+            s.oldest = if s.pending.is_empty() {
+                None
+            } else {
+                Some(Instant::now())
+            };
+        }
+        if self.file.len() > COMPACT_BYTES {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// The oldest session's next batch, if the rule (or `flush`) says it is
+    /// time: full by count or bytes, or its oldest event waited long enough.
+    pub fn next_batch(&self, rule: &BatchRule, flush: bool) -> Option<Batch> {
+        let (&session, s) = self.sessions.iter().find(|(_, s)| !s.pending.is_empty())?;
+        let mut bytes = 2;
+        let mut take = 0;
+        for (_, size) in &s.pending {
+            if take == rule.max_events.min(super::event::MAX_BATCH_EVENTS)
+                || (take > 0 && bytes + size > rule.max_bytes)
+            {
+                break;
+            }
+            bytes += size;
+            take += 1;
+        }
+        let full = take < s.pending.len() || take >= rule.max_events || bytes + 16 > rule.max_bytes;
+        let waited = s.oldest.is_some_and(|t| t.elapsed() >= rule.max_wait);
+        if !(full || waited || flush) {
+            return None;
+        }
+        Some(Batch {
+            session,
+            first_seq: s.done,
+            events: s
+                .pending
+                .iter()
+                .take(take)
+                .map(|(e, _)| e.clone())
+                .collect(),
+        })
+    }
+
+    /// Events not yet confirmed, over all sessions.
+    pub fn pending(&self) -> usize {
+        self.sessions.values().map(|s| s.pending.len()).sum()
+    }
+
+    /// (session, confirmed below, pending) for each session in the journal.
+    pub fn sessions(&self) -> Vec<(u64, u64, usize)> {
+        self.sessions
+            .iter()
+            .map(|(&id, s)| (id, s.done, s.pending.len()))
+            .collect()
+    }
+
+    /// The pending events of one session, with their sequence numbers.
+    pub fn pending_of(&self, session: u64) -> Vec<(u64, GameEvent)> {
+        self.sessions
+            .get(&session)
+            .map(|s| {
+                s.pending
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (e, _))| (s.done + i as u64, e.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A handle that syncs the file without holding the journal.
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.file.sync_handle()
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Rewrites the file with only the pending events.
+    fn compact(&mut self) -> io::Result<()> {
+        let bodies: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .flat_map(|(&id, s)| {
+                s.pending
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, (e, _))| encode_event(id, s.done + i as u64, e))
+            })
+            .collect();
+        // A done mark per session keeps its numbering across the rewrite;
+        // sessions with nothing pending are finished and leave the file.
+        let marks: Vec<Vec<u8>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| !s.pending.is_empty())
+            .map(|(&id, s)| {
+                let mut b = vec![TAG_DONE];
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&s.done.to_le_bytes());
+                b
+            })
+            .collect();
+        self.file.rewrite(
+            MAGIC,
+            marks.iter().chain(bodies.iter()).map(|b| b.as_slice()),
+        )
+    }
+}
+
+/// The journal's file in a data directory.
+pub fn journal_path(dir: &Path) -> PathBuf {
+    dir.join("journal.log")
+}
+
+enum Entry {
+    Event(u64, u64, GameEvent),
+    Done(u64, u64),
+}
+
+fn encode_event(session: u64, seq: u64, event: &GameEvent) -> Vec<u8> {
+    let mut body = Vec::with_capacity(24);
+    body.push(TAG_EVENT);
+    body.extend_from_slice(&session.to_le_bytes());
+    body.extend_from_slice(&seq.to_le_bytes());
+    body.extend_from_slice(&event.pack());
+    body
+}
+
+fn decode(body: &[u8]) -> Option<Entry> {
+    let (&tag, rest) = body.split_first()?;
+    if rest.len() < 16 {
+        return None;
+    }
+    let session = u64::from_le_bytes(rest[..8].try_into().ok()?);
+    let n = u64::from_le_bytes(rest[8..16].try_into().ok()?);
+    match tag {
+        TAG_EVENT => Some(Entry::Event(
+            session,
+            n,
+            GameEvent::unpack(&rest[16..]).ok()?,
+        )),
+        TAG_DONE if rest.len() == 16 => Some(Entry::Done(session, n)),
+        _ => None,
+    }
+}
+
+/// An exclusive lock on the data directory for as long as the file lives.
+fn lock_dir(dir: &Path) -> Result<File, String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot create the lock file {} ({e})", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; it touches no memory.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "another Particle Forge is recording into {}; close it or pass another --data-dir",
+            dir.display()
+        ));
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::event::EventBody;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pf-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn boom(frame: u64) -> GameEvent {
+        GameEvent::new(
+            frame,
+            EventBody::Explosion {
+                x: frame as u32,
+                y: 7,
+                hit: 3,
+            },
+        )
+    }
+
+    const NOW: BatchRule = BatchRule {
+        max_events: 3,
+        max_bytes: 1 << 20,
+        max_wait: Duration::ZERO,
+    };
+
+    #[test]
+    fn pending_events_come_back_after_a_crash_and_done_ones_do_not() {
+        let dir = temp("crash");
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            assert_eq!(j.append(1, &[boom(1), boom(2)]).unwrap(), 0);
+            assert_eq!(j.append(1, &[boom(3), boom(4), boom(5)]).unwrap(), 2);
+            j.mark_done(1, 2).unwrap();
+            // No sync after the last appends: a crash now loses nothing
+            // the OS already has.
+        }
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(opened.recovered, 3);
+        let mut j = opened.journal;
+        let batch = j.next_batch(&NOW, false).unwrap();
+        assert_eq!((batch.session, batch.first_seq), (1, 2));
+        assert_eq!(batch.events, vec![boom(3), boom(4), boom(5)]);
+        // New events of the same session keep its numbering.
+        assert_eq!(j.append(1, &[boom(6)]).unwrap(), 5);
+        j.mark_done(1, 5).unwrap();
+        assert_eq!(j.pending_of(1), vec![(5, boom(6))]);
+    }
+
+    #[test]
+    fn batches_follow_the_rule() {
+        let dir = temp("rule");
+        let mut j = Journal::open(&dir).unwrap().journal;
+        let patient = BatchRule {
+            max_events: 3,
+            max_bytes: 1 << 20,
+            max_wait: Duration::from_secs(3600),
+        };
+        j.append(9, &[boom(1), boom(2)]).unwrap();
+        assert!(j.next_batch(&patient, false).is_none(), "not full, not old");
+        assert_eq!(j.next_batch(&patient, true).unwrap().events.len(), 2);
+        j.append(9, &[boom(3), boom(4)]).unwrap();
+        let full = j.next_batch(&patient, false).unwrap();
+        assert_eq!(full.events.len(), 3, "full by count");
+        let tiny = BatchRule {
+            max_bytes: 2 + 2 * boom(1).pack().len(),
+            ..patient
+        };
+        assert_eq!(
+            j.next_batch(&tiny, false).unwrap().events.len(),
+            2,
+            "full by bytes"
+        );
+        // Sessions go oldest first.
+        j.append(4, &[boom(1)]).unwrap();
+        assert_eq!(j.next_batch(&NOW, false).unwrap().session, 4);
+    }
+
+    #[test]
+    fn a_second_game_on_the_same_directory_is_refused() {
+        let dir = temp("lock");
+        let _first = Journal::open(&dir).unwrap();
+        let second = Journal::open(&dir).err().unwrap();
+        assert!(second.contains("another Particle Forge"), "{second}");
+    }
+
+    #[test]
+    fn a_corrupt_tail_is_cut_and_the_rest_kept() {
+        let dir = temp("corrupt");
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            j.append(2, &[boom(1), boom(2), boom(3)]).unwrap();
+        }
+        let path = journal_path(&dir);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0x55; 13]);
+        std::fs::write(&path, &bytes).unwrap();
+        let opened = Journal::open(&dir).unwrap();
+        assert!(
+            opened
+                .warning
+                .unwrap()
+                .contains("cut a torn or corrupt tail of 13 bytes")
+        );
+        assert_eq!(opened.recovered, 3);
+    }
+
+    #[test]
+    fn compaction_keeps_pending_events_and_numbering() {
+        let dir = temp("compact");
+        let mut j = Journal::open(&dir).unwrap().journal;
+        let many: Vec<_> = (0..1000).map(boom).collect();
+        let mut next = 0;
+        while j.file.len() <= COMPACT_BYTES {
+            next = j.append(5, &many).unwrap() + many.len() as u64;
+        }
+        j.append(5, &[boom(7)]).unwrap();
+        j.mark_done(5, next).unwrap();
+        assert!(j.file.len() < 4096, "compacted to {} bytes", j.file.len());
+        drop(j);
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(opened.journal.pending_of(5), vec![(next, boom(7))]);
+    }
+}

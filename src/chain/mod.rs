@@ -1,0 +1,413 @@
+//! On-chain event recording: the game's notable events go into a durable
+//! journal before their frame ends, and from there, batched, onto a chain —
+//! never stalling a frame, never losing or duplicating an event.
+//!
+//! ```text
+//! Blockchain set ──append──▶ journal ──batch──▶ sender ──tx──▶ chain
+//!   (hands over)          (fsync per batch)   (owns nonce)   (contract checks order)
+//! ```
+//! - `event`: the events and their packed form; `contract`: the Solidity
+//!   contract's bindings; `wallet`: signing.
+//! - `record` + `journal`: the append-only outbox with CRCs and recovery.
+//! - `backend`: the chain interface; `embedded` (revm, the default) and
+//!   `rpc` (any JSON-RPC node) implement it; `client` drives the contract
+//!   over either; `sender` is the task that sends; `status` its counters.
+//!
+//! Exactly once: sequence numbers are dense per session; the contract
+//! accepts a batch only at the number it expects next, and the sender asks
+//! for that number before every send, so events confirmed before a crash
+//! are marked done instead of sent again, and a duplicate send reverts.
+
+pub mod anvil;
+pub mod backend;
+pub mod client;
+pub mod contract;
+pub mod embedded;
+pub mod event;
+pub mod inspect;
+pub mod journal;
+pub mod record;
+pub mod rpc;
+pub mod sender;
+pub mod status;
+pub mod wallet;
+
+pub use backend::{Backend, ChainError};
+pub use event::{EventBody, GameEvent, Metric};
+pub use status::ChainSnapshot;
+
+use crate::workers::{Capability, Priority, TaskHandle, TaskSpec, WorkerPool};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Which chain records the events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainBackend {
+    /// An in-process EVM persisted in the data directory.
+    #[default]
+    Embedded,
+    /// A JSON-RPC node at `chain.rpc_url`.
+    Rpc,
+    /// No recording.
+    Off,
+}
+
+impl ChainBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChainBackend::Embedded => "embedded",
+            ChainBackend::Rpc => "rpc",
+            ChainBackend::Off => "off",
+        }
+    }
+}
+
+/// The `[chain]` section of the config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainConfig {
+    /// embedded, rpc or off.
+    pub backend: ChainBackend,
+    /// The node for `backend = "rpc"`.
+    pub rpc_url: String,
+    /// Journal and embedded chain live here; empty = the platform's data directory.
+    pub data_dir: String,
+    /// Use the contract at this address; empty = deploy one on first use.
+    pub contract: String,
+    /// Refuse a node with another chain id; 0 = accept any.
+    pub chain_id: u64,
+    /// The environment variable holding the RPC signing key.
+    pub key_env: String,
+    /// A batch is sent when it holds this many events...
+    pub batch_events: usize,
+    /// ...or this many packed bytes...
+    pub batch_bytes: usize,
+    /// ...or its oldest event waited this long (milliseconds).
+    pub batch_ms: u64,
+    /// Blocks a batch needs on top before it counts as confirmed (1 = mined).
+    pub confirmations: u64,
+    /// Longest wait for one node call, milliseconds.
+    pub timeout_ms: u64,
+    /// Longest wait for a batch to be confirmed, milliseconds.
+    pub confirm_timeout_ms: u64,
+    /// At exit, keep sending pending events for up to this long (milliseconds).
+    pub flush_on_exit_ms: u64,
+    /// A key handed over in code (benchmarks, tests); never read from a
+    /// file or a flag, never printed.
+    #[serde(skip)]
+    pub signing_key: Option<SecretKey>,
+}
+
+/// A private key that does not show in `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(pub String);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(<hidden>)")
+    }
+}
+
+impl Default for ChainConfig {
+    fn default() -> Self {
+        Self {
+            backend: ChainBackend::Embedded,
+            rpc_url: "http://127.0.0.1:8545".into(),
+            data_dir: String::new(),
+            contract: String::new(),
+            chain_id: 0,
+            key_env: "PARTICLE_FORGE_PRIVATE_KEY".into(),
+            batch_events: 500,
+            batch_bytes: 16 << 10,
+            batch_ms: 1000,
+            confirmations: 1,
+            timeout_ms: 5000,
+            confirm_timeout_ms: 30_000,
+            flush_on_exit_ms: 3000,
+            signing_key: None,
+        }
+    }
+}
+
+impl ChainConfig {
+    /// Checks ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=event::MAX_BATCH_EVENTS).contains(&self.batch_events) {
+            return Err(format!(
+                "chain.batch_events must be between 1 and 65535, got {}",
+                self.batch_events
+            ));
+        }
+        if !(64..=100_000).contains(&self.batch_bytes) {
+            return Err(format!(
+                "chain.batch_bytes must be between 64 and 100000, got {}",
+                self.batch_bytes
+            ));
+        }
+        if !(1..=64).contains(&self.confirmations) {
+            return Err(format!(
+                "chain.confirmations must be between 1 and 64, got {}",
+                self.confirmations
+            ));
+        }
+        if self.timeout_ms == 0 || self.confirm_timeout_ms == 0 {
+            return Err("chain.timeout_ms and chain.confirm_timeout_ms must be above 0".into());
+        }
+        if !self.contract.is_empty() && self.contract.parse::<alloy::primitives::Address>().is_err()
+        {
+            return Err(format!(
+                "chain.contract {:?} is not an address (0x and 40 hex digits); fix it or leave it empty to deploy one",
+                self.contract
+            ));
+        }
+        if self.backend == ChainBackend::Rpc {
+            let url: Result<alloy::transports::http::reqwest::Url, _> = self.rpc_url.parse();
+            match url {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => {
+                    return Err(format!(
+                        "chain.rpc_url {:?} is not an http:// URL; give one like http://127.0.0.1:8545",
+                        self.rpc_url
+                    ));
+                }
+            }
+        }
+        if self.key_env.is_empty() {
+            return Err("chain.key_env must name an environment variable".into());
+        }
+        Ok(())
+    }
+
+    /// The data directory: the configured one, else the platform's.
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.data_dir.is_empty() {
+            return PathBuf::from(&self.data_dir);
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("particle-forge")
+    }
+
+    fn client_settings(&self, dir: &Path) -> client::ClientSettings {
+        client::ClientSettings {
+            contract: self.contract.parse().ok(),
+            chain_id: (self.chain_id != 0).then_some(self.chain_id),
+            confirmations: self.confirmations,
+            data_dir: Some(dir.to_path_buf()),
+        }
+    }
+
+    fn sender_settings(&self) -> sender::SenderSettings {
+        sender::SenderSettings {
+            rule: journal::BatchRule {
+                max_events: self.batch_events,
+                max_bytes: self.batch_bytes,
+                max_wait: Duration::from_millis(self.batch_ms),
+            },
+            confirm_timeout: Duration::from_millis(self.confirm_timeout_ms),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The contract client for the configured chain. `read_only` opens the
+/// embedded chain without writing (for `chain history`) and lets the RPC
+/// backend do without a key. Warnings (a cut tail) come back with it.
+pub fn open_client(
+    config: &ChainConfig,
+    read_only: bool,
+) -> Result<(client::EventLog, Option<String>), String> {
+    let dir = config.data_dir();
+    let settings = config.client_settings(&dir);
+    match config.backend {
+        ChainBackend::Off => {
+            Err("the chain is off (--chain off); pick --chain embedded or --chain rpc".into())
+        }
+        ChainBackend::Embedded => {
+            let (chain, warning) = if read_only {
+                (embedded::EmbeddedChain::open_read_only(&dir)?, None)
+            } else {
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    format!(
+                        "cannot create the data directory {} ({e}); pick another with --data-dir",
+                        dir.display()
+                    )
+                })?;
+                embedded::EmbeddedChain::open(&dir)?
+            };
+            let log =
+                client::EventLog::new(Box::new(chain), wallet::Wallet::embedded_dev(), settings);
+            Ok((log, warning))
+        }
+        ChainBackend::Rpc => {
+            let rpc =
+                rpc::RpcChain::new(&config.rpc_url, Duration::from_millis(config.timeout_ms))?;
+            let from_env = std::env::var(&config.key_env);
+            let wallet = match (&config.signing_key, from_env) {
+                (Some(key), _) => wallet::Wallet::from_hex(&key.0, "the signing key")?,
+                (None, Ok(key)) => wallet::Wallet::from_hex(&key, &config.key_env)?,
+                (None, Err(_)) if read_only => wallet::Wallet::embedded_dev(),
+                (None, Err(_)) => {
+                    return Err(format!(
+                        "set the environment variable {} to the hex private key of the account that pays for gas (keys are never taken from the command line)",
+                        config.key_env
+                    ));
+                }
+            };
+            Ok((client::EventLog::new(Box::new(rpc), wallet, settings), None))
+        }
+    }
+}
+
+/// The game's side of recording: one session, its journal and its sender.
+pub struct Recorder {
+    shared: Arc<sender::Shared>,
+    pool: Arc<WorkerPool>,
+    session: u64,
+    backend: ChainBackend,
+    location: String,
+    recovered: u64,
+    sender: Option<TaskHandle<()>>,
+    flush_on_exit: Duration,
+}
+
+impl Recorder {
+    /// Opens the journal (the only failure that stops recording: without it
+    /// nothing could be kept) and starts the sender on a Blockchain worker.
+    /// Chain problems (no node, a bad key) do not fail here: they show in
+    /// the status and the events wait in the journal. Returns the warnings
+    /// to log.
+    pub fn start(
+        config: &ChainConfig,
+        pool: Arc<WorkerPool>,
+    ) -> Result<(Self, Vec<String>), String> {
+        let dir = config.data_dir();
+        let opened = journal::Journal::open(&dir)?;
+        let mut warnings: Vec<String> = opened.warning.into_iter().collect();
+        let recovered = opened.recovered as u64;
+        let shared = Arc::new(sender::Shared::new(opened.journal));
+        let (client, location) = match open_client(config, false) {
+            Ok((client, warning)) => {
+                warnings.extend(warning);
+                let location = client.describe();
+                (Some(client), location)
+            }
+            Err(e) => {
+                shared.status.fail(&e);
+                (None, config.rpc_url.clone())
+            }
+        };
+        let sender = client.map(|client| {
+            let shared = shared.clone();
+            let settings = config.sender_settings();
+            pool.spawn(
+                TaskSpec::new("chain.sender", Capability::Blockchain)
+                    .priority(Priority::Background),
+                move || sender::run(&shared, client, settings),
+            )
+        });
+        Ok((
+            Self {
+                shared,
+                pool,
+                session: new_session_id(),
+                backend: config.backend,
+                location,
+                recovered,
+                sender,
+                flush_on_exit: Duration::from_millis(config.flush_on_exit_ms),
+            },
+            warnings,
+        ))
+    }
+
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// Hands events over: they are in the journal (written, synced per
+    /// batch) when this returns. Runs on a Blockchain worker.
+    pub fn record(&self, events: &[GameEvent]) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let shared = &self.shared;
+        let session = self.session;
+        self.pool
+            .install(Capability::Blockchain, Priority::FrameCritical, || {
+                shared.journal().append(session, events)
+            })
+            .map_err(|e| {
+                format!("cannot write the event journal ({e}); events of this frame are lost")
+            })?;
+        self.shared.status.recorded(events.len() as u64);
+        self.shared.nudge();
+        Ok(())
+    }
+
+    /// Sends what is pending now instead of waiting for a full batch.
+    pub fn flush(&self) {
+        self.shared.flush.store(true, Ordering::Release);
+        self.shared.nudge();
+    }
+
+    pub fn snapshot(&self) -> ChainSnapshot {
+        let pending = self.shared.journal().pending() as u64;
+        self.shared
+            .status
+            .snapshot(self.backend.name(), &self.location, pending, self.recovered)
+    }
+
+    /// Stops the sender after it sent what is pending (or after the exit
+    /// flush time), and returns the final status.
+    pub fn finish(mut self) -> ChainSnapshot {
+        self.stop();
+        self.snapshot()
+    }
+
+    fn stop(&mut self) {
+        *self
+            .shared
+            .flush_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + self.flush_on_exit);
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.nudge();
+        if let Some(handle) = self.sender.take()
+            && let Err(e) = handle.join()
+        {
+            self.shared
+                .status
+                .fail(&format!("the chain sender failed ({e})"));
+        }
+        let _ = self.shared.journal().sync();
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A session id no earlier run used: the clock and the process, mixed
+/// (53 bits, so JSON readers that use doubles keep it exact).
+fn new_session_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut z = nanos ^ ((std::process::id() as u64) << 32);
+    // splitmix64's finaliser.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 11) | 1
+}

@@ -1,0 +1,320 @@
+//! Append-only record files: the framing the journal and the embedded
+//! chain's block log share.
+//!
+//! A file is an 8-byte magic, then records `[len: u32 LE][crc32: u32 LE]
+//! [body]`. A crash can leave the last record half written, and a bad disk
+//! can flip bits anywhere; reading stops at the first record whose length
+//! runs past the end or whose CRC does not match, and the file is cut there
+//! (with a warning naming what was lost), so appending resumes on a clean
+//! edge. Nothing is cut silently.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Longest record body accepted; anything longer is corruption.
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// An open record file, positioned at its end.
+pub struct RecordFile {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// What opening a record file found.
+pub struct Opened {
+    pub file: RecordFile,
+    /// Every intact record's body, in order.
+    pub records: Vec<Vec<u8>>,
+    /// A sentence for the log when a tail was cut or the file set aside.
+    pub warning: Option<String>,
+}
+
+impl RecordFile {
+    /// Opens (or creates) the file and reads every intact record. A file
+    /// that does not start with `magic` is renamed aside, never deleted.
+    pub fn open(path: &Path, magic: &[u8; 8]) -> io::Result<Opened> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let mut warning = None;
+        if !bytes.is_empty() && (bytes.len() < 8 || &bytes[..8] != magic) {
+            drop(file);
+            let aside = path.with_extension(format!("unreadable-{}", now_secs()));
+            std::fs::rename(path, &aside)?;
+            warning = Some(format!(
+                "{} is not a Particle Forge file of this kind; moved it to {} and started a new one",
+                path.display(),
+                aside.display()
+            ));
+            file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)?;
+            bytes.clear();
+        }
+        if bytes.is_empty() {
+            file.write_all(magic)?;
+            file.sync_all()?;
+            sync_dir(path)?;
+            bytes.extend_from_slice(magic);
+        }
+        let (records, good) = parse(&bytes[8..]);
+        let good = 8 + good as u64;
+        if good < bytes.len() as u64 {
+            let cut = bytes.len() as u64 - good;
+            file.set_len(good)?;
+            file.sync_all()?;
+            let w = format!(
+                "{}: cut a torn or corrupt tail of {cut} bytes at offset {good} ({} intact records kept)",
+                path.display(),
+                records.len()
+            );
+            warning = Some(match warning {
+                Some(first) => format!("{first}; {w}"),
+                None => w,
+            });
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(Opened {
+            file: RecordFile {
+                path: path.to_path_buf(),
+                file,
+                len: good,
+            },
+            records,
+            warning,
+        })
+    }
+
+    /// The intact records of a file some other process may be appending
+    /// to: nothing is cut, created or moved. A missing file has none.
+    pub fn read_only(path: &Path, magic: &[u8; 8]) -> io::Result<Vec<Vec<u8>>> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if bytes.len() < 8 || &bytes[..8] != magic {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a Particle Forge file of this kind",
+            ));
+        }
+        Ok(parse(&bytes[8..]).0)
+    }
+
+    /// Appends records with one write (not yet synced).
+    pub fn append<'a>(&mut self, bodies: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for body in bodies {
+            frame(body, &mut buf);
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&buf) {
+            // Leave no half record behind for the next append to bury.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes the file's data to the disk.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// A second handle on the same file, to sync without holding a lock.
+    pub fn sync_handle(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= 8
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Replaces the file with one holding just `bodies`: written beside it,
+    /// synced, then renamed over it, so a crash leaves one or the other.
+    pub fn rewrite<'a>(
+        &mut self,
+        magic: &[u8; 8],
+        bodies: impl IntoIterator<Item = &'a [u8]>,
+    ) -> io::Result<()> {
+        let tmp = self.path.with_extension("rewrite");
+        let mut buf = magic.to_vec();
+        for body in bodies {
+            frame(body, &mut buf);
+        }
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        sync_dir(&self.path)?;
+        self.file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
+        self.len = buf.len() as u64;
+        Ok(())
+    }
+}
+
+fn frame(body: &[u8], out: &mut Vec<u8>) {
+    assert!(body.len() <= MAX_RECORD, "record body over 16 MiB");
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+}
+
+/// The intact records at the start of `bytes` and how many bytes they span.
+fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while bytes.len() - at >= 8 {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        if len > MAX_RECORD || bytes.len() - at - 8 < len {
+            break;
+        }
+        let body = &bytes[at + 8..at + 8 + len];
+        if crc32fast::hash(body) != crc {
+            break;
+        }
+        records.push(body.to_vec());
+        at += 8 + len;
+    }
+    (records, at)
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAGIC: &[u8; 8] = b"PFTEST01";
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pf-record-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("file.log")
+    }
+
+    #[test]
+    fn records_survive_reopening() {
+        let path = temp("reopen");
+        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        assert!(opened.records.is_empty() && opened.warning.is_none());
+        opened.file.append([&b"one"[..], b"two"]).unwrap();
+        opened.file.append([&b""[..]]).unwrap();
+        opened.file.sync().unwrap();
+        drop(opened);
+        let again = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(
+            again.records,
+            vec![b"one".to_vec(), b"two".to_vec(), vec![]]
+        );
+        assert!(again.warning.is_none());
+    }
+
+    #[test]
+    fn a_torn_or_flipped_tail_is_cut_with_a_warning() {
+        let path = temp("torn");
+        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        opened.file.append([&b"keep me"[..], b"and me"]).unwrap();
+        let good_len = opened.file.len();
+        opened.file.append([&b"torn record"[..]]).unwrap();
+        drop(opened);
+        // Tear the last record: half of it reached the disk.
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let again = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(again.records.len(), 2);
+        assert!(
+            again
+                .warning
+                .as_deref()
+                .unwrap()
+                .contains("cut a torn or corrupt tail")
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        drop(again);
+        // Flip a bit in the second record: it and everything after go.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut again = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(again.records, vec![b"keep me".to_vec()]);
+        // Appending resumes on the clean edge.
+        again.file.append([&b"after"[..]]).unwrap();
+        drop(again);
+        let last = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(last.records, vec![b"keep me".to_vec(), b"after".to_vec()]);
+        assert!(last.warning.is_none());
+    }
+
+    #[test]
+    fn a_foreign_file_is_set_aside_not_deleted() {
+        let path = temp("foreign");
+        std::fs::write(&path, b"hello, not a journal").unwrap();
+        let opened = RecordFile::open(&path, MAGIC).unwrap();
+        assert!(opened.records.is_empty());
+        assert!(opened.warning.unwrap().contains("moved it to"));
+        let dir = path.parent().unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(
+            std::fs::read(aside[0].path()).unwrap(),
+            b"hello, not a journal"
+        );
+    }
+
+    #[test]
+    fn rewrite_keeps_only_what_it_is_given() {
+        let path = temp("rewrite");
+        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        opened.file.append([&b"a"[..], b"b", b"c"]).unwrap();
+        opened.file.rewrite(MAGIC, [&b"c"[..]]).unwrap();
+        opened.file.append([&b"d"[..]]).unwrap();
+        drop(opened);
+        let again = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(again.records, vec![b"c".to_vec(), b"d".to_vec()]);
+    }
+}

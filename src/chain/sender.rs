@@ -1,0 +1,185 @@
+//! The sender: the one task that talks to the chain. It owns the client
+//! (and so the nonce), takes the oldest ready batch from the journal,
+//! makes the journal durable, sends, waits for confirmations and only then
+//! marks the batch done. Every failure is a line in the status and a retry
+//! with backoff; events stay pending in the journal meanwhile.
+
+use super::backend::ChainError;
+use super::client::EventLog;
+use super::journal::{Batch, BatchRule, Journal};
+use super::status::ChainStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the game side and the sender share.
+pub struct Shared {
+    pub journal: Mutex<Journal>,
+    pub status: ChainStatus,
+    /// Set to end the sender (after flushing, until `flush_deadline`).
+    pub stop: AtomicBool,
+    /// Send what is pending now, whatever the batch rule says.
+    pub flush: AtomicBool,
+    pub flush_deadline: Mutex<Option<Instant>>,
+    wake: Condvar,
+    woken: Mutex<bool>,
+}
+
+impl Shared {
+    pub fn new(journal: Journal) -> Self {
+        Self {
+            journal: Mutex::new(journal),
+            status: ChainStatus::default(),
+            stop: AtomicBool::new(false),
+            flush: AtomicBool::new(false),
+            flush_deadline: Mutex::new(None),
+            wake: Condvar::new(),
+            woken: Mutex::new(false),
+        }
+    }
+
+    pub fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the sender (new events, a flush, a stop).
+    pub fn nudge(&self) {
+        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Sleeps up to `d`, or until nudged.
+    fn doze(&self, d: Duration) {
+        let guard = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut guard, _) = self
+            .wake
+            .wait_timeout_while(guard, d, |woken| !*woken)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard = false;
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// The sender's timing.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderSettings {
+    pub rule: BatchRule,
+    /// How long one batch may take to be mined and confirmed.
+    pub confirm_timeout: Duration,
+    /// First and longest pause between retries.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Runs until `shared.stop` is set and either nothing is pending or the
+/// flush deadline passed.
+pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) {
+    let mut backoff = settings.retry_min;
+    loop {
+        // While stopping, every pause ends at the flush deadline.
+        let mut cap = Duration::MAX;
+        if shared.stopping() {
+            let deadline = *shared
+                .flush_deadline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let left = deadline.map_or(Duration::ZERO, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() || shared.journal().pending() == 0 {
+                return;
+            }
+            cap = left;
+        }
+        match step(shared, &mut log, &settings) {
+            Ok(Progress::Sent) => backoff = settings.retry_min,
+            Ok(Progress::Idle) => shared.doze(
+                settings
+                    .rule
+                    .max_wait
+                    .min(Duration::from_millis(100))
+                    .min(cap),
+            ),
+            Err(e) => {
+                shared.status.fail(&e.to_string());
+                shared.doze(backoff.min(cap));
+                backoff = (backoff * 2).min(settings.retry_max);
+            }
+        }
+    }
+}
+
+enum Progress {
+    Sent,
+    Idle,
+}
+
+fn step(
+    shared: &Shared,
+    log: &mut EventLog,
+    settings: &SenderSettings,
+) -> Result<Progress, ChainError> {
+    let address = log.prepare()?;
+    shared.status.set_contract(&address.to_string());
+    let flush = shared.flush.load(Ordering::Acquire) || shared.stopping();
+    let batch = shared.journal().next_batch(&settings.rule, flush);
+    let Some(batch) = batch else {
+        return Ok(Progress::Idle);
+    };
+    // Resync with the chain: a batch confirmed just before a crash (or a
+    // retry that was mined after all) is already there.
+    let expected = log.expected_seq(batch.session)?;
+    if expected > batch.first_seq {
+        let upto = expected.min(batch.end_seq()).max(batch.first_seq);
+        mark_done(shared, &batch, upto, 0)?;
+        return Ok(Progress::Sent);
+    }
+    if expected < batch.first_seq {
+        return Err(ChainError::Misconfigured(format!(
+            "the chain has session {}'s events only up to {expected}, but the journal confirmed them up to {}; the contract was replaced or the chain reset",
+            batch.session, batch.first_seq
+        )));
+    }
+    // Durable before it is on chain.
+    let handle = shared.journal().sync_handle();
+    handle
+        .and_then(|f| f.sync_data())
+        .map_err(|e| ChainError::Other(format!("cannot sync the event journal ({e})")))?;
+    let hash = log.submit(&batch)?;
+    shared
+        .status
+        .sent(batch.events.len() as u64, &hash.to_string());
+    match log.wait_confirmed(hash, settings.confirm_timeout)? {
+        Some(r) if r.success => {
+            mark_done(shared, &batch, batch.end_seq(), r.gas_used)?;
+            Ok(Progress::Sent)
+        }
+        Some(r) => Err(ChainError::Rejected(format!(
+            "batch {}..{} of session {} reverted: {}",
+            batch.first_seq,
+            batch.end_seq(),
+            batch.session,
+            r.revert
+                .map(|o| super::contract::describe_revert(&o))
+                .unwrap_or_else(|| "the contract refused it".into())
+        ))),
+        None => Err(ChainError::Unreachable(format!(
+            "the batch's transaction {hash} was not confirmed within {:.0} s; it will be checked and resent",
+            settings.confirm_timeout.as_secs_f32()
+        ))),
+    }
+}
+
+fn mark_done(shared: &Shared, batch: &Batch, upto: u64, gas: u64) -> Result<(), ChainError> {
+    shared
+        .journal()
+        .mark_done(batch.session, upto)
+        .map_err(|e| ChainError::Other(format!("cannot write the event journal ({e})")))?;
+    shared
+        .status
+        .confirmed(upto - batch.first_seq, if gas > 0 { 1 } else { 0 }, gas);
+    Ok(())
+}

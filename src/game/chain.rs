@@ -1,0 +1,195 @@
+//! The Blockchain set: turns what happened in a frame into game events
+//! (explosions, particle-count and collision records) and hands them to the
+//! recorder, which journals them on a Blockchain worker and sends them from
+//! there (see `crate::chain`). A session starts with the game and ends on
+//! exit with a score.
+
+use super::{GameSet, Sandbox};
+use crate::chain::{ChainBackend, ChainSnapshot, EventBody, GameEvent, Metric, Recorder};
+use crate::workers::WorkerPool;
+use bevy::prelude::*;
+use std::sync::Arc;
+
+/// A new record must beat the old one by this factor to be an event.
+const RECORD_STEP: f64 = 1.25;
+
+/// The recorder and the session's running tallies.
+#[derive(Resource)]
+pub struct ChainRecorder {
+    recorder: Option<Recorder>,
+    backend: ChainBackend,
+    /// Why recording is off although the config asks for it.
+    pub error: Option<String>,
+    best_particles: u64,
+    best_contacts: u64,
+    /// The session's score: particles pushed by explosions.
+    score: u64,
+    ended: Option<ChainSnapshot>,
+}
+
+impl ChainRecorder {
+    /// Starts recording (unless the config says off) and records the
+    /// session's start. Problems are logged, never fatal: the game runs on.
+    pub fn start(config: &super::Config, pool: Arc<WorkerPool>, initial: usize) -> Self {
+        let backend = config.chain.backend;
+        let mut this = Self {
+            recorder: None,
+            backend,
+            error: None,
+            best_particles: initial as u64,
+            best_contacts: 0,
+            score: 0,
+            ended: None,
+        };
+        if backend == ChainBackend::Off {
+            return this;
+        }
+        let _tag = crate::memory::enter(crate::memory::Component::Chain);
+        match Recorder::start(&config.chain, pool) {
+            Ok((recorder, warnings)) => {
+                for w in warnings {
+                    warn!("chain: {w}");
+                }
+                let hash = alloy::primitives::keccak256(config.to_toml().as_bytes());
+                let start = GameEvent::new(
+                    0,
+                    EventBody::SessionStart {
+                        seed: config.world.seed,
+                        config_hash: u64::from_be_bytes(hash[..8].try_into().unwrap_or_default()),
+                    },
+                );
+                if let Err(e) = recorder.record(&[start]) {
+                    error!("chain: {e}");
+                }
+                info!(
+                    "chain: recording session {} ({})",
+                    recorder.session(),
+                    config.chain.backend.name()
+                );
+                this.recorder = Some(recorder);
+            }
+            Err(e) => {
+                error!("chain: recording is off for this run: {e}");
+                this.error = Some(e);
+            }
+        }
+        this
+    }
+
+    pub fn session(&self) -> Option<u64> {
+        self.recorder.as_ref().map(|r| r.session())
+    }
+
+    /// The recorder's status now (or at the session's end).
+    pub fn snapshot(&self) -> ChainSnapshot {
+        if let Some(done) = &self.ended {
+            return done.clone();
+        }
+        match &self.recorder {
+            Some(r) => r.snapshot(),
+            None => ChainSnapshot {
+                backend: self.backend.name().to_string(),
+                last_error: self.error.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Records the session's end, sends what is pending (up to the exit
+    /// flush time) and stops the sender. Idempotent.
+    pub fn end_session(&mut self, frame: u64) -> ChainSnapshot {
+        if let Some(recorder) = self.recorder.take() {
+            let _tag = crate::memory::enter(crate::memory::Component::Chain);
+            let end = GameEvent::new(
+                frame,
+                EventBody::SessionEnd {
+                    frames: frame,
+                    score: self.score,
+                },
+            );
+            if let Err(e) = recorder.record(&[end]) {
+                error!("chain: {e}");
+            }
+            recorder.flush();
+            self.ended = Some(recorder.finish());
+        }
+        self.snapshot()
+    }
+
+    /// This frame's events from the sandbox's tallies.
+    fn collect(&mut self, sandbox: &mut Sandbox) -> Vec<GameEvent> {
+        let frame = sandbox.frame;
+        let mut events: Vec<GameEvent> = sandbox
+            .blasts
+            .drain(..)
+            .map(|b| {
+                self.score += b.hit;
+                GameEvent::new(
+                    b.frame,
+                    EventBody::Explosion {
+                        x: b.x.max(0.0) as u32,
+                        y: b.y.max(0.0) as u32,
+                        hit: b.hit,
+                    },
+                )
+            })
+            .collect();
+        let alive = sandbox.store.len() as u64;
+        if alive as f64 >= self.best_particles as f64 * RECORD_STEP && alive >= 1000 {
+            self.best_particles = alive;
+            events.push(GameEvent::new(
+                frame,
+                EventBody::Milestone {
+                    metric: Metric::Particles,
+                    value: alive,
+                },
+            ));
+        }
+        let contacts = sandbox.last_step.contacts;
+        if contacts as f64 >= self.best_contacts as f64 * RECORD_STEP && contacts >= 1000 {
+            self.best_contacts = contacts;
+            events.push(GameEvent::new(
+                frame,
+                EventBody::Milestone {
+                    metric: Metric::Collisions,
+                    value: contacts,
+                },
+            ));
+        }
+        events
+    }
+}
+
+/// Adds the Blockchain set's systems.
+pub struct ChainPlugin;
+
+impl Plugin for ChainPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(Update, hand_over_events.in_set(GameSet::Blockchain))
+            .add_systems(Last, end_session_on_exit);
+    }
+}
+
+/// Hands the frame's events to the journal. The append runs on a
+/// Blockchain worker; the frame waits only for that write.
+fn hand_over_events(mut chain: ResMut<ChainRecorder>, mut sandbox: ResMut<Sandbox>) {
+    let events = chain.collect(&mut sandbox);
+    if events.is_empty() {
+        return;
+    }
+    if let Some(recorder) = &chain.recorder
+        && let Err(e) = recorder.record(&events)
+    {
+        error!("chain: {e}");
+    }
+}
+
+fn end_session_on_exit(
+    mut exits: MessageReader<AppExit>,
+    mut chain: ResMut<ChainRecorder>,
+    sandbox: Res<Sandbox>,
+) {
+    if exits.read().next().is_some() {
+        chain.end_session(sandbox.frame);
+    }
+}

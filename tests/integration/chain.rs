@@ -1,0 +1,407 @@
+//! Event recording against real parts: a real anvil node (installed by
+//! scripts/test from npm), real journal files, the real game binary killed
+//! with SIGKILL, and the embedded EVM persisted across runs.
+
+use crate::{game, run, scratch_dir};
+use particle_forge::chain::{
+    ChainBackend, ChainConfig, EventBody, GameEvent, Metric, Recorder, SecretKey, anvil::Anvil,
+    anvil::DEV_KEY, open_client,
+};
+use particle_forge::workers::WorkerPool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn rpc_config(url: &str, dir: &std::path::Path) -> ChainConfig {
+    ChainConfig {
+        backend: ChainBackend::Rpc,
+        rpc_url: url.to_string(),
+        data_dir: dir.to_string_lossy().into_owned(),
+        signing_key: Some(SecretKey(DEV_KEY.into())),
+        batch_ms: 20,
+        timeout_ms: 2000,
+        ..ChainConfig::default()
+    }
+}
+
+/// A varied stream: every kind, frames rising.
+fn stream(n: u64, offset: u64) -> Vec<GameEvent> {
+    (offset..offset + n)
+        .map(|i| {
+            let body = match i % 7 {
+                0 => EventBody::Milestone {
+                    metric: if i % 2 == 0 {
+                        Metric::Particles
+                    } else {
+                        Metric::Collisions
+                    },
+                    value: i * 13,
+                },
+                1 => EventBody::SessionStart {
+                    seed: i,
+                    config_hash: i ^ 0xabcdef,
+                },
+                2 => EventBody::SessionEnd {
+                    frames: i,
+                    score: i * 3,
+                },
+                _ => EventBody::Explosion {
+                    x: (i * 31 % 1280) as u32,
+                    y: (i * 17 % 720) as u32,
+                    hit: i % 300,
+                },
+            };
+            GameEvent::new(i * 2, body)
+        })
+        .collect()
+}
+
+fn wait_confirmed(recorder: &Recorder, n: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = recorder.snapshot();
+        if s.confirmed >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} confirmed; last error: {:?}",
+            s.confirmed,
+            s.last_error
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// (seq → event) of one session, read back from the chain's logs; fails
+/// on a sequence number seen twice.
+fn on_chain(config: &ChainConfig, session: u64) -> BTreeMap<u64, GameEvent> {
+    let (mut log, _) = open_client(config, true).unwrap();
+    let mut seen = BTreeMap::new();
+    for batch in log.history(Some(session)).unwrap() {
+        assert_eq!(batch.session, session);
+        for (i, e) in batch.events.into_iter().enumerate() {
+            let seq = batch.first_seq + i as u64;
+            assert!(seen.insert(seq, e).is_none(), "event {seq} recorded twice");
+        }
+    }
+    seen
+}
+
+#[test]
+fn ten_thousand_events_round_trip_through_anvil() {
+    let node = Anvil::start(None, None).unwrap();
+    let dir = scratch_dir("chain-10k");
+    let config = rpc_config(&node.url, &dir);
+    let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+    let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let events = stream(10_000, 0);
+    for frame in events.chunks(100) {
+        recorder.record(frame).unwrap();
+    }
+    recorder.flush();
+    wait_confirmed(&recorder, 10_000, Duration::from_secs(120));
+    let session = recorder.session();
+    let status = recorder.finish();
+    assert_eq!(status.pending, 0);
+    assert!(
+        status.batches >= 20,
+        "{} batches of at most 500",
+        status.batches
+    );
+    assert!(
+        status.gas_per_event > 0.0 && status.gas_per_event < 2000.0,
+        "{status:?}"
+    );
+    let back = on_chain(&config, session);
+    let seqs: Vec<u64> = back.keys().copied().collect();
+    assert_eq!(seqs, (0..10_000).collect::<Vec<_>>());
+    assert_eq!(back.into_values().collect::<Vec<_>>(), events);
+}
+
+#[test]
+fn anvil_killed_mid_stream_and_restarted_from_its_state_records_each_event_once() {
+    let dir = scratch_dir("chain-anvil-restart");
+    let state = dir.join("anvil-state.json");
+    let node = Anvil::start(None, Some(&state)).unwrap();
+    let port = node.port;
+    let mut config = rpc_config(&node.url, &dir.join("data"));
+    config.batch_events = 50;
+    let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+    let (recorder, _) = Recorder::start(&config, pool).unwrap();
+    let events = stream(3000, 0);
+    // A first third, partly confirmed when the node goes down.
+    for frame in events[..1000].chunks(10) {
+        recorder.record(frame).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    wait_confirmed(&recorder, 200, Duration::from_secs(60));
+    node.stop();
+    // The game keeps handing events over while the node is down.
+    for frame in events[1000..2000].chunks(10) {
+        recorder.record(frame).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let down = recorder.snapshot();
+    assert!(down.pending > 0, "events wait in the journal: {down:?}");
+    assert!(down.last_error.is_some(), "the outage shows: {down:?}");
+    let node = Anvil::start(Some(port), Some(&state)).unwrap();
+    for frame in events[2000..].chunks(10) {
+        recorder.record(frame).unwrap();
+    }
+    recorder.flush();
+    wait_confirmed(&recorder, 3000, Duration::from_secs(120));
+    let session = recorder.session();
+    let status = recorder.finish();
+    assert_eq!(status.pending, 0, "{status:?}");
+    let back = on_chain(&config, session);
+    assert_eq!(
+        back.keys().copied().collect::<Vec<_>>(),
+        (0..3000).collect::<Vec<_>>()
+    );
+    assert_eq!(back.into_values().collect::<Vec<_>>(), events);
+    drop(node);
+}
+
+#[test]
+fn a_game_killed_mid_batch_resends_on_restart_and_records_each_event_once() {
+    let node = Anvil::start(None, None).unwrap();
+    let dir = scratch_dir("chain-kill9");
+    let data = dir.to_string_lossy().into_owned();
+    let config = rpc_config(&node.url, &dir);
+    let flags = |frames: &str| {
+        let mut cmd = game();
+        cmd.env("PARTICLE_FORGE_PRIVATE_KEY", DEV_KEY).args([
+            "--headless",
+            "--autoplay",
+            "--particles",
+            "2000",
+            "--frames",
+            frames,
+            "--rpc-url",
+            &node.url,
+            "--data-dir",
+            &data,
+            "--set",
+            "chain.batch_events=4",
+            "--set",
+            "chain.batch_ms=5",
+        ]);
+        cmd
+    };
+    // Run "forever"; kill -9 once batches are landing.
+    let mut child = flags("1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let session = loop {
+        let (mut log, _) = open_client(&config, true).unwrap();
+        let batches = log.history(None).unwrap_or_default();
+        if batches.iter().map(|b| b.events.len()).sum::<usize>() >= 40 {
+            break batches[0].session;
+        }
+        assert!(Instant::now() < deadline, "no batches landed in 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "the game exited early");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // What the killed game had journaled for its session.
+    let (code, stdout, stderr) =
+        run(game().args(["chain", "status", "--json", "--data-dir", &data]));
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let recorded = status["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["session"].as_u64() == Some(session))
+        .expect("the killed session is in the journal")["recorded"]
+        .as_u64()
+        .unwrap();
+    assert!(recorded >= 40);
+
+    // Start again: the pending events go out before the new session's.
+    let (code, stdout, stderr) = run(flags("30").arg("--json"));
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["chain"]["pending"], 0, "{summary}");
+    let back = on_chain(&config, session);
+    assert_eq!(
+        back.keys().copied().collect::<Vec<_>>(),
+        (0..recorded).collect::<Vec<_>>(),
+        "every journaled event of the killed session exactly once"
+    );
+    assert!(matches!(back[&0].body, EventBody::SessionStart { .. }));
+}
+
+#[test]
+fn the_embedded_chain_records_and_its_history_survives_a_restart() {
+    let dir = scratch_dir("chain-embedded");
+    let data = dir.to_string_lossy().into_owned();
+    let headless = || {
+        run(game().args([
+            "--headless",
+            "--autoplay",
+            "--particles",
+            "3000",
+            "--frames",
+            "240",
+            "--json",
+            "--data-dir",
+            &data,
+        ]))
+    };
+    let (code, stdout, stderr) = headless();
+    assert_eq!(code, 0, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let chain = &first["chain"];
+    assert_eq!(chain["backend"], "embedded");
+    let recorded = chain["recorded"].as_u64().unwrap();
+    assert!(recorded >= 3, "start, explosions, end: {chain}");
+    assert_eq!(chain["confirmed"].as_u64(), Some(recorded), "{chain}");
+    assert_eq!(chain["pending"], 0);
+
+    let history = || {
+        let (code, stdout, stderr) =
+            run(game().args(["chain", "history", "--json", "--data-dir", &data]));
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let once = history();
+    assert_eq!(once.len() as u64, recorded);
+    assert_eq!(once[0]["kind"], "session_start");
+    assert_eq!(once.last().unwrap()["kind"], "session_end");
+    assert!(
+        once.iter().any(|e| e["kind"] == "explosion"),
+        "autoplay explodes"
+    );
+    for (i, e) in once.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64));
+        assert!(e["frame"].is_u64() && e["session"].is_u64());
+    }
+
+    // A second run on the same data directory: the first session's
+    // history is still there, unchanged, and the second one follows.
+    let (code, _, stderr) = headless();
+    assert_eq!(code, 0, "{stderr}");
+    let twice = history();
+    assert!(
+        twice.len() as u64 >= 2 * recorded - 1,
+        "{} events",
+        twice.len()
+    );
+    assert_eq!(&twice[..once.len()], &once[..]);
+    assert_ne!(twice[once.len()]["session"], once[0]["session"]);
+}
+
+#[test]
+fn a_corrupt_journal_tail_is_cut_with_a_warning_and_its_events_still_go_out() {
+    let dir = scratch_dir("chain-corrupt");
+    let data = dir.to_string_lossy().into_owned();
+    // A journal with pending events and a torn tail, as a crash leaves it.
+    let session = {
+        let opened = particle_forge::chain::journal::Journal::open(&dir).unwrap();
+        let mut j = opened.journal;
+        j.append(77, &stream(25, 0)).unwrap();
+        77
+    };
+    let path = particle_forge::chain::journal::journal_path(&dir);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let keep = bytes.len();
+    bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (code, stdout, stderr) = run(game().args([
+        "--headless",
+        "--particles",
+        "1000",
+        "--frames",
+        "10",
+        "--json",
+        "--data-dir",
+        &data,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("cut a torn or corrupt tail of 7 bytes"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["chain"]["recovered"], 25);
+    assert_eq!(summary["chain"]["pending"], 0);
+    let config = ChainConfig {
+        data_dir: data.clone(),
+        ..ChainConfig::default()
+    };
+    let back = on_chain(&config, session);
+    assert_eq!(back.into_values().collect::<Vec<_>>(), stream(25, 0));
+    // The cut left the intact records; the run then marked them done.
+    let after = particle_forge::chain::journal::Journal::open(&dir).unwrap();
+    assert!(after.warning.is_none(), "the tail stays clean");
+    assert!(after.journal.pending_of(session).is_empty());
+    assert!(keep > 8);
+}
+
+#[test]
+fn a_dead_node_or_a_bad_key_leaves_the_game_running_and_the_events_pending() {
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        particle_forge::chain::anvil::free_port().unwrap()
+    );
+    let dir = scratch_dir("chain-dead");
+    let data = dir.to_string_lossy().into_owned();
+    let args = [
+        "--headless",
+        "--autoplay",
+        "--particles",
+        "1000",
+        "--frames",
+        "60",
+        "--json",
+        "--chain",
+        "rpc",
+        "--rpc-url",
+        &dead,
+        "--data-dir",
+        &data,
+        "--set",
+        "chain.flush_on_exit_ms=300",
+    ];
+    let (code, stdout, stderr) = run(game().env("PARTICLE_FORGE_PRIVATE_KEY", DEV_KEY).args(args));
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let chain = &summary["chain"];
+    assert!(chain["pending"].as_u64().unwrap() >= 2, "{chain}");
+    assert_eq!(chain["confirmed"], 0);
+    let error = chain["last_error"].as_str().unwrap();
+    assert!(error.contains("cannot reach the node"), "{error}");
+    assert!(stderr.contains("cannot reach the node"), "logged too");
+
+    // A malformed key: named, never echoed; events kept.
+    let (code, stdout, stderr) = run(game()
+        .env("PARTICLE_FORGE_PRIVATE_KEY", "0xnot-a-key-s3cret")
+        .args(args));
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let error = summary["chain"]["last_error"].as_str().unwrap();
+    assert!(error.contains("PARTICLE_FORGE_PRIVATE_KEY"), "{error}");
+    assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"));
+    assert!(
+        summary["chain"]["pending"].as_u64().unwrap() >= 4,
+        "both runs' events wait"
+    );
+
+    // A URL that is not one is a flag error.
+    let (code, _, stderr) =
+        run(game().args(["--headless", "--rpc-url", "nonsense", "--data-dir", &data]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not an http:// URL"), "{stderr}");
+}
