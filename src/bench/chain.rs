@@ -169,7 +169,7 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
         "rpc"
     } else if anvil::find().is_some() {
         eprintln!("bench chain: starting a local anvil");
-        let a = anvil::Anvil::start(None, None)?;
+        let a = anvil::Anvil::start_in_background(None, None)?;
         live.backend = ChainBackend::Rpc;
         live.rpc_url = a.url.clone();
         live.signing_key = Some(SecretKey(anvil::DEV_KEY.into()));
@@ -193,12 +193,13 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     let (particles, frames, rounds) = if quick {
         (10_000, 120, 1)
     } else {
-        (20_000, 300, 3)
+        (20_000, 300, 5)
     };
     let hung_node = HungNode::start()?;
     let dead_port = anvil::free_port().map_err(|e| e.to_string())?;
     let rpc_like = |url: &str| {
         let mut c = live.clone();
+        c.batch_ms = base.batch_ms;
         c.backend = ChainBackend::Rpc;
         c.rpc_url = url.to_string();
         c.timeout_ms = 1000;
@@ -206,6 +207,10 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
         c.signing_key = Some(SecretKey(anvil::DEV_KEY.into()));
         c
     };
+    // The game runs with the configured batching (not the throughput
+    // run's short wait).
+    let mut live_game = live.clone();
+    live_game.batch_ms = base.batch_ms;
     let off = ChainConfig {
         backend: ChainBackend::Off,
         ..live.clone()
@@ -215,7 +220,7 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     let mut p99 = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut game_events = 0;
     for round in 0..rounds {
-        for (i, c) in [&off, &live, &hung, &dead].into_iter().enumerate() {
+        for (i, c) in [&off, &live_game, &hung, &dead].into_iter().enumerate() {
             eprintln!(
                 "bench chain: frames, round {}/{rounds}, {}",
                 round + 1,

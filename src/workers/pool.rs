@@ -43,6 +43,18 @@ pub struct WorkerPool {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// I/O workers run at a lower OS priority (nice 10): on a machine with as
+/// many compute workers as cores, signing and parsing for the chain then
+/// take CPU time only when the frame's work leaves some.
+fn yield_cpu_to_compute() {
+    // SAFETY: gettid and setpriority act on this thread's scheduling
+    // attributes only; they take no pointers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 impl WorkerPool {
     /// `compute` workers (Management + Physics + Rendering) named
     /// `compute-N`, plus `io` workers (Blockchain) named `io-N`.
@@ -85,9 +97,15 @@ impl WorkerPool {
         for (index, dq) in deques.into_iter().enumerate() {
             let reg = pool.registry.clone();
             let name = specs[index].name.clone();
+            let io_only = !specs[index].capabilities.contains(Capability::Physics);
             let handle = std::thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || WorkerThread::run(reg, index, dq))
+                .spawn(move || {
+                    if io_only {
+                        yield_cpu_to_compute();
+                    }
+                    WorkerThread::run(reg, index, dq)
+                })
                 .map_err(|source| PoolError::Spawn { name, source })?;
             pool.threads.push(handle);
         }

@@ -405,3 +405,78 @@ fn a_dead_node_or_a_bad_key_leaves_the_game_running_and_the_events_pending() {
     assert_eq!(code, 2);
     assert!(stderr.contains("not an http:// URL"), "{stderr}");
 }
+
+#[test]
+fn bench_chain_quick_reports_every_figure_and_batching_saves_gas() {
+    let (v, stdout, stderr) = crate::bench_json("chain", 120);
+    crate::assert_positive(
+        &v,
+        &[
+            "events_per_s",
+            "gas_per_event",
+            "gas_vs_one_tx_per_event",
+            "frame_p99_ms_with_chain",
+            "frame_p99_ms_without_chain",
+            "frame_p99_ms_dead_node",
+        ],
+    );
+    assert_eq!(v["node"], "anvil", "scripts/test installs anvil: {stderr}");
+    assert_eq!(v["events"], 5000);
+    // Gas is counted, not timed: batching must beat one transaction per
+    // event by the factor.
+    let ratio = v["gas_vs_one_tx_per_event"].as_f64().unwrap();
+    assert!(ratio >= 30.0, "{ratio}");
+    assert!(stdout.contains("gas:"), "{stdout}");
+}
+
+#[test]
+fn a_wrong_chain_id_or_a_missing_contract_is_one_clear_error_and_events_wait() {
+    let node = Anvil::start(None, None).unwrap();
+    let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+    let cases = [
+        (
+            ChainConfig {
+                chain_id: 5,
+                ..rpc_config(&node.url, &scratch_dir("chain-wrong-id"))
+            },
+            "is chain 31337, but chain.chain_id says 5",
+        ),
+        (
+            ChainConfig {
+                contract: "0x00000000000000000000000000000000000000aa".into(),
+                ..rpc_config(&node.url, &scratch_dir("chain-no-contract"))
+            },
+            "there is no contract at 0x00000000000000000000000000000000000000AA",
+        ),
+        (
+            // A key whose account holds no ether.
+            ChainConfig {
+                signing_key: Some(SecretKey(format!("0x{}", "11".repeat(32)))),
+                ..rpc_config(&node.url, &scratch_dir("chain-no-funds"))
+            },
+            "insufficient funds",
+        ),
+    ];
+    for (config, expected) in cases {
+        let (recorder, _) = Recorder::start(&config, pool.clone()).unwrap();
+        recorder.record(&stream(3, 0)).unwrap();
+        recorder.flush();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            let s = recorder.snapshot();
+            if s.last_error.is_some() || Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let error = status.last_error.clone().unwrap_or_default();
+        assert!(
+            error.to_lowercase().contains(&expected.to_lowercase()),
+            "{error:?} lacks {expected:?}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        assert_eq!(status.pending, 3, "the events wait in the journal");
+        assert_eq!(status.confirmed, 0);
+        drop(recorder);
+    }
+}
