@@ -32,6 +32,9 @@ pub struct EventLog {
     contract: Option<Address>,
     /// The next nonce; `None` until synced, and again after any send error.
     nonce: Option<u64>,
+    /// The block the contract was deployed in (logs start there; 0 when
+    /// unknown), so reading history does not scan a public chain from genesis.
+    from_block: u64,
 }
 
 impl EventLog {
@@ -42,6 +45,7 @@ impl EventLog {
             settings,
             contract: None,
             nonce: None,
+            from_block: 0,
         }
     }
 
@@ -95,7 +99,10 @@ impl EventLog {
                 a
             }
             None => match self.remembered(id) {
-                Some(a) if !self.backend.code_at(a)?.is_empty() => a,
+                Some((a, block)) if !self.backend.code_at(a)?.is_empty() => {
+                    self.from_block = block;
+                    a
+                }
                 _ if deploy => self.deploy()?,
                 _ => return Ok(None),
             },
@@ -109,9 +116,14 @@ impl EventLog {
         Some(dir.join(format!("contract-{chain_id}.txt")))
     }
 
-    fn remembered(&self, chain_id: u64) -> Option<Address> {
+    /// The contract deployed on this chain by an earlier run: its address
+    /// and deployment block (`ADDRESS BLOCK` in the file).
+    fn remembered(&self, chain_id: u64) -> Option<(Address, u64)> {
         let text = std::fs::read_to_string(self.remembered_path(chain_id)?).ok()?;
-        text.trim().parse().ok()
+        let mut words = text.split_whitespace();
+        let address = words.next()?.parse().ok()?;
+        let block = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        Some((address, block))
     }
 
     fn deploy(&mut self) -> Result<Address, ChainError> {
@@ -142,9 +154,10 @@ impl EventLog {
         }
         let address = self.wallet.address().create(nonce);
         self.nonce = Some(nonce + 1);
+        self.from_block = receipt.block;
         if let Some(path) = self.remembered_path(self.wallet.chain_id) {
             // Losing this file only means deploying again next time.
-            let _ = std::fs::write(path, format!("{address}\n"));
+            let _ = std::fs::write(path, format!("{address} {}\n", receipt.block));
         }
         Ok(address)
     }
@@ -223,7 +236,7 @@ impl EventLog {
             Some(contract::batch_topic()),
             session.map(contract::session_topic),
         ];
-        let logs = self.backend.logs(address, topics, 0)?;
+        let logs = self.backend.logs(address, topics, self.from_block)?;
         logs.iter()
             .filter_map(contract::decode_batch)
             .map(|r| {
