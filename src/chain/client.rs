@@ -173,6 +173,13 @@ impl EventLog {
         contract::decode_next_seq(&out).map_err(ChainError::Other)
     }
 
+    /// Forgets the nonce: the next send asks the node for its pending count.
+    /// Called after any error on the way to a confirmation, since a lost or
+    /// stuck transaction leaves the local count ahead of the chain's.
+    pub fn forget_nonce(&mut self) {
+        self.nonce = None;
+    }
+
     /// Signs and sends a batch under the next nonce. After an error the
     /// nonce is resynced from the node's pending count on the next send.
     pub fn submit(&mut self, batch: &Batch) -> Result<B256, ChainError> {

@@ -104,6 +104,7 @@ pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) {
                     .min(cap),
             ),
             Err(e) => {
+                log.forget_nonce();
                 shared.status.fail(&e.to_string());
                 shared.doze(backoff.min(cap));
                 backoff = (backoff * 2).min(settings.retry_max);

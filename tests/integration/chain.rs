@@ -131,12 +131,16 @@ fn anvil_killed_mid_stream_and_restarted_from_its_state_records_each_event_once(
     let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
     let (recorder, _) = Recorder::start(&config, pool).unwrap();
     let events = stream(3000, 0);
-    // A first third, partly confirmed when the node goes down.
+    // A first third, confirmed before the node goes down.
     for frame in events[..1000].chunks(10) {
         recorder.record(frame).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
-    wait_confirmed(&recorder, 200, Duration::from_secs(60));
+    // Stop the node between two transactions: anvil's `--state` dump can
+    // keep a block's storage but not its logs when that block is mined
+    // while it shuts down (the contract then counts events whose log is
+    // gone). Everything the game hands over from here on meets a dead node.
+    wait_confirmed(&recorder, 1000, Duration::from_secs(60));
     node.stop();
     // The game keeps handing events over while the node is down.
     for frame in events[1000..2000].chunks(10) {
@@ -156,9 +160,13 @@ fn anvil_killed_mid_stream_and_restarted_from_its_state_records_each_event_once(
     let status = recorder.finish();
     assert_eq!(status.pending, 0, "{status:?}");
     let back = on_chain(&config, session);
-    assert_eq!(
-        back.keys().copied().collect::<Vec<_>>(),
-        (0..3000).collect::<Vec<_>>()
+    let missing: Vec<u64> = (0..3000).filter(|s| !back.contains_key(s)).collect();
+    assert!(
+        missing.is_empty() && back.len() == 3000,
+        "{} events on chain, {} missing (first {:?}); status {status:?}",
+        back.len(),
+        missing.len(),
+        missing.first()
     );
     assert_eq!(back.into_values().collect::<Vec<_>>(), events);
     drop(node);
