@@ -39,6 +39,12 @@ pub struct MemoryConfig {
     pub leak_epochs: usize,
     /// The particle store is compacted when this fraction of its slots is dead.
     pub defrag_threshold: f32,
+    /// How the particle columns are placed in their region: first-fit,
+    /// best-fit or buddy.
+    pub column_strategy: crate::memory::column_space::Strategy,
+    /// Size of the columns' region, MiB (address space; pages are committed
+    /// as they are touched; the heap takes over if it fills).
+    pub column_space_mib: usize,
 }
 
 impl Default for MemoryConfig {
@@ -52,6 +58,8 @@ impl Default for MemoryConfig {
             epoch_s: 1.0,
             leak_epochs: 10,
             defrag_threshold: 0.5,
+            column_strategy: Default::default(),
+            column_space_mib: 1024,
         }
     }
 }
@@ -391,6 +399,12 @@ impl Config {
             ));
         }
         self.chain.validate().map_err(ConfigError)?;
+        if !(1..=65_536).contains(&self.memory.column_space_mib) {
+            return err(format!(
+                "memory.column_space_mib must be between 1 and 65536, got {}",
+                self.memory.column_space_mib
+            ));
+        }
         let ph = &self.physics;
         if !(1..=64).contains(&ph.substeps) {
             return err(format!(

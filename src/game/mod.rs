@@ -111,6 +111,10 @@ impl GamePlugin {
     pub fn new(config: Config, autoplay: bool) -> Result<Self, String> {
         // The initial scene's memory is the game's.
         let _tag = crate::memory::enter(crate::memory::Component::Game);
+        crate::memory::column_space::switch(
+            config.memory.column_strategy,
+            config.memory.column_space_mib << 20,
+        )?;
         let sandbox = Sandbox::new(&config)?;
         let memory = memory::MemorySystem::new(&config.memory)?;
         let chain = chain::ChainRecorder::start(&config, sandbox.pool.clone(), sandbox.store.len());

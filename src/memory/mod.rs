@@ -7,6 +7,8 @@
 //!   `buddy` and `slab` (size classes); `arena` pairs one with real memory
 //!   and moves bytes when it compacts.
 //! - `cache`: worker-local magazines in front of a shared slab.
+//! - `column_space`: the mapped region the particle columns live in, placed
+//!   by the strategy the player picks (the other strategies shadow it).
 //! - `pool`: the adaptive buffer pool — fixed-size buffers behind
 //!   reference-counted handles, geometric growth under a budget, decay back
 //!   to the OS, priority-based refusal.
@@ -17,13 +19,15 @@
 //! - `snapshot`: all of it as plain data, sampled once per frame.
 //!
 //! Unsafe code lives in `arena` (the region), `pool` and `cache` (mapped
-//! buffers, handles) and `tracking` (the allocator header); each block says
+//! buffers, handles), `column_space` (the columns' lines) and `tracking`
+//! (the allocator header); each block says
 //! why it is sound, and `scripts/test` runs these tests under valgrind.
 
 pub mod arena;
 pub mod block;
 pub mod buddy;
 pub mod cache;
+pub mod column_space;
 pub mod free_list;
 pub mod ledger;
 pub mod os;
@@ -39,6 +43,7 @@ pub use arena::Arena;
 pub use block::{AllocError, AllocStats, Block, BlockAllocator, BlockId, Move};
 pub use buddy::Buddy;
 pub use cache::{CacheBlock, CacheStats, LocalCache, SlabCache};
+pub use column_space::{ColumnSpace, LineBuf};
 pub use free_list::{BestFit, FirstFit};
 pub use ledger::{Component, ComponentTotals, LEDGER, enter};
 pub use pool::{Buffer, BufferPool, PoolConfig, PoolError, PoolStats, Urgency};

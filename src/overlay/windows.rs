@@ -9,6 +9,7 @@ use super::{FrameHistory, WorkerStats};
 use crate::game::chain::ChainRecorder;
 use crate::game::memory::MemorySystem;
 use crate::game::{GameConfig, PlayerState, Sandbox};
+use crate::memory::column_space::Strategy;
 use crate::memory::{Component, SITES};
 use crate::workers::Capability;
 use bevy::prelude::*;
@@ -107,6 +108,8 @@ pub struct Draft {
     pub pool_buffers: usize,
     pub pool_buffer_kib: usize,
     pub workers: usize,
+    /// Where the particle columns are placed.
+    pub strategy: Strategy,
 }
 
 fn mib(bytes: i64) -> f64 {
@@ -204,6 +207,67 @@ pub fn frame_window(
                     );
                 });
         });
+}
+
+/// The particle columns' region as each strategy places the same requests
+/// (the live one holds the bytes; the others are shadows), drawn up to the
+/// highest block any of them placed.
+fn column_space_maps(ui: &mut egui::Ui, sandbox: &Sandbox) {
+    let Some(space) = sandbox.store.column_space() else {
+        ui.label(
+            egui::RichText::new("particle columns: on the heap (their region is full)").small(),
+        );
+        return;
+    };
+    let maps = space.maps();
+    let shown = maps
+        .iter()
+        .map(|m| m.high_water())
+        .max()
+        .unwrap_or(0)
+        .max(1 << 20) as f64
+        * 1.1;
+    ui.label(
+        egui::RichText::new(format!(
+            "particle columns, first {:.1} MiB of a {} MiB region:",
+            shown / 1048576.0,
+            space.capacity() >> 20
+        ))
+        .small(),
+    );
+    for m in &maps {
+        let s = m.stats;
+        ui.label(
+            egui::RichText::new(format!(
+                "{}{}: {} blocks, {:.1} MiB, {} holes, external {:.0}%, internal {:.0}%{}",
+                m.strategy.name(),
+                if m.real { " (live)" } else { " (shadow)" },
+                s.live_blocks,
+                s.allocated as f64 / 1048576.0,
+                s.free_blocks,
+                s.external_fragmentation() * 100.0,
+                s.internal_fragmentation() * 100.0,
+                if m.refused > 0 {
+                    format!(", refused {}", m.refused)
+                } else {
+                    String::new()
+                }
+            ))
+            .small(),
+        );
+        let runs: Vec<_> = m
+            .used_runs()
+            .into_iter()
+            .map(|(a, b)| {
+                (
+                    (a as f64 / shown).min(1.0),
+                    (b as f64 / shown).min(1.0),
+                    true,
+                )
+            })
+            .collect();
+        strip(ui, m.strategy.name(), &runs);
+    }
 }
 
 /// A strip of used (filled) and free (outlined) blocks.
@@ -332,6 +396,7 @@ pub fn memory_window(
                 }
             });
             strip(ui, "particle store", &[(0.0, 1.0 - frag, true)]);
+            column_space_maps(ui, sandbox);
             // The job caches' pages: only the used stretch is worth a look
             // (the region is reserved address space, mapped as touched).
             let map = sandbox.pool.cache_page_map();
@@ -623,6 +688,7 @@ pub fn settings_window(
                 pool_buffers: config.0.memory.pool_buffers,
                 pool_buffer_kib: config.0.memory.pool_buffer_kib,
                 workers: sandbox.pool.compute_workers(),
+                strategy: config.0.memory.column_strategy,
             };
             let draft = state.draft.get_or_insert(current);
             egui::Grid::new("settings").show(ui, |ui| {
@@ -638,8 +704,22 @@ pub fn settings_window(
                 ui.label("compute workers");
                 ui.add(egui::DragValue::new(&mut draft.workers).range(1..=64));
                 ui.end_row();
+                ui.label("allocator strategy");
+                egui::ComboBox::from_id_salt("column_strategy")
+                    .selected_text(draft.strategy.name())
+                    .show_ui(ui, |ui| {
+                        for s in Strategy::ALL {
+                            ui.selectable_value(&mut draft.strategy, s, s.name());
+                        }
+                    });
+                ui.end_row();
             });
-            ui.label("allocator strategy: the slab serves the job system; the buffer pool serves the renderer");
+            ui.label(
+                egui::RichText::new(
+                    "the strategy places the particle columns; the slab serves the job system, the buffer pool the renderer",
+                )
+                .small(),
+            );
             let draft = *draft;
             ui.horizontal(|ui| {
                 if ui.add_enabled(draft != current, egui::Button::new("Apply")).clicked() {
@@ -678,6 +758,11 @@ pub fn apply(
     if draft.workers != current.workers {
         sandbox.set_workers(draft.workers)?;
     }
+    if draft.strategy != current.strategy {
+        next.memory.column_strategy = draft.strategy;
+        crate::memory::column_space::switch(draft.strategy, next.memory.column_space_mib << 20)?;
+        sandbox.store.rehome();
+    }
     sandbox.store.set_limit(draft.particles_max);
     config.0 = next;
     Ok(())
@@ -704,19 +789,26 @@ mod tests {
             pool_buffers: 20,
             pool_buffer_kib: 1024,
             workers: sandbox.pool.compute_workers(),
+            strategy: Strategy::FirstFit,
         };
         let draft = Draft {
             particles_max: 50_000,
             pool_buffers: 5,
             pool_buffer_kib: 256,
             workers: 1,
+            strategy: Strategy::Buddy,
         };
+        let before: Vec<f32> = sandbox.store.slices().x.to_vec();
         apply(draft, current, &mut sandbox, &mut memory, &mut config).unwrap();
         assert_eq!(sandbox.store.limit(), 50_000);
         assert_eq!(sandbox.pool.compute_workers(), 1);
         let pool = memory.instance_pool.stats();
         assert_eq!((pool.buffers, pool.buffer_bytes), (5, 256 << 10));
         assert_eq!(config.0.memory.pool_buffers, 5);
+        // The columns moved to a buddy-placed space, values intact.
+        assert_eq!(sandbox.store.column_home(), "buddy");
+        assert_eq!(sandbox.store.slices().x, &before[..]);
+        assert_eq!(config.0.memory.column_strategy, Strategy::Buddy);
         // The physics still steps on the new pool.
         sandbox.step(1.0 / 60.0);
         let bad = Draft {

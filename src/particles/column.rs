@@ -1,28 +1,25 @@
 //! `Column<T>`: one dense, 64-byte aligned array of plain values.
 //!
-//! A column is a `Vec` of cache lines (`Line`, 64 bytes, 64-byte aligned) viewed
-//! as a slice of `T` through `bytemuck`. That gives every column the alignment
-//! the vector units and the cache want, with no `unsafe`: the cast is checked by
-//! `bytemuck` (`T` must be `Pod` and its size must divide 64).
+//! A column's storage is a run of cache lines (`memory::LineBuf`) in the
+//! memory system's column space, placed by the strategy the player picks
+//! (first-fit, best-fit or buddy; the heap only if the space is full). The
+//! lines are viewed as a slice of `T` through `bytemuck`, which checks the
+//! cast (`T` must be `Pod` and its size must divide 64). Growth doubles,
+//! like a `Vec`.
 //!
 //! Columns report their memory to the memory system: every change of
 //! capacity goes to the call-site table (`memory::SITES`, as one site, the
-//! particle columns), and the heap behind them is charged to whichever
-//! component grew them (`memory::ledger`).
+//! particle columns), and the bytes are charged to whichever component grew
+//! them (`memory::ledger`).
 
-use crate::memory::SITES;
+use crate::memory::{LineBuf, SITES};
 use std::marker::PhantomData;
 use std::panic::Location;
 
-use bytemuck::{Pod, Zeroable};
-
-/// One cache line of raw bytes; the unit a column grows by.
-#[derive(Clone, Copy, Pod, Zeroable)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
+use bytemuck::Pod;
 
 /// Bytes in one cache line.
-pub const LINE_BYTES: usize = 64;
+pub const LINE_BYTES: usize = crate::memory::column_space::LINE;
 
 /// A dense array of `T` whose first element sits on a 64-byte boundary.
 ///
@@ -30,7 +27,7 @@ pub const LINE_BYTES: usize = 64;
 /// `as_padded_slice` lets vector kernels read a few lanes past the end
 /// without a scalar tail loop (those lanes hold stale values; mask them).
 pub struct Column<T: Pod> {
-    lines: Vec<Line>,
+    lines: LineBuf,
     len: usize,
     site: &'static Location<'static>,
     _values: PhantomData<T>,
@@ -57,7 +54,7 @@ impl<T: Pod> Clone for Column<T> {
 
 impl<T: Pod> Drop for Column<T> {
     fn drop(&mut self) {
-        if self.lines.capacity() > 0 {
+        if self.lines.lines() > 0 {
             SITES.record_free(self.site, self.reserved_bytes());
         }
     }
@@ -72,7 +69,7 @@ impl<T: Pod> Column<T> {
     #[track_caller]
     pub fn new() -> Self {
         Self {
-            lines: Vec::new(),
+            lines: LineBuf::new(),
             len: 0,
             site: Location::caller(),
             _values: PhantomData,
@@ -82,7 +79,7 @@ impl<T: Pod> Column<T> {
     /// Tells the site table about a capacity change from `old_lines`.
     #[inline]
     fn note(&self, old_lines: usize) {
-        let new_lines = self.lines.capacity();
+        let new_lines = self.lines.lines();
         if new_lines == old_lines {
             return;
         }
@@ -92,6 +89,13 @@ impl<T: Pod> Column<T> {
             (_, 0) => SITES.record_free(self.site, old),
             _ => SITES.record_resize(self.site, old, new),
         }
+    }
+
+    /// Re-allocates to `lines` lines, keeping every element.
+    fn relocate(&mut self, lines: usize) {
+        let old = self.lines.lines();
+        self.lines.realloc(lines, old);
+        self.note(old);
     }
 
     pub fn len(&self) -> usize {
@@ -104,25 +108,36 @@ impl<T: Pod> Column<T> {
 
     /// Elements the column holds without growing.
     pub fn capacity(&self) -> usize {
-        self.lines.capacity() * Self::PER_LINE
+        self.lines.lines() * Self::PER_LINE
     }
 
     /// Bytes reserved by the column (whole cache lines).
     pub fn reserved_bytes(&self) -> usize {
-        self.lines.capacity() * LINE_BYTES
+        self.lines.lines() * LINE_BYTES
+    }
+
+    /// Where the lines live: the column space's strategy, or "heap".
+    pub fn home(&self) -> &'static str {
+        self.lines.home()
+    }
+
+    /// The column space the lines are in (none while empty or on the heap).
+    pub fn space(&self) -> Option<&std::sync::Arc<crate::memory::ColumnSpace>> {
+        self.lines.space()
     }
 
     pub fn as_slice(&self) -> &[T] {
-        &bytemuck::cast_slice::<Line, T>(&self.lines)[..self.len]
+        &self.as_padded_slice()[..self.len]
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut bytemuck::cast_slice_mut::<Line, T>(&mut self.lines)[..self.len]
+        let len = self.len;
+        &mut bytemuck::cast_slice_mut::<u8, T>(self.lines.bytes_mut())[..len]
     }
 
     /// The live elements followed by at least one cache line of padding.
     pub fn as_padded_slice(&self) -> &[T] {
-        bytemuck::cast_slice::<Line, T>(&self.lines)
+        bytemuck::cast_slice::<u8, T>(self.lines.bytes())
     }
 
     /// Lines needed to hold `len` elements plus the spare line.
@@ -133,20 +148,16 @@ impl<T: Pod> Column<T> {
     /// Reserves room for `additional` more elements.
     pub fn reserve(&mut self, additional: usize) {
         let lines = Self::lines_for(self.len + additional);
-        if lines > self.lines.len() {
-            let old = self.lines.capacity();
-            self.lines.reserve(lines - self.lines.len());
-            self.note(old);
+        if lines > self.lines.lines() {
+            self.relocate(lines.max(2 * self.lines.lines()));
         }
     }
 
     /// Sets the length to `len`; new elements are zero.
     pub fn resize_zeroed(&mut self, len: usize) {
         let lines = Self::lines_for(len);
-        if lines > self.lines.len() {
-            let old = self.lines.capacity();
-            self.lines.resize(lines, Line::zeroed());
-            self.note(old);
+        if lines > self.lines.lines() {
+            self.relocate(lines);
         }
         if len > self.len {
             let old = self.len;
@@ -159,12 +170,9 @@ impl<T: Pod> Column<T> {
 
     pub fn push(&mut self, value: T) {
         let i = self.len;
-        if self.lines.len() < Self::lines_for(i + 1) {
-            let old = self.lines.capacity();
-            while self.lines.len() < Self::lines_for(i + 1) {
-                self.lines.push(Line::zeroed());
-            }
-            self.note(old);
+        let lines = Self::lines_for(i + 1);
+        if self.lines.lines() < lines {
+            self.relocate(lines.max(2 * self.lines.lines()));
         }
         self.len += 1;
         self.as_mut_slice()[i] = value;
@@ -186,10 +194,23 @@ impl<T: Pod> Column<T> {
 
     /// Releases memory beyond what `len` needs.
     pub fn shrink_to_fit(&mut self) {
-        let old = self.lines.capacity();
-        self.lines.truncate(Self::lines_for(self.len));
-        self.lines.shrink_to_fit();
-        self.note(old);
+        let lines = if self.len == 0 {
+            0
+        } else {
+            Self::lines_for(self.len)
+        };
+        if lines < self.lines.lines() {
+            self.relocate(lines);
+        }
+    }
+
+    /// Moves the lines into the current column space (after the player
+    /// picked another strategy), keeping capacity and values.
+    pub fn rehome(&mut self) {
+        let lines = self.lines.lines();
+        if lines > 0 {
+            self.lines.realloc(lines, lines);
+        }
     }
 }
 

@@ -207,6 +207,24 @@ impl ParticleStore {
         self.len() == 0
     }
 
+    /// Moves every column (and the reorder scratch) into the current
+    /// column space, after the player picked another allocator strategy.
+    pub fn rehome(&mut self) {
+        each_column!(self.cols, |c| c.rehome());
+        each_column!(self.scratch, |c| c.rehome());
+    }
+
+    /// The column space holding the columns (none while empty or on the heap).
+    pub fn column_space(&self) -> Option<std::sync::Arc<crate::memory::ColumnSpace>> {
+        self.cols.x.space().cloned()
+    }
+
+    /// Where the columns' lines live: the column space's strategy, or
+    /// "heap" if the space was full ("empty" before the first particle).
+    pub fn column_home(&self) -> &'static str {
+        self.cols.x.home()
+    }
+
     /// Bytes held by the columns, scratch and handle tables.
     pub fn reserved_bytes(&self) -> usize {
         fn cols(c: &Columns) -> usize {
