@@ -85,8 +85,26 @@ pub struct MemorySummary {
     /// The workers' job caches (worker-local slab caches), hit rate each.
     pub job_cache_hit_rates: Vec<f64>,
     pub leak_warnings: Vec<crate::memory::LeakWarning>,
+    /// The particle columns' region as each strategy placed the same
+    /// requests (the live one first).
+    pub column_space: Vec<ColumnSpaceRow>,
     /// Allocation sites still holding memory after the game shut down.
     pub outstanding_at_exit: Vec<String>,
+}
+
+/// One strategy's placement of the particle columns.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ColumnSpaceRow {
+    pub strategy: String,
+    pub live: bool,
+    pub blocks: usize,
+    pub allocated_mb: f64,
+    pub holes: usize,
+    /// Highest used byte, MiB: how far into the region the columns reach.
+    pub high_water_mb: f64,
+    pub external: f64,
+    pub internal: f64,
+    pub refused: u64,
 }
 
 /// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
@@ -150,6 +168,29 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
             store_compactions: mem.compactions,
             job_cache_hit_rates: snap.caches.iter().map(|c| c.hit_rate()).collect(),
             leak_warnings: mem.leaks.clone(),
+            column_space: app
+                .world()
+                .resource::<Sandbox>()
+                .store
+                .column_space()
+                .map(|space| {
+                    space
+                        .maps()
+                        .into_iter()
+                        .map(|m| ColumnSpaceRow {
+                            strategy: m.strategy.name().into(),
+                            live: m.real,
+                            blocks: m.stats.live_blocks,
+                            allocated_mb: m.stats.allocated as f64 / 1048576.0,
+                            holes: m.stats.free_blocks,
+                            high_water_mb: m.high_water() as f64 / 1048576.0,
+                            external: m.stats.external_fragmentation(),
+                            internal: m.stats.internal_fragmentation(),
+                            refused: m.refused,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             outstanding_at_exit: Vec::new(),
         }
     };
