@@ -93,7 +93,10 @@ impl Plugin for OverlayPlugin {
                     .before(GameSet::Blockchain),
             )
             .add_systems(Update, clock_mark::<4>.after(GameSet::Blockchain))
-            .add_systems(Last, (sample_frame, windows::sample_overlay))
+            .add_systems(
+                Last,
+                (sample_frame, windows::sample_overlay, report_frames_on_exit),
+            )
             .add_systems(EguiPrimaryContextPass, draw_ui);
     }
 }
@@ -106,6 +109,26 @@ fn sample_frame(
 ) {
     history.push(time.delta_secs_f64() * 1000.0, sandbox.last_step.total_ms);
     workers.sample(sandbox.pool.metrics());
+}
+
+/// On exit, the frame times of the last frames (up to `FrameHistory::LEN`),
+/// skipping the first 20 (start-up): what a `--frames N` run measured.
+fn report_frames_on_exit(mut exits: MessageReader<AppExit>, history: Res<FrameHistory>) {
+    if exits.read().next().is_none() {
+        return;
+    }
+    let frames: Vec<f64> = history.samples.iter().skip(20).map(|s| s.0).collect();
+    if frames.is_empty() {
+        return;
+    }
+    let mut sorted = frames.clone();
+    sorted.sort_by(f64::total_cmp);
+    info!(
+        "frames: {} measured, frame time mean {:.2} ms, p50 {:.2} ms",
+        frames.len(),
+        frames.iter().sum::<f64>() / frames.len() as f64,
+        sorted[sorted.len() / 2]
+    );
 }
 
 const CONTROLS: [(&str, &str); 11] = [
