@@ -66,7 +66,7 @@ pub fn run_windowed(
             counted: 0,
             requested: false,
         })
-        .add_systems(Last, count_frames);
+        .add_systems(Last, count_frames.before(crate::game::ExitSet));
     }
     Ok(match app.run() {
         AppExit::Success => 0,

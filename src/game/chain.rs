@@ -166,7 +166,7 @@ pub struct ChainPlugin;
 impl Plugin for ChainPlugin {
     fn build(&self, app: &mut App) {
         app.add_systems(Update, hand_over_events.in_set(GameSet::Blockchain))
-            .add_systems(Last, end_session_on_exit);
+            .add_systems(Last, end_session_on_exit.in_set(super::ExitSet));
     }
 }
 

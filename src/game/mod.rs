@@ -37,6 +37,11 @@ pub enum GameSet {
     Blockchain,
 }
 
+/// Systems that react to `AppExit` (the chain's session end, the frame
+/// report), in `Last` after whatever decided to exit this frame.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ExitSet;
+
 /// The effective configuration.
 #[derive(Resource, Clone, Debug)]
 pub struct GameConfig(pub Config);

@@ -86,12 +86,30 @@ impl Order {
         self.count = 0;
     }
 
+    /// The free blocks' offsets: set bits only, and nothing at all for an
+    /// order without free blocks (a large region's low orders have
+    /// millions of bits).
     fn offsets(&self, shift: u32) -> impl Iterator<Item = usize> + '_ {
-        self.bits.iter().enumerate().flat_map(move |(w, &word)| {
-            (0..64)
-                .filter(move |b| word & (1 << b) != 0)
-                .map(move |b| (w * 64 + b) << shift)
-        })
+        let words = if self.count == 0 {
+            &[][..]
+        } else {
+            &self.bits[..]
+        };
+        words
+            .iter()
+            .enumerate()
+            .filter(|(_, word)| **word != 0)
+            .flat_map(move |(w, &word)| {
+                let mut rest = word;
+                std::iter::from_fn(move || {
+                    if rest == 0 {
+                        return None;
+                    }
+                    let b = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    Some((w * 64 + b) << shift)
+                })
+            })
     }
 }
 

@@ -95,7 +95,11 @@ impl Plugin for OverlayPlugin {
             .add_systems(Update, clock_mark::<4>.after(GameSet::Blockchain))
             .add_systems(
                 Last,
-                (sample_frame, windows::sample_overlay, report_frames_on_exit),
+                (
+                    sample_frame,
+                    windows::sample_overlay,
+                    report_frames_on_exit.in_set(crate::game::ExitSet),
+                ),
             )
             .add_systems(EguiPrimaryContextPass, draw_ui);
     }
@@ -237,7 +241,7 @@ fn draw_ui(
                 }
             });
         });
-        windows::memory_window(ctx, &state, &memory, sandbox, &mut player);
+        windows::memory_window(ctx, &mut state, &memory, sandbox, &mut player);
         windows::hotspots_window(ctx, &mut state, &memory);
         windows::leaks_window(ctx, &mut state, &memory);
         windows::workers_window(ctx, sandbox, &worker_stats, &history);

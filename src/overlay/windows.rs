@@ -84,6 +84,15 @@ pub struct OverlayState {
     pub last_error: Option<String>,
     /// Time spent sampling and drawing the overlay: total ms, frames.
     pub cost: (f64, u64),
+    pub column_maps: ColumnMaps,
+}
+
+/// The particle columns' maps as last sampled.
+#[derive(Default)]
+pub struct ColumnMaps {
+    taken: Option<Instant>,
+    strategy: Option<Strategy>,
+    maps: Vec<crate::memory::column_space::SpaceMap>,
 }
 
 impl Default for OverlayState {
@@ -97,6 +106,7 @@ impl Default for OverlayState {
             draft: None,
             last_error: None,
             cost: (0.0, 0),
+            column_maps: ColumnMaps::default(),
         }
     }
 }
@@ -212,14 +222,23 @@ pub fn frame_window(
 /// The particle columns' region as each strategy places the same requests
 /// (the live one holds the bytes; the others are shadows), drawn up to the
 /// highest block any of them placed.
-fn column_space_maps(ui: &mut egui::Ui, sandbox: &Sandbox) {
+fn column_space_maps(ui: &mut egui::Ui, sandbox: &Sandbox, cache: &mut ColumnMaps) {
     let Some(space) = sandbox.store.column_space() else {
         ui.label(
             egui::RichText::new("particle columns: on the heap (their region is full)").small(),
         );
         return;
     };
-    let maps = space.maps();
+    // Columns change size rarely; walking three allocators' free lists
+    // twice a second is plenty.
+    let stale = cache.taken.is_none_or(|t| t.elapsed().as_secs_f32() > 0.5)
+        || cache.strategy != Some(space.strategy());
+    if stale {
+        cache.maps = space.maps();
+        cache.taken = Some(Instant::now());
+        cache.strategy = Some(space.strategy());
+    }
+    let maps = &cache.maps;
     let shown = maps
         .iter()
         .map(|m| m.high_water())
@@ -235,7 +254,7 @@ fn column_space_maps(ui: &mut egui::Ui, sandbox: &Sandbox) {
         ))
         .small(),
     );
-    for m in &maps {
+    for m in maps {
         let s = m.stats;
         ui.label(
             egui::RichText::new(format!(
@@ -294,7 +313,7 @@ fn strip(ui: &mut egui::Ui, label: &str, used: &[(f64, f64, bool)]) {
 
 pub fn memory_window(
     ctx: &egui::Context,
-    state: &OverlayState,
+    state: &mut OverlayState,
     memory: &MemorySystem,
     sandbox: &Sandbox,
     player: &mut PlayerState,
@@ -396,7 +415,7 @@ pub fn memory_window(
                 }
             });
             strip(ui, "particle store", &[(0.0, 1.0 - frag, true)]);
-            column_space_maps(ui, sandbox);
+            column_space_maps(ui, sandbox, &mut state.column_maps);
             // The job caches' pages: only the used stretch is worth a look
             // (the region is reserved address space, mapped as touched).
             let map = sandbox.pool.cache_page_map();
