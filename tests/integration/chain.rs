@@ -488,3 +488,36 @@ fn a_wrong_chain_id_or_a_missing_contract_is_one_clear_error_and_events_wait() {
         drop(recorder);
     }
 }
+
+#[test]
+fn a_windowed_game_records_its_session_from_start_to_end() {
+    let dir = scratch_dir("chain-windowed");
+    let mut cmd = std::process::Command::new("xvfb-run");
+    cmd.args(["-a", "-s", "-screen 0 1280x720x24"])
+        .arg(game().get_program())
+        .args([
+            "--frames",
+            "30",
+            "--particles",
+            "2000",
+            "--autoplay",
+            "--data-dir",
+        ])
+        .arg(&dir);
+    let (code, _, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(game()
+        .args(["chain", "history", "--json", "--data-dir"])
+        .arg(&dir));
+    assert_eq!(code, 0, "{stderr}");
+    let kinds: Vec<String> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
+        .collect();
+    assert_eq!(kinds.first().map(String::as_str), Some("\"session_start\""));
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("\"session_end\""),
+        "{kinds:?}"
+    );
+}

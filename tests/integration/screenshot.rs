@@ -34,8 +34,10 @@ fn screenshot_shows_particles_where_they_were_spawned() {
             "20000",
             "--seed",
             "2",
-            "--screenshot",
+            "--data-dir",
         ])
+        .arg(dir.join("data"))
+        .arg("--screenshot")
         .arg(&png);
     let (code, _, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "the screenshot run failed: {stderr}");
@@ -80,7 +82,9 @@ fn shot(name: &str, overlay: bool) -> image::RgbImage {
     let mut cmd = Command::new("xvfb-run");
     cmd.args(["-a", "-s", "-screen 0 1280x720x24"])
         .arg(game().get_program())
-        .args(["--frames", "40", "--particles", "20000", "--seed", "2"]);
+        .args(["--frames", "40", "--particles", "20000", "--seed", "2"])
+        .arg("--data-dir")
+        .arg(dir.join("data"));
     if overlay {
         cmd.arg("--overlay");
     }
