@@ -52,11 +52,6 @@ pub struct EmbeddedChain {
 }
 
 impl EmbeddedChain {
-    /// A chain that lives only in memory (benchmarks, tests).
-    pub fn in_memory() -> Self {
-        Self::genesis(None, "embedded EVM (in memory)".into())
-    }
-
     /// Opens (or starts) the chain persisted in `dir` and replays it.
     /// Returns a warning when a torn block was cut.
     pub fn open(dir: &Path) -> Result<(Self, Option<String>), String> {
@@ -67,7 +62,7 @@ impl EmbeddedChain {
                 path.display()
             )
         })?;
-        let mut chain = Self::genesis(None, format!("embedded EVM ({})", path.display()));
+        let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&opened.records)?;
         chain.file = Some(opened.file);
         Ok((chain, opened.warning))
@@ -83,12 +78,12 @@ impl EmbeddedChain {
                 path.display()
             )
         })?;
-        let mut chain = Self::genesis(None, format!("embedded EVM ({})", path.display()));
+        let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&records)?;
         Ok(chain)
     }
 
-    fn genesis(file: Option<RecordFile>, where_: String) -> Self {
+    fn genesis(where_: String) -> Self {
         let mut db = CacheDB::new(EmptyDB::default());
         // The development account starts with a million ether.
         db.insert_account_info(
@@ -110,7 +105,7 @@ impl EmbeddedChain {
             db,
             cfg,
             block,
-            file,
+            file: None,
             number: 0,
             receipts: HashMap::new(),
             logs: Vec::new(),

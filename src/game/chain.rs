@@ -135,29 +135,28 @@ impl ChainRecorder {
             })
             .collect();
         let alive = sandbox.store.len() as u64;
-        if alive as f64 >= self.best_particles as f64 * RECORD_STEP && alive >= 1000 {
-            self.best_particles = alive;
-            events.push(GameEvent::new(
-                frame,
-                EventBody::Milestone {
-                    metric: Metric::Particles,
-                    value: alive,
-                },
-            ));
+        if let Some(e) = record(&mut self.best_particles, alive, Metric::Particles, frame) {
+            events.push(e);
         }
         let contacts = sandbox.last_step.contacts;
-        if contacts as f64 >= self.best_contacts as f64 * RECORD_STEP && contacts >= 1000 {
-            self.best_contacts = contacts;
-            events.push(GameEvent::new(
-                frame,
-                EventBody::Milestone {
-                    metric: Metric::Collisions,
-                    value: contacts,
-                },
-            ));
+        if let Some(e) = record(&mut self.best_contacts, contacts, Metric::Collisions, frame) {
+            events.push(e);
         }
         events
     }
+}
+
+/// A milestone when `value` beats the record `best` by `RECORD_STEP` (and
+/// is at least 1000), which it then becomes.
+fn record(best: &mut u64, value: u64, metric: Metric, frame: u64) -> Option<GameEvent> {
+    if value < 1000 || (value as f64) < *best as f64 * RECORD_STEP {
+        return None;
+    }
+    *best = value;
+    Some(GameEvent::new(
+        frame,
+        EventBody::Milestone { metric, value },
+    ))
 }
 
 /// Adds the Blockchain set's systems.
@@ -191,5 +190,31 @@ fn end_session_on_exit(
 ) {
     if exits.read().next().is_some() {
         chain.end_session(sandbox.frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_must_beat_the_last_by_a_quarter() {
+        let mut best = 4000;
+        assert!(record(&mut best, 4999, Metric::Particles, 1).is_none());
+        let e = record(&mut best, 5000, Metric::Particles, 2).unwrap();
+        assert_eq!(
+            e,
+            GameEvent::new(
+                2,
+                EventBody::Milestone {
+                    metric: Metric::Particles,
+                    value: 5000
+                }
+            )
+        );
+        assert_eq!(best, 5000);
+        let mut none_yet = 0;
+        assert!(record(&mut none_yet, 999, Metric::Collisions, 3).is_none());
+        assert!(record(&mut none_yet, 1000, Metric::Collisions, 3).is_some());
     }
 }
