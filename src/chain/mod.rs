@@ -89,6 +89,9 @@ pub struct ChainConfig {
     /// ...or its oldest event waited this long (milliseconds).
     pub batch_ms: u64,
     /// Blocks a batch needs on top before it counts as confirmed (1 = mined).
+    /// More than 1 needs a chain that makes blocks on its own (a testnet,
+    /// anvil --block-time); the embedded chain and an automining anvil make
+    /// one only per transaction, so the last batch would wait for the next.
     pub confirmations: u64,
     /// Longest wait for one node call, milliseconds.
     pub timeout_ms: u64,
