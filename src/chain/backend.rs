@@ -40,6 +40,11 @@ pub trait Backend: Send {
     fn name(&self) -> &'static str;
     /// Where it is, for the log and the overlay (never a secret).
     fn describe(&self) -> String;
+    /// A mined block can never be replaced (a single-node chain): waiting
+    /// for more blocks on top would add nothing.
+    fn final_when_mined(&self) -> bool {
+        false
+    }
     fn chain_id(&mut self) -> Result<u64, ChainError>;
     fn block_number(&mut self) -> Result<u64, ChainError>;
     fn code_at(&mut self, address: Address) -> Result<Bytes, ChainError>;

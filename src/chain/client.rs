@@ -220,6 +220,9 @@ impl EventLog {
         let mut pause = Duration::from_millis(2);
         loop {
             if let Some(r) = self.backend.receipt(hash)? {
+                if self.backend.final_when_mined() {
+                    return Ok(Some(r));
+                }
                 let need = r.block + self.settings.confirmations.max(1) - 1;
                 if self.backend.block_number()? >= need {
                     return Ok(Some(r));

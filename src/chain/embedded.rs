@@ -242,6 +242,10 @@ impl Backend for EmbeddedChain {
         self.where_.clone()
     }
 
+    fn final_when_mined(&self) -> bool {
+        true
+    }
+
     fn chain_id(&mut self) -> Result<u64, ChainError> {
         Ok(EMBEDDED_CHAIN_ID)
     }

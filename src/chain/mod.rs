@@ -90,8 +90,9 @@ pub struct ChainConfig {
     pub batch_ms: u64,
     /// Blocks a batch needs on top before it counts as confirmed (1 = mined).
     /// More than 1 needs a chain that makes blocks on its own (a testnet,
-    /// anvil --block-time); the embedded chain and an automining anvil make
-    /// one only per transaction, so the last batch would wait for the next.
+    /// anvil --block-time): an automining anvil makes one only per
+    /// transaction, so the last batch would wait for the next. The embedded
+    /// chain is final when mined and ignores this.
     pub confirmations: u64,
     /// Longest wait for one node call, milliseconds.
     pub timeout_ms: u64,
@@ -352,6 +353,7 @@ impl Recorder {
                 format!("cannot write the event journal ({e}); events of this frame are lost")
             })?;
         self.shared.status.recorded(events.len() as u64);
+        self.shared.dirty.store(true, Ordering::Release);
         self.shared.nudge();
         Ok(())
     }

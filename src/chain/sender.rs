@@ -20,6 +20,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Send what is pending now, whatever the batch rule says.
     pub flush: AtomicBool,
+    /// Events were appended since the journal was last synced.
+    pub dirty: AtomicBool,
     pub flush_deadline: Mutex<Option<Instant>>,
     wake: Condvar,
     woken: Mutex<bool>,
@@ -32,6 +34,7 @@ impl Shared {
             status: ChainStatus::default(),
             stop: AtomicBool::new(false),
             flush: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
             flush_deadline: Mutex::new(None),
             wake: Condvar::new(),
             woken: Mutex::new(false),
@@ -94,6 +97,13 @@ pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) {
             }
             cap = left;
         }
+        // Appended events reach the disk within one turn of this loop even
+        // while nothing can be sent (a dead node), not only before a send.
+        if shared.dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = sync_journal(shared)
+        {
+            shared.status.fail(&e.to_string());
+        }
         match step(shared, &mut log, &settings) {
             Ok(Progress::Sent) => backoff = settings.retry_min,
             Ok(Progress::Idle) => shared.doze(
@@ -145,10 +155,8 @@ fn step(
         )));
     }
     // Durable before it is on chain.
-    let handle = shared.journal().sync_handle();
-    handle
-        .and_then(|f| f.sync_data())
-        .map_err(|e| ChainError::Other(format!("cannot sync the event journal ({e})")))?;
+    shared.dirty.store(false, Ordering::Release);
+    sync_journal(shared)?;
     let hash = log.submit(&batch)?;
     shared
         .status
@@ -172,6 +180,14 @@ fn step(
             settings.confirm_timeout.as_secs_f32()
         ))),
     }
+}
+
+/// fsync of the journal, without holding it (appends go on meanwhile).
+fn sync_journal(shared: &Shared) -> Result<(), ChainError> {
+    let handle = shared.journal().sync_handle();
+    handle
+        .and_then(|f| f.sync_data())
+        .map_err(|e| ChainError::Other(format!("cannot sync the event journal ({e})")))
 }
 
 fn mark_done(shared: &Shared, batch: &Batch, upto: u64, gas: u64) -> Result<(), ChainError> {

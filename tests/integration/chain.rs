@@ -297,9 +297,25 @@ fn the_embedded_chain_records_and_its_history_survives_a_restart() {
     }
 
     // A second run on the same data directory: the first session's
-    // history is still there, unchanged, and the second one follows.
-    let (code, _, stderr) = headless();
+    // history is still there, unchanged, and the second one follows. It
+    // asks for three confirmations, which the embedded chain (final when
+    // mined) meets at once.
+    let (code, stdout, stderr) = run(game().args([
+        "--headless",
+        "--autoplay",
+        "--particles",
+        "3000",
+        "--frames",
+        "240",
+        "--json",
+        "--data-dir",
+        &data,
+        "--set",
+        "chain.confirmations=3",
+    ]));
     assert_eq!(code, 0, "{stderr}");
+    let second: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(second["chain"]["pending"], 0, "{}", second["chain"]);
     let twice = history();
     assert!(
         twice.len() as u64 >= 2 * recorded - 1,
