@@ -306,7 +306,11 @@ impl Recorder {
             }
             Err(e) => {
                 shared.status.fail(&e);
-                (None, config.rpc_url.clone())
+                let location = match config.backend {
+                    ChainBackend::Rpc => config.rpc_url.clone(),
+                    _ => dir.display().to_string(),
+                };
+                (None, location)
             }
         };
         let sender = client.map(|client| {

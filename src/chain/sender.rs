@@ -195,6 +195,7 @@ fn mark_done(shared: &Shared, batch: &Batch, upto: u64, gas: u64) -> Result<(), 
         .journal()
         .mark_done(batch.session, upto)
         .map_err(|e| ChainError::Other(format!("cannot write the event journal ({e})")))?;
+    sync_journal(shared)?;
     shared
         .status
         .confirmed(upto - batch.first_seq, if gas > 0 { 1 } else { 0 }, gas);
