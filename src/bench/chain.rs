@@ -154,11 +154,6 @@ fn frame_p99(chain: &ChainConfig, particles: usize, frames: u64) -> Result<(f64,
     Ok((summary.frame_ms.p99, summary.chain.recorded))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     // Which node: the one given, a local anvil, or the embedded EVM.
     let mut live = base.clone();
@@ -168,7 +163,7 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     let node = if base.backend == ChainBackend::Rpc {
         "rpc"
     } else if anvil::find().is_some() {
-        eprintln!("bench chain: starting a local anvil");
+        super::progress("chain: starting a local anvil");
         let a = anvil::Anvil::start_in_background(None, None)?;
         live.backend = ChainBackend::Rpc;
         live.rpc_url = a.url.clone();
@@ -181,10 +176,10 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     };
 
     let n = if quick { 5_000 } else { 20_000 };
-    eprintln!("bench chain: recording {n} events on {node}");
+    super::progress(&format!("chain: recording {n} events on {node}"));
     let (events_per_s, gas_per_event, batches) = record_all(&live, n, 100)?;
     let singles = if quick { 10 } else { 40 };
-    eprintln!("bench chain: {singles} events, one transaction each");
+    super::progress(&format!("chain: {singles} events, one transaction each"));
     let mut one_each = live.clone();
     one_each.batch_events = 1;
     let (_, gas_single, _) = record_all(&one_each, singles, 1)?;
@@ -221,11 +216,11 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
     let mut game_events = 0;
     for round in 0..rounds {
         for (i, c) in [&off, &live_game, &hung, &dead].into_iter().enumerate() {
-            eprintln!(
-                "bench chain: frames, round {}/{rounds}, {}",
+            super::progress(&format!(
+                "chain: frames, round {}/{rounds}, {}",
                 round + 1,
                 ["no chain", "live node", "hung node", "dead node"][i]
-            );
+            ));
             let (p, recorded) = frame_p99(c, particles, frames)?;
             p99[i].push(p);
             if i == 1 {
@@ -233,7 +228,7 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
             }
         }
     }
-    let [off_p, live_p, hung_p, dead_p] = p99.map(median);
+    let [off_p, live_p, hung_p, dead_p] = p99.map(|mut v| super::quantile(&mut v, 0.5));
     Ok(ChainReport {
         node: node.into(),
         events: n,

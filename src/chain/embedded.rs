@@ -226,13 +226,6 @@ impl EmbeddedChain {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Backend for EmbeddedChain {
     fn name(&self) -> &'static str {
         "embedded"
@@ -275,7 +268,7 @@ impl Backend for EmbeddedChain {
     }
 
     fn send_raw(&mut self, raw: &Bytes) -> Result<B256, ChainError> {
-        let timestamp = unix_now();
+        let timestamp = super::record::unix_secs();
         let hash = self.mine(raw, timestamp)?;
         if let Some(file) = &mut self.file {
             let mut block = Vec::with_capacity(16 + raw.len());

@@ -45,7 +45,7 @@ impl RecordFile {
         let mut warning = None;
         if !bytes.is_empty() && (bytes.len() < 8 || &bytes[..8] != magic) {
             drop(file);
-            let aside = path.with_extension(format!("unreadable-{}", now_secs()));
+            let aside = path.with_extension(format!("unreadable-{}", unix_secs()));
             std::fs::rename(path, &aside)?;
             warning = Some(format!(
                 "{} is not a Particle Forge file of this kind; moved it to {} and started a new one",
@@ -212,7 +212,8 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-fn now_secs() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

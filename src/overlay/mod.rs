@@ -125,13 +125,12 @@ fn report_frames_on_exit(mut exits: MessageReader<AppExit>, history: Res<FrameHi
     if frames.is_empty() {
         return;
     }
-    let mut sorted = frames.clone();
-    sorted.sort_by(f64::total_cmp);
+    let p = crate::game::headless::Percentiles::of(&frames);
     info!(
         "frames: {} measured, frame time mean {:.2} ms, p50 {:.2} ms",
         frames.len(),
-        frames.iter().sum::<f64>() / frames.len() as f64,
-        sorted[sorted.len() / 2]
+        p.mean,
+        p.p50
     );
 }
 
