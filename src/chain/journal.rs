@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 const MAGIC: &[u8; 8] = b"PFJRNL01";
 const TAG_EVENT: u8 = 1;
 const TAG_DONE: u8 = 2;
+/// An event record's bytes before the packed event: tag, session, seq.
+const EVENT_HEADER: usize = 1 + 8 + 8;
 /// Past this size the journal is rewritten with only its pending events.
 const COMPACT_BYTES: u64 = 4 << 20;
 
@@ -104,8 +106,7 @@ impl Journal {
                 Some(Entry::Event(session, seq, event)) => {
                     let s = sessions.entry(session).or_default();
                     if seq >= s.done && seq == s.next {
-                        let size = event.pack().len();
-                        s.pending.push_back((event, size));
+                        s.pending.push_back((event, body.len() - EVENT_HEADER));
                         s.next = seq + 1;
                     } else if seq >= s.next {
                         // A gap cannot come from our own writes; keep order.
@@ -176,9 +177,8 @@ impl Journal {
         if s.pending.is_empty() && !events.is_empty() {
             s.oldest = Some(Instant::now());
         }
-        for e in events {
-            let size = e.pack().len();
-            s.pending.push_back((e.clone(), size));
+        for (e, body) in events.iter().zip(&packed) {
+            s.pending.push_back((e.clone(), body.len() - EVENT_HEADER));
         }
         s.next = first + events.len() as u64;
         Ok(first)

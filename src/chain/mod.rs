@@ -169,16 +169,7 @@ impl ChainConfig {
             ));
         }
         if self.backend == ChainBackend::Rpc {
-            let url: Result<alloy::transports::http::reqwest::Url, _> = self.rpc_url.parse();
-            match url {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                _ => {
-                    return Err(format!(
-                        "chain.rpc_url {:?} is not an http:// URL; give one like http://127.0.0.1:8545",
-                        self.rpc_url
-                    ));
-                }
-            }
+            rpc::parse_url(&self.rpc_url)?;
         }
         if self.key_env.is_empty() {
             return Err("chain.key_env must name an environment variable".into());

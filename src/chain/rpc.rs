@@ -26,22 +26,7 @@ pub struct RpcChain {
 impl RpcChain {
     /// Checks the URL and prepares the client; does not touch the network.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let parsed: alloy::transports::http::reqwest::Url = url.parse().map_err(|_| {
-            format!("--rpc-url {url:?} is not a URL; give one like http://127.0.0.1:8545")
-        })?;
-        match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(format!(
-                    "--rpc-url {url}: this build speaks plain http only (no TLS library); use an http:// node, or a local http proxy in front of the https one"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "--rpc-url {url}: scheme {other}:// is not supported; use http://"
-                ));
-            }
-        }
+        let parsed = parse_url(url)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -75,6 +60,23 @@ impl RpcChain {
                 self.timeout.as_secs_f32()
             ))),
         }
+    }
+}
+
+/// The node's URL, if this build can talk to it (plain http: no TLS
+/// library is linked). The error is one sentence for the user.
+pub fn parse_url(url: &str) -> Result<alloy::transports::http::reqwest::Url, String> {
+    let parsed: alloy::transports::http::reqwest::Url = url.parse().map_err(|_| {
+        format!("chain.rpc_url {url:?} is not an http:// URL; give one like http://127.0.0.1:8545")
+    })?;
+    match parsed.scheme() {
+        "http" => Ok(parsed),
+        "https" => Err(format!(
+            "chain.rpc_url {url}: this build speaks plain http only (no TLS library); use an http:// node, or a local http proxy in front of the https one"
+        )),
+        other => Err(format!(
+            "chain.rpc_url {url}: scheme {other}:// is not supported; use http://"
+        )),
     }
 }
 
