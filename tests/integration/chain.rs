@@ -251,20 +251,22 @@ fn a_game_killed_mid_batch_resends_on_restart_and_records_each_event_once() {
 fn the_embedded_chain_records_and_its_history_survives_a_restart() {
     let dir = scratch_dir("chain-embedded");
     let data = dir.to_string_lossy().into_owned();
-    let headless = || {
-        run(game().args([
-            "--headless",
-            "--autoplay",
-            "--particles",
-            "3000",
-            "--frames",
-            "240",
-            "--json",
-            "--data-dir",
-            &data,
-        ]))
+    let headless = |extra: &[&str]| {
+        run(game()
+            .args([
+                "--headless",
+                "--autoplay",
+                "--particles",
+                "3000",
+                "--frames",
+                "240",
+                "--json",
+                "--data-dir",
+                &data,
+            ])
+            .args(extra))
     };
-    let (code, stdout, stderr) = headless();
+    let (code, stdout, stderr) = headless(&[]);
     assert_eq!(code, 0, "{stderr}");
     let first: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let chain = &first["chain"];
@@ -300,19 +302,7 @@ fn the_embedded_chain_records_and_its_history_survives_a_restart() {
     // history is still there, unchanged, and the second one follows. It
     // asks for three confirmations, which the embedded chain (final when
     // mined) meets at once.
-    let (code, stdout, stderr) = run(game().args([
-        "--headless",
-        "--autoplay",
-        "--particles",
-        "3000",
-        "--frames",
-        "240",
-        "--json",
-        "--data-dir",
-        &data,
-        "--set",
-        "chain.confirmations=3",
-    ]));
+    let (code, stdout, stderr) = headless(&["--set", "chain.confirmations=3"]);
     assert_eq!(code, 0, "{stderr}");
     let second: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(second["chain"]["pending"], 0, "{}", second["chain"]);
