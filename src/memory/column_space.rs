@@ -340,6 +340,12 @@ impl LineBuf {
     /// if it is full), keeping the first `keep` lines' bytes; the rest are
     /// zero. With `lines == 0` the buffer lets go of its memory.
     pub fn realloc(&mut self, lines: usize, keep: usize) {
+        *self = self.copy_into_new(lines, keep);
+    }
+
+    /// A new buffer of `lines` lines in the current space (the heap if it
+    /// is full) holding this one's first `keep` lines; the rest are zero.
+    fn copy_into_new(&self, lines: usize, keep: usize) -> Self {
         let keep = keep.min(lines).min(self.lines);
         let mut next = Self::new();
         if lines > 0 {
@@ -369,16 +375,13 @@ impl LineBuf {
             }
             next.bytes_mut()[..keep * LINE].copy_from_slice(&self.bytes()[..keep * LINE]);
         }
-        *self = next;
+        next
     }
 }
 
 impl Clone for LineBuf {
     fn clone(&self) -> Self {
-        let mut c = Self::new();
-        c.realloc(self.lines, 0);
-        c.bytes_mut().copy_from_slice(self.bytes());
-        c
+        self.copy_into_new(self.lines, self.lines)
     }
 }
 
