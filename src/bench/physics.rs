@@ -20,7 +20,7 @@
 use super::{geomean, progress, round};
 use crate::game::rng::Rng;
 use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
-use crate::physics::{Physics, PhysicsParams, integrate};
+use crate::physics::{Physics, PhysicsParams, StepTimings, integrate};
 use crate::workers::WorkerPool;
 use bevy::ecs::schedule::Schedule;
 use bevy::prelude::{
@@ -153,6 +153,8 @@ fn churn_vec<T>(
 struct Ours {
     store: ParticleStore,
     physics: Physics,
+    /// Phase times of every step taken.
+    phases: Vec<StepTimings>,
 }
 
 /// Every kind the same size as the peers' particles, so the grid and the
@@ -179,6 +181,7 @@ impl Ours {
         Self {
             store,
             physics: Physics::new(p),
+            phases: Vec::new(),
         }
     }
 
@@ -198,7 +201,24 @@ impl Ours {
                 let _ = self.store.spawn(particle(b));
             }
         }
-        self.physics.step(&mut self.store, DT, pool);
+        let t = self.physics.step(&mut self.store, DT, pool);
+        self.phases.push(t);
+    }
+
+    /// Median milliseconds of (integrate, grid, contacts) over the last
+    /// `steps` steps.
+    fn phase_medians(&self, steps: usize) -> [f64; 3] {
+        let last = &self.phases[self.phases.len().saturating_sub(steps)..];
+        let median = |f: fn(&StepTimings) -> f64| {
+            let mut v: Vec<f64> = last.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            round(v.get(v.len() / 2).copied().unwrap_or(0.0), 2)
+        };
+        [
+            median(|t| t.integrate_ms),
+            median(|t| t.grid_ms),
+            median(|t| t.collide_ms),
+        ]
     }
 }
 
@@ -683,6 +703,8 @@ pub struct Row {
     pub scene: Scene,
     pub particles: usize,
     pub ours_ms: f64,
+    /// Our step's phases: integrate, grid (sort), contacts, in ms (medians).
+    pub ours_phases_ms: [f64; 3],
     /// The AoS peer with our contact model.
     pub aos_same_ms: f64,
     /// The AoS peer with the simpler model (push apart half the overlap).
@@ -749,6 +771,7 @@ fn run_scene(
     };
     let mut ours = Ours::new(&init, w, h, g);
     let ours_ms = time_steps(steps, 2, |s| ours.step(pool, plan(s).as_ref()));
+    let ours_phases_ms = ours.phase_medians(steps);
     drop(ours);
     let mut same = AosSame::new(&init, w, h, g);
     let aos_same_ms = theirs.install(|| time_steps(steps, 2, |s| same.step(plan(s).as_ref())));
@@ -764,6 +787,7 @@ fn run_scene(
         scene: kind,
         particles: n,
         ours_ms: round(ours_ms, 2),
+        ours_phases_ms,
         aos_same_ms: round(aos_same_ms, 2),
         aos_ms: round(aos_ms, 2),
         naive_bevy_ms: naive_bevy_ms.map(|m| round(m, 1)),
@@ -908,6 +932,16 @@ impl PhysicsReport {
                 r.vs_naive_bevy.map_or("-".into(), |x| format!("×{x:.1}"))
             ));
         }
+        s.push_str("  ours by phase (integrate / grid / contacts, ms):");
+        for r in &self.rows {
+            let [i, g, c] = r.ours_phases_ms;
+            s.push_str(&format!(
+                " {} {}: {i:.1} / {g:.1} / {c:.1};",
+                r.scene.name(),
+                r.particles
+            ));
+        }
+        s.push('\n');
         s.push_str(&format!(
             "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2}\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
             self.steps_per_s_1m,

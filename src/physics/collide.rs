@@ -1,18 +1,19 @@
 //! Circle contacts: one Jacobi pass of position-based resolution, each
 //! touching pair evaluated once.
 //!
-//! Pass 1: every particle `i` looks only forward, at rows `j > i` (the rest
-//! of its own cell row and the grid rows above), so each pair is found once.
-//! The pair is pushed apart along the line of centres and its relative
-//! sliding this substep is removed up to the Coulomb bound
-//! `friction × overlap`; the term goes to `i` and, opposite, to `j`, split in
-//! inverse-mass proportion (with mass scaling for stacking under gravity) and
-//! divided by the larger contact count of the two from the last pass, so a
-//! particle pressed from many sides does not overshoot.
+//! Pass 1: every particle `i` looks only forward: at the rows after it in
+//! its own band up to 2 largest radii to its right, and at the rows of the
+//! band above within ±2 largest radii in x (`grid` keeps both runs
+//! contiguous), so each pair is found once. The pair is pushed apart along
+//! the line of centres and its relative sliding this substep is removed up
+//! to the Coulomb bound `friction × overlap`; the term goes to `i` and,
+//! opposite, to `j`, split in inverse-mass proportion (with mass scaling for
+//! stacking under gravity) and divided by the larger contact count of the
+//! two from the last pass, so a particle pressed from many sides does not
+//! overshoot.
 //!
-//! Writing to `j` is made race-free and deterministic by stripes: the sorted
-//! rows are cut into stripes of `STRIPE_ROWS` grid rows; a particle's
-//! forward neighbours lie in its own stripe or the next, so all even stripes
+//! Writing to `j` is made race-free and deterministic by parity: a band's
+//! particles write only to their own band and the next, so all even bands
 //! run in parallel, then all odd ones, and every sum is added in the same
 //! order whatever the thread count.
 //!
@@ -31,7 +32,7 @@ use wide::f32x4;
 const GRAIN: usize = 4096;
 
 /// Per-particle corrections of one pass, and each particle's friction
-/// (reused between passes); the balancers that learn what each stripe costs.
+/// (reused between passes); the balancers that learn what each band costs.
 pub struct Scratch {
     dx: Vec<f32>,
     dy: Vec<f32>,
@@ -39,8 +40,8 @@ pub struct Scratch {
     /// Contacts found in this pass, stored into the store afterwards.
     n: Vec<f32>,
     mu: Vec<f32>,
-    /// One per stripe parity: a pile makes its stripes far costlier than
-    /// the air above it, so chunks are cut by measured cost.
+    /// One per band parity: a pile makes its bands far costlier than the
+    /// air above it, so chunks are cut by measured cost.
     stripes: [Balancer; 2],
 }
 
@@ -60,18 +61,29 @@ impl Default for Scratch {
     }
 }
 
-/// One particle's own values, as the contact kernel reads them.
+/// One particle's own values, each in every lane, as the contact kernel
+/// reads them.
 #[derive(Clone, Copy)]
 struct Me {
     /// Contacts in the last pass.
-    n: f32,
-    x: f32,
-    y: f32,
-    r: f32,
-    w: f32,
-    vx: f32,
-    vy: f32,
-    mu: f32,
+    n: f32x4,
+    x: f32x4,
+    y: f32x4,
+    r: f32x4,
+    w: f32x4,
+    vx: f32x4,
+    vy: f32x4,
+    mu: f32x4,
+    speed2: f32x4,
+}
+
+/// What one particle gathers over its candidate runs, lane by lane; reduced
+/// once per particle.
+struct Acc {
+    ax: f32x4,
+    ay: f32x4,
+    hits: f32x4,
+    speed2: f32x4,
 }
 
 /// The columns the contact kernel reads, whole (spans index into them).
@@ -99,11 +111,6 @@ struct Sums<'a> {
 
 /// Candidates handled side by side: one SSE register of f32.
 const LANES: usize = 4;
-
-/// Grid rows per stripe. A forward search reaches at most
-/// `ceil(2 × max radius / cell)` = 2 rows up (cells are 1.4 max radii), so
-/// with 4 rows it never passes the next stripe; the search is also clamped.
-const STRIPE_ROWS: u32 = 4;
 
 /// `VALID[m]` keeps the first `m` lanes.
 const VALID: [[f32; LANES]; LANES + 1] = {
@@ -159,44 +166,31 @@ fn max_lanes(out: &mut [f32], k: usize, v: f32x4) {
 /// All pairs between `me` (row `i`) and rows `lo..hi` (all after `i`),
 /// `LANES` candidates at a time with masks instead of per-candidate
 /// branches. Rows past `hi` are read (the columns are padded) and masked
-/// out. Adds `me`'s share to its own sums and the opposite share to each
-/// neighbour's; returns `me`'s (push x, push y, touching, max speed²).
+/// out. Adds `me`'s share to `acc` and the opposite share to each
+/// neighbour's sums.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn span_pairs(
-    me: Me,
+    me: &Me,
     c: Cols<'_>,
     lo: usize,
     hi: usize,
     h: f32,
     stack: f32,
     sums: &mut Sums<'_>,
-) -> (f32, f32, f32, f32) {
-    let zero = f32x4::ZERO;
-    let (mx, my, mr, mw) = (
-        f32x4::splat(me.x),
-        f32x4::splat(me.y),
-        f32x4::splat(me.r),
-        f32x4::splat(me.w),
-    );
-    let (mvx, mvy, mmu) = (
-        f32x4::splat(me.vx),
-        f32x4::splat(me.vy),
-        f32x4::splat(me.mu),
-    );
-    let my_speed2 = f32x4::splat(me.vx * me.vx + me.vy * me.vy);
-    let (mut ax, mut ay, mut hits, mut speed2) = (zero, zero, zero, zero);
+    acc: &mut Acc,
+) {
     let mut j = lo;
     while j < hi {
         let valid = f32x4::new(VALID[(hi - j).min(LANES)]);
         let (x, y, r) = (lanes(c.x, j), lanes(c.y, j), lanes(c.r, j));
-        let mut dx = mx - x;
-        let dy = my - y;
+        let mut dx = me.x - x;
+        let dy = me.y - y;
         // Coincident centres: push `me` (the earlier row) towards -x.
         let coincident = (dx * dx + dy * dy).simd_lt(f32x4::splat(1e-10));
         dx -= coincident & f32x4::splat(1e-4);
         let d2 = dx * dx + dy * dy;
-        let rr = mr + r;
+        let rr = me.r + r;
         let hit = valid & d2.simd_lt(rr * rr);
         // Most groups touch nothing: skip the rest of the work for them.
         if hit.any() {
@@ -209,7 +203,7 @@ fn span_pairs(
             // Each pair's correction is divided by the larger contact count
             // of the two (from the last pass): a particle pressed from many
             // sides does not overshoot.
-            let scale = f32x4::ONE / lanes(c.n, j).max(f32x4::splat(me.n)).max(f32x4::ONE);
+            let scale = f32x4::ONE / lanes(c.n, j).max(me.n).max(f32x4::ONE);
             let d = d2.sqrt();
             let inv_d = (f32x4::ONE / d) & hit;
             let overlap = (rr - d) & hit;
@@ -225,35 +219,29 @@ fn span_pairs(
             let (twelve, six) = (f32x4::splat(12.0), f32x4::splat(6.0));
             let num = twelve - six * s + s * s;
             let den = twelve + six * s + s * s;
-            let frac = mw * den / (mw * den + w * num);
+            let frac = me.w * den / (me.w * den + w * num);
             // Relative tangential move this substep, removed up to the
             // Coulomb bound `mu × overlap`.
-            let bound = f32x4::splat(0.5) * (mmu + mu) * overlap;
-            let slip = (((mvx - vx) * -ny + (mvy - vy) * nx) * f32x4::splat(h))
+            let bound = f32x4::splat(0.5) * (me.mu + mu) * overlap;
+            let slip = (((me.vx - vx) * -ny + (me.vy - vy) * nx) * f32x4::splat(h))
                 .max(-bound)
                 .min(bound);
             let tx = (nx * overlap + ny * slip) * scale;
             let ty = (ny * overlap - nx * slip) * scale;
-            ax += tx * frac;
-            ay += ty * frac;
+            acc.ax += tx * frac;
+            acc.ay += ty * frac;
             let k = j - sums.base;
             let other = f32x4::ONE - frac;
             add_lanes(sums.dx, k, -(tx * other));
             add_lanes(sums.dy, k, -(ty * other));
             let one = f32x4::ONE & hit;
-            hits += one;
+            acc.hits += one;
             add_lanes(sums.hits, k, one);
-            speed2 = speed2.max((vx * vx + vy * vy) & hit);
-            max_lanes(sums.speed2, k, my_speed2 & hit);
+            acc.speed2 = acc.speed2.max((vx * vx + vy * vy) & hit);
+            max_lanes(sums.speed2, k, me.speed2 & hit);
         }
         j += LANES;
     }
-    (
-        ax.reduce_add(),
-        ay.reduce_add(),
-        hits.reduce_add(),
-        speed2.to_array().into_iter().fold(0.0, f32::max),
-    )
 }
 
 /// Cuts `take` values after the next `skip` off the front of `rest`.
@@ -262,6 +250,71 @@ fn carve<'a>(rest: &mut &'a mut [f32], skip: usize, take: usize) -> &'a mut [f32
     let (window, tail) = tail.split_at_mut(take);
     *rest = tail;
     window
+}
+
+/// Every pair with a particle of band `b` as its earlier row; returns how
+/// many touch. `sums` covers bands `b` and `b + 1`.
+#[inline(never)]
+fn band_pairs(
+    b: usize,
+    grid: &Grid,
+    c: Cols<'_>,
+    reach: f32,
+    h: f32,
+    stack: f32,
+    sums: &mut Sums<'_>,
+) -> u64 {
+    let (lo, hi) = grid.band_rows(b);
+    let (up_lo, up_hi) = grid.band_rows(b + 1);
+    let x = c.x;
+    // Candidate runs: own band `i + 1..same`, band above `above..above_end`.
+    // x grows with `i`, so all three bounds only move forward.
+    let (mut same, mut above, mut above_end) = (lo, up_lo, up_lo);
+    let mut touching = 0u64;
+    for i in lo..hi {
+        let xi = x[i];
+        same = same.max(i + 1);
+        while same < hi && x[same] < xi + reach {
+            same += 1;
+        }
+        while above < up_hi && x[above] <= xi - reach {
+            above += 1;
+        }
+        above_end = above_end.max(above);
+        while above_end < up_hi && x[above_end] < xi + reach {
+            above_end += 1;
+        }
+        let (vx, vy) = (c.vx[i], c.vy[i]);
+        let me = Me {
+            n: f32x4::splat(c.n[i]),
+            x: f32x4::splat(xi),
+            y: f32x4::splat(c.y[i]),
+            r: f32x4::splat(c.r[i]),
+            w: f32x4::splat(c.w[i]),
+            vx: f32x4::splat(vx),
+            vy: f32x4::splat(vy),
+            mu: f32x4::splat(c.mu[i]),
+            speed2: f32x4::splat(vx * vx + vy * vy),
+        };
+        let zero = f32x4::ZERO;
+        let mut acc = Acc {
+            ax: zero,
+            ay: zero,
+            hits: zero,
+            speed2: zero,
+        };
+        span_pairs(&me, c, i + 1, same, h, stack, sums, &mut acc);
+        span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
+        let hits = acc.hits.reduce_add();
+        let k = i - sums.base;
+        sums.dx[k] += acc.ax.reduce_add();
+        sums.dy[k] += acc.ay.reduce_add();
+        sums.hits[k] += hits;
+        let s2 = acc.speed2.to_array().into_iter().fold(0.0, f32::max);
+        sums.speed2[k] = sums.speed2[k].max(s2);
+        touching += hits as u64;
+    }
+    touching
 }
 
 /// Runs one pass; returns the number of touching pairs.
@@ -306,8 +359,8 @@ pub fn resolve(
         mu,
         n: n_prev,
     };
-    // Reach of the widest contact: own radius plus the largest radius.
-    let r_max = p.max_radius;
+    // The widest contact: a band's height, and the x window searched.
+    let reach = grid.band_height;
     // Mass scaling follows gravity; without gravity it is off (and momentum
     // is conserved exactly).
     let stack = if p.gravity == 0.0 {
@@ -316,18 +369,11 @@ pub fn resolve(
         p.stacking * p.gravity.signum()
     };
 
-    // Stripe `s` holds rows `bounds[s]..bounds[s + 1]`.
-    let stripes = grid.rows.div_ceil(STRIPE_ROWS) as usize;
-    let bounds: Vec<usize> = (0..=stripes)
-        .map(|s| {
-            let row = (s as u32 * STRIPE_ROWS).min(grid.rows);
-            grid.cell_start[(row * grid.cols) as usize] as usize
-        })
-        .collect();
+    let bands = grid.bands as usize;
     let mut touching = 0u64;
     for parity in 0..2 {
-        // Carve the sums into disjoint windows: stripe s and s + 1, for
-        // every s of this parity.
+        // Carve the sums into disjoint windows: band b and b + 1, for every
+        // b of this parity.
         let mut tasks = Vec::new();
         let (mut dx, mut dy, mut hits, mut sp) = (
             &mut scratch.dx[..],
@@ -336,12 +382,13 @@ pub fn resolve(
             &mut scratch.speed2[..],
         );
         let mut at = 0;
-        for s in (parity..stripes).step_by(2) {
-            let (start, end) = (bounds[s], bounds[(s + 2).min(stripes)]);
+        for b in (parity..bands).step_by(2) {
+            let (start, _) = grid.band_rows(b);
+            let (_, end) = grid.band_rows(b + 1);
             let (skip, take) = (start - at, end - start);
             at = end;
             tasks.push((
-                s,
+                b,
                 0u64,
                 Sums {
                     base: start,
@@ -357,50 +404,8 @@ pub fn resolve(
             pool,
             Priority::FrameCritical,
             &mut tasks,
-            |(s, found, sums)| {
-                let s = *s;
-                let mut touching = 0u64;
-                // The last grid row this stripe's particles may search.
-                let last_row = ((s as u32 + 2) * STRIPE_ROWS).min(grid.rows) - 1;
-                for i in bounds[s]..bounds[s + 1] {
-                    let me = Me {
-                        n: n_prev[i],
-                        x: x[i],
-                        y: y[i],
-                        r: r[i],
-                        w: w[i],
-                        vx: vx[i],
-                        vy: vy[i],
-                        mu: mu[i],
-                    };
-                    // The cells the particle's reach overlaps, from its own
-                    // row up; in its own row only the rows after it.
-                    let reach = r[i] + r_max;
-                    let (c0, r0) = grid.cell_coords(x[i] - reach, y[i]);
-                    let (c1, r1) = grid.cell_coords(x[i] + reach, y[i] + reach);
-                    let (mut px, mut py, mut hits, mut speed2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                    for row in r0..=r1.min(last_row) {
-                        let (lo, hi) = grid.row_range(row, c0, c1);
-                        // Only rows after `i` (in its own grid row, that
-                        // cuts off the cells to its left and itself).
-                        let lo = lo.max(i + 1);
-                        if lo >= hi {
-                            continue;
-                        }
-                        let (ax, ay, hh, s2) = span_pairs(me, cols, lo, hi, h, stack, sums);
-                        px += ax;
-                        py += ay;
-                        hits += hh;
-                        speed2 = speed2.max(s2);
-                    }
-                    let k = i - sums.base;
-                    sums.dx[k] += px;
-                    sums.dy[k] += py;
-                    sums.hits[k] += hits;
-                    sums.speed2[k] = sums.speed2[k].max(speed2);
-                    touching += hits as u64;
-                }
-                *found = touching;
+            |(b, found, sums)| {
+                *found = band_pairs(*b, grid, cols, reach, h, stack, sums);
             },
         );
         touching += tasks.iter().map(|t| t.1).sum::<u64>();

@@ -1,102 +1,260 @@
-//! The uniform collision grid, built by counting sort.
+//! The collision grid: full-width rows of cells ("bands") two largest radii
+//! tall, built by counting sort, with the particles of each band sorted by x.
 //!
-//! Each step the store is reordered so that particles of one cell are
-//! contiguous and cells follow row-major order: the cells of one grid row
-//! that a particle must search are then one contiguous range of rows in
-//! memory, which the contact kernel reads a vector at a time.
+//! Why bands in x order rather than square cells: a particle's contacts lie
+//! in its own band or the next one up (a band is as tall as the widest
+//! contact), within ±2 largest radii in x. With each band sorted by x those
+//! are two contiguous runs of rows, found by pointers that only move forward
+//! as the particle's x grows — no cell table (a million particles would need
+//! millions of square cells, most of them looked up per particle), and the
+//! two bands being swept stay in cache.
+//!
+//! The sort is stable and depends only on the positions and the input order
+//! (x ties keep the previous order), so the same input gives the same rows on
+//! any thread count:
+//! 1. each chunk of particles counts its band keys (in parallel);
+//! 2. a prefix over (band, chunk) gives every chunk its own output slots, so
+//!    the scatter also runs in parallel;
+//! 3. each band is sorted by x. Last step's order was sorted already and
+//!    particles move less than a radius per substep, so a band is nearly
+//!    sorted: insertion sort, falling back to a full sort for a band that is
+//!    far from sorted (a spawn burst appended at the end, the first step).
 
 use crate::particles::ParticleStore;
 use crate::workers::WorkerPool;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Grid geometry plus the per-step tables (reused, never shrunk).
 #[derive(Default)]
 pub struct Grid {
-    pub cell_size: f32,
-    inv_cell: f32,
-    pub cols: u32,
-    pub rows: u32,
-    /// `cell_start[c]..cell_start[c + 1]` are the rows of cell `c` after sorting.
-    pub cell_start: Vec<u32>,
-    /// Next free row of each cell while scattering.
+    /// Height of a band: the widest contact (twice the largest radius).
+    pub band_height: f32,
+    inv_height: f32,
+    pub bands: u32,
+    /// `band_start[b]..band_start[b + 1]` are the rows of band `b` after
+    /// sorting.
+    pub band_start: Vec<u32>,
+    /// Each particle's band, in the input order.
+    band: Vec<u32>,
+    /// Per chunk, per band: first the counts, then the output cursors.
     cursor: Vec<u32>,
+    /// Output row → input row, written by the parallel scatter.
+    scattered: Vec<AtomicU32>,
+    /// The same, each band sorted by x: the store's permutation.
     order: Vec<u32>,
-    unsorted_cell: Vec<u32>,
 }
 
-/// Particles per parallel task in grid passes.
+/// Particles per chunk of the counting sort; few chunks keep the
+/// (chunk × band) table small.
+const SORT_CHUNK: usize = 1 << 16;
+/// Particles per parallel task in the per-particle passes.
 const GRAIN: usize = 8192;
 
 impl Grid {
-    /// Sets the geometry for a `width` × `height` box.
-    pub fn configure(&mut self, width: f32, height: f32, cell_size: f32) {
-        self.cell_size = cell_size;
-        self.inv_cell = 1.0 / cell_size;
-        self.cols = ((width / cell_size).ceil() as u32).max(1);
-        self.rows = ((height / cell_size).ceil() as u32).max(1);
+    /// Sets the geometry for a box `height` tall whose widest contact is
+    /// `reach` (twice the largest radius).
+    pub fn configure(&mut self, height: f32, reach: f32) {
+        self.band_height = reach;
+        self.inv_height = 1.0 / reach;
+        self.bands = ((height / reach).ceil() as u32).max(1);
     }
 
-    pub fn cell_count(&self) -> usize {
-        (self.cols * self.rows) as usize
-    }
-
-    /// The cell of a point; points outside the box go to the nearest border
-    /// cell (monotone, so neighbours stay neighbours).
+    /// The band of height `y`; heights outside the box go to the nearest
+    /// border band (monotone, so neighbours stay neighbours).
     #[inline(always)]
-    pub fn cell_coords(&self, x: f32, y: f32) -> (u32, u32) {
-        cell_coords(self.inv_cell, self.cols, self.rows, x, y)
+    pub fn band_of(&self, y: f32) -> u32 {
+        band_of(self.inv_height, self.bands, y)
     }
 
-    /// Sorts `store` by cell (stable, so the result depends only on the input
-    /// order) and fills `cell_start`.
+    /// The rows of band `b` (empty past the top band).
+    #[inline(always)]
+    pub fn band_rows(&self, b: usize) -> (usize, usize) {
+        match self.band_start.get(b + 1) {
+            Some(&end) => (self.band_start[b] as usize, end as usize),
+            None => {
+                let n = *self.band_start.last().unwrap_or(&0) as usize;
+                (n, n)
+            }
+        }
+    }
+
+    /// Sorts `store` by band, then by x within each band, and fills
+    /// `band_start`.
     pub fn rebuild(&mut self, store: &mut ParticleStore, pool: &WorkerPool) {
         let n = store.len();
-        let cells = self.cell_count();
-        let s = store.slices();
-        self.unsorted_cell.resize(n, 0);
-        let (inv, cols, rows) = (self.inv_cell, self.cols, self.rows);
-        let (x, y) = (s.x, s.y);
-        pool.for_each_chunk_mut(&mut self.unsorted_cell, GRAIN, |base, out| {
-            let (x, y) = (&x[base..base + out.len()], &y[base..base + out.len()]);
-            for ((c, &x), &y) in out.iter_mut().zip(x).zip(y) {
-                let (cx, cy) = cell_coords(inv, cols, rows, x, y);
-                *c = cy * cols + cx;
-            }
-        });
-        // Counting sort: histogram, exclusive prefix sum, stable scatter.
-        self.cell_start.clear();
-        self.cell_start.resize(cells + 1, 0);
-        for &c in &self.unsorted_cell {
-            self.cell_start[c as usize + 1] += 1;
-        }
-        for c in 0..cells {
-            self.cell_start[c + 1] += self.cell_start[c];
-        }
-        self.order.resize(n, 0);
+        let bands = self.bands as usize;
+        let chunks = n.div_ceil(SORT_CHUNK).max(1);
+        let (x, y) = {
+            let s = store.slices();
+            (s.x, s.y)
+        };
+
+        // 1. Band keys and per-chunk counts.
+        self.band.resize(n, 0);
         self.cursor.clear();
-        self.cursor.extend_from_slice(&self.cell_start[..cells]);
-        for (i, &c) in self.unsorted_cell.iter().enumerate() {
-            let at = &mut self.cursor[c as usize];
-            self.order[*at as usize] = i as u32;
-            *at += 1;
+        self.cursor.resize(chunks * bands, 0);
+        let (inv, top) = (self.inv_height, self.bands);
+        {
+            let mut work: Vec<(&mut [u32], &mut [u32], usize)> = self
+                .band
+                .chunks_mut(SORT_CHUNK)
+                .zip(self.cursor.chunks_mut(bands))
+                .enumerate()
+                .map(|(c, (keys, counts))| (keys, counts, c * SORT_CHUNK))
+                .collect();
+            pool.for_each_mut(&mut work, |(keys, counts, base)| {
+                for (k, &y) in keys.iter_mut().zip(&y[*base..]) {
+                    *k = band_of(inv, top, y);
+                    counts[*k as usize] += 1;
+                }
+            });
+        }
+
+        // 2. Exclusive prefix in (band, chunk) order: chunk c's particles of
+        // band b go after every earlier chunk's of band b.
+        self.band_start.clear();
+        self.band_start.resize(bands + 1, 0);
+        let mut at = 0u32;
+        for b in 0..bands {
+            self.band_start[b] = at;
+            for c in 0..chunks {
+                let slot = &mut self.cursor[c * bands + b];
+                let count = *slot;
+                *slot = at;
+                at += count;
+            }
+        }
+        self.band_start[bands] = at;
+
+        // Scatter. Each output row is claimed by exactly one (chunk, band)
+        // cursor, so the relaxed stores never collide.
+        self.scattered.resize_with(n, || AtomicU32::new(0));
+        {
+            let scattered = &self.scattered[..];
+            let band = &self.band[..];
+            let mut work: Vec<(&mut [u32], usize)> = self
+                .cursor
+                .chunks_mut(bands)
+                .enumerate()
+                .map(|(c, cursors)| (cursors, c * SORT_CHUNK))
+                .collect();
+            pool.for_each_mut(&mut work, |(cursors, base)| {
+                let end = (*base + SORT_CHUNK).min(n);
+                for (i, &b) in band[*base..end].iter().enumerate() {
+                    let at = &mut cursors[b as usize];
+                    scattered[*at as usize].store((*base + i) as u32, Ordering::Relaxed);
+                    *at += 1;
+                }
+            });
+        }
+
+        // 3. Each band by x. Bands are cut into runs of whole bands, one
+        // output slice each.
+        self.order.resize(n, 0);
+        {
+            let mut work = Vec::new();
+            let mut rest = &mut self.order[..];
+            let mut b = 0;
+            while b < bands {
+                let first = b;
+                let start = self.band_start[b] as usize;
+                while b < bands && (self.band_start[b + 1] as usize - start) < GRAIN {
+                    b += 1;
+                }
+                b = b.max(first + 1).min(bands);
+                let end = self.band_start[b] as usize;
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(end - start);
+                rest = tail;
+                work.push((first..b, head));
+            }
+            let (scattered, band_start) = (&self.scattered[..], &self.band_start[..]);
+            pool.for_each_mut(&mut work, |(range, out)| {
+                let base = band_start[range.start] as usize;
+                let mut keys = Vec::new();
+                for b in range.clone() {
+                    let (lo, hi) = (band_start[b] as usize, band_start[b + 1] as usize);
+                    keys.clear();
+                    keys.extend(scattered[lo..hi].iter().map(|r| {
+                        let r = r.load(Ordering::Relaxed);
+                        (sortable(x[r as usize]) << 32) | u64::from(r)
+                    }));
+                    sort_nearly_sorted(&mut keys);
+                    for (o, k) in out[lo - base..hi - base].iter_mut().zip(&keys) {
+                        *o = *k as u32;
+                    }
+                }
+            });
         }
         store.permute(&self.order, (n >= 4 * GRAIN).then_some(pool));
-    }
-
-    /// The particle rows holding cells `c0..=c1` of grid row `row`: one
-    /// contiguous range, since cells are sorted row-major.
-    #[inline(always)]
-    pub fn row_range(&self, row: u32, c0: u32, c1: u32) -> (usize, usize) {
-        let base = (row * self.cols) as usize;
-        (
-            self.cell_start[base + c0 as usize] as usize,
-            self.cell_start[base + c1 as usize + 1] as usize,
-        )
     }
 }
 
 #[inline(always)]
-fn cell_coords(inv_cell: f32, cols: u32, rows: u32, x: f32, y: f32) -> (u32, u32) {
-    let cx = ((x * inv_cell) as i32).clamp(0, cols as i32 - 1) as u32;
-    let cy = ((y * inv_cell) as i32).clamp(0, rows as i32 - 1) as u32;
-    (cx, cy)
+fn band_of(inv_height: f32, bands: u32, y: f32) -> u32 {
+    ((y * inv_height) as i32).clamp(0, bands as i32 - 1) as u32
+}
+
+/// `x`'s bits, mapped so that unsigned order is float order.
+#[inline(always)]
+fn sortable(x: f32) -> u64 {
+    let b = x.to_bits();
+    u64::from(if b >> 31 == 1 { !b } else { b | 1 << 31 })
+}
+
+/// Insertion sort while the input is nearly sorted; a full sort once it
+/// has moved more than a few entries per element. Keys are unique (the
+/// row is in the low bits), so both give the same order.
+fn sort_nearly_sorted(keys: &mut [u64]) {
+    let mut budget = 8 * keys.len() + 64;
+    for i in 1..keys.len() {
+        let k = keys[i];
+        let mut j = i;
+        while j > 0 && keys[j - 1] > k {
+            keys[j] = keys[j - 1];
+            j -= 1;
+        }
+        keys[j] = k;
+        budget = budget.saturating_sub(i - j);
+        if budget == 0 {
+            keys.sort_unstable();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sortable_keys_follow_float_order() {
+        let xs = [-1e9f32, -3.5, -0.0, 0.0, 1e-30, 2.0, 2.5, 1e9];
+        for w in xs.windows(2) {
+            assert!(sortable(w[0]) <= sortable(w[1]), "{} vs {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn nearly_sorted_and_shuffled_bands_sort_alike() {
+        let mut rng = crate::game::rng::Rng::new(5);
+        for len in [0usize, 1, 7, 300, 5000] {
+            // A sorted run with a few neighbours swapped, then a shuffled
+            // tail (a spawn burst).
+            let mut keys: Vec<u64> = (0..len as u64).map(|k| k * 3).collect();
+            for _ in 0..len / 10 {
+                let i = (rng.unit() * len.saturating_sub(1) as f32) as usize;
+                if i + 1 < len {
+                    keys.swap(i, i + 1);
+                }
+            }
+            for i in (len * 9 / 10..len).rev() {
+                let j = len * 9 / 10 + (rng.unit() * (i - len * 9 / 10 + 1) as f32) as usize;
+                keys.swap(i, j.min(i));
+            }
+            let mut want = keys.clone();
+            want.sort_unstable();
+            sort_nearly_sorted(&mut keys);
+            assert_eq!(keys, want);
+        }
+    }
 }

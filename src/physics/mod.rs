@@ -3,7 +3,7 @@
 //!
 //! One step of `dt` is `substeps` substeps of `h = dt / substeps`:
 //! 1. integrate: drag, gravity, a speed cap, `x += v h`, walls;
-//! 2. sort the store by grid cell (`grid::Grid::rebuild`);
+//! 2. sort the store by grid band, then by x (`grid::Grid::rebuild`);
 //! 3. `iterations` Jacobi passes of position-based contact resolution.
 //!
 //! Contacts are resolved on positions (position-based dynamics): overlaps
@@ -58,13 +58,9 @@ pub struct PhysicsParams {
     /// the upper particle acts `exp(stacking × Δy)` times lighter. 0 is off.
     pub stacking: f32,
 
-    /// Largest particle radius: how far beyond its own radius a particle
-    /// must look for contacts.
+    /// Largest particle radius: twice it is the widest contact, the height
+    /// of a grid band.
     pub max_radius: f32,
-    /// Side of a grid cell. Any size is correct (each particle searches the
-    /// cells its reach overlaps); 1.4 × the largest radius measured fastest
-    /// (smaller cells cost more spans, larger ones more candidates).
-    pub cell_size: f32,
 }
 
 impl PhysicsParams {
@@ -85,7 +81,6 @@ impl PhysicsParams {
             stacking: 0.7,
 
             max_radius: kinds.max_radius(),
-            cell_size: 1.4 * kinds.max_radius(),
         }
     }
 }
@@ -121,7 +116,7 @@ struct Work<'a> {
 impl Physics {
     pub fn new(params: PhysicsParams) -> Self {
         let mut grid = Grid::default();
-        grid.configure(params.width, params.height, params.cell_size);
+        grid.configure(params.height, 2.0 * params.max_radius);
         Self {
             params,
             grid,
