@@ -39,7 +39,10 @@ pub struct Scratch {
     speed2: Vec<f32>,
     /// Contacts found in this pass, stored into the store afterwards.
     n: Vec<f32>,
+    /// Friction and 1 / max(last pass's contacts, 1), per particle, padded
+    /// like the store's columns.
     mu: Vec<f32>,
+    inv_n: Vec<f32>,
     /// One per band parity: a pile makes its bands far costlier than the
     /// air above it, so chunks are cut by measured cost.
     stripes: [Balancer; 2],
@@ -53,6 +56,7 @@ impl Default for Scratch {
             speed2: Vec::new(),
             n: Vec::new(),
             mu: Vec::new(),
+            inv_n: Vec::new(),
             stripes: [
                 Balancer::new("physics.contacts.even", 0xC0_11DE),
                 Balancer::new("physics.contacts.odd", 0xC0_11DF),
@@ -65,8 +69,8 @@ impl Default for Scratch {
 /// reads them.
 #[derive(Clone, Copy)]
 struct Me {
-    /// Contacts in the last pass.
-    n: f32x4,
+    /// 1 / max(contacts in the last pass, 1).
+    inv_n: f32x4,
     x: f32x4,
     y: f32x4,
     r: f32x4,
@@ -96,7 +100,7 @@ struct Cols<'a> {
     vx: &'a [f32],
     vy: &'a [f32],
     mu: &'a [f32],
-    n: &'a [f32],
+    inv_n: &'a [f32],
 }
 
 /// The sums one stripe task may write: rows `base..base + dx.len()` (its
@@ -111,6 +115,10 @@ struct Sums<'a> {
 
 /// Candidates handled side by side: one SSE register of f32.
 const LANES: usize = 4;
+
+/// Runs up to this long go one candidate at a time (a vector group costs
+/// about as much as three scalar pair tests).
+const ONE_BY_ONE: usize = 2;
 
 /// `VALID[m]` keeps the first `m` lanes.
 const VALID: [[f32; LANES]; LANES + 1] = {
@@ -152,7 +160,7 @@ fn add_lanes(out: &mut [f32], k: usize, v: f32x4) {
 fn max_lanes(out: &mut [f32], k: usize, v: f32x4) {
     match out.get_mut(k..k + LANES) {
         Some(s) => {
-            let m = f32x4::new((&*s).try_into().unwrap()).max(v);
+            let m = f32x4::new((&*s).try_into().unwrap()).fast_max(v);
             s.copy_from_slice(&m.to_array());
         }
         None => {
@@ -203,11 +211,11 @@ fn span_pairs(
             // Each pair's correction is divided by the larger contact count
             // of the two (from the last pass): a particle pressed from many
             // sides does not overshoot.
-            let scale = f32x4::ONE / lanes(c.n, j).max(me.n).max(f32x4::ONE);
+            // (1 / max(n, 1) is kept per particle: the larger count is
+            // the smaller reciprocal.)
+            let scale = lanes(c.inv_n, j).fast_min(me.inv_n);
             let d = d2.sqrt();
-            let inv_d = (f32x4::ONE / d) & hit;
             let overlap = (rr - d) & hit;
-            let (nx, ny) = (dx * inv_d, dy * inv_d);
             // Mass scaling for stacking: the particle above acts lighter by
             // about exp(stack × height difference), so a pile is held up from
             // the bottom in one pass instead of sagging until many passes
@@ -219,13 +227,19 @@ fn span_pairs(
             let (twelve, six) = (f32x4::splat(12.0), f32x4::splat(6.0));
             let num = twelve - six * s + s * s;
             let den = twelve + six * s + s * s;
-            let frac = me.w * den / (me.w * den + w * num);
+            // One division serves both 1 / d and the mass share
+            // `frac = a / (a + b)`: q = 1 / (d (a + b)).
+            let (a, ab) = (me.w * den, me.w * den + w * num);
+            let q = f32x4::ONE / (d * ab);
+            let inv_d = (ab * q) & hit;
+            let frac = (a * d * q) & hit;
+            let (nx, ny) = (dx * inv_d, dy * inv_d);
             // Relative tangential move this substep, removed up to the
             // Coulomb bound `mu × overlap`.
             let bound = f32x4::splat(0.5) * (me.mu + mu) * overlap;
             let slip = (((me.vx - vx) * -ny + (me.vy - vy) * nx) * f32x4::splat(h))
-                .max(-bound)
-                .min(bound);
+                .fast_max(-bound)
+                .fast_min(bound);
             let tx = (nx * overlap + ny * slip) * scale;
             let ty = (ny * overlap - nx * slip) * scale;
             acc.ax += tx * frac;
@@ -237,11 +251,97 @@ fn span_pairs(
             let one = f32x4::ONE & hit;
             acc.hits += one;
             add_lanes(sums.hits, k, one);
-            acc.speed2 = acc.speed2.max((vx * vx + vy * vy) & hit);
+            acc.speed2 = acc.speed2.fast_max((vx * vx + vy * vy) & hit);
             max_lanes(sums.speed2, k, me.speed2 & hit);
         }
         j += LANES;
     }
+}
+
+/// The same pair terms as `span_pairs`, one candidate at a time: cheaper
+/// for the short runs of a uniform pile (one or two candidates), where a
+/// vector group would be mostly masked lanes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn span_pairs_one_by_one(
+    me: &One,
+    c: Cols<'_>,
+    lo: usize,
+    hi: usize,
+    h: f32,
+    stack: f32,
+    sums: &mut Sums<'_>,
+    acc: &mut One,
+) {
+    for j in lo..hi {
+        let mut dx = me.x - c.x[j];
+        let dy = me.y - c.y[j];
+        if dx * dx + dy * dy < 1e-10 {
+            dx -= 1e-4;
+        }
+        let d2 = dx * dx + dy * dy;
+        let rr = me.r + c.r[j];
+        if d2 >= rr * rr {
+            continue;
+        }
+        let (vx, vy) = (c.vx[j], c.vy[j]);
+        let scale = min(c.inv_n[j], me.inv_n);
+        let d = d2.sqrt();
+        let overlap = rr - d;
+        let s = stack * dy;
+        let num = 12.0 - 6.0 * s + s * s;
+        let den = 12.0 + 6.0 * s + s * s;
+        let (a, ab) = (me.w * den, me.w * den + c.w[j] * num);
+        let q = 1.0 / (d * ab);
+        let (inv_d, frac) = (ab * q, a * d * q);
+        let (nx, ny) = (dx * inv_d, dy * inv_d);
+        let bound = 0.5 * (me.mu + c.mu[j]) * overlap;
+        let slip = min(
+            max(((me.vx - vx) * -ny + (me.vy - vy) * nx) * h, -bound),
+            bound,
+        );
+        let tx = (nx * overlap + ny * slip) * scale;
+        let ty = (ny * overlap - nx * slip) * scale;
+        acc.x += tx * frac;
+        acc.y += ty * frac;
+        acc.n += 1.0;
+        acc.speed2 = max(acc.speed2, vx * vx + vy * vy);
+        let k = j - sums.base;
+        let other = 1.0 - frac;
+        sums.dx[k] -= tx * other;
+        sums.dy[k] -= ty * other;
+        sums.hits[k] += 1.0;
+        sums.speed2[k] = max(sums.speed2[k], me.speed2);
+    }
+}
+
+/// One particle's values (or, as an accumulator, its sums: push, contacts,
+/// fastest neighbour) for the one-by-one path.
+#[derive(Clone, Copy, Default)]
+struct One {
+    x: f32,
+    y: f32,
+    r: f32,
+    w: f32,
+    vx: f32,
+    vy: f32,
+    mu: f32,
+    /// 1 / max(contacts, 1) as input; contacts found as an accumulator.
+    inv_n: f32,
+    n: f32,
+    speed2: f32,
+}
+
+/// `max` and `min` without NaN handling (one instruction each); inputs are
+/// finite.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b { a } else { b }
+}
+
+#[inline(always)]
+fn min(a: f32, b: f32) -> f32 {
+    if a < b { a } else { b }
 }
 
 /// Cuts `take` values after the next `skip` off the front of `rest`.
@@ -254,7 +354,7 @@ fn carve<'a>(rest: &mut &'a mut [f32], skip: usize, take: usize) -> &'a mut [f32
 
 /// Every pair with a particle of band `b` as its earlier row; returns how
 /// many touch. `sums` covers bands `b` and `b + 1`.
-#[inline(never)]
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn band_pairs(
     b: usize,
     grid: &Grid,
@@ -285,8 +385,33 @@ fn band_pairs(
             above_end += 1;
         }
         let (vx, vy) = (c.vx[i], c.vy[i]);
+        let k = i - sums.base;
+        if same - i <= ONE_BY_ONE + 1 && above_end - above <= ONE_BY_ONE {
+            // Short runs: one candidate at a time.
+            let me = One {
+                x: xi,
+                y: c.y[i],
+                r: c.r[i],
+                w: c.w[i],
+                vx,
+                vy,
+                mu: c.mu[i],
+                inv_n: c.inv_n[i],
+                n: 0.0,
+                speed2: vx * vx + vy * vy,
+            };
+            let mut acc = One::default();
+            span_pairs_one_by_one(&me, c, i + 1, same, h, stack, sums, &mut acc);
+            span_pairs_one_by_one(&me, c, above, above_end, h, stack, sums, &mut acc);
+            sums.dx[k] += acc.x;
+            sums.dy[k] += acc.y;
+            sums.hits[k] += acc.n;
+            sums.speed2[k] = max(sums.speed2[k], acc.speed2);
+            touching += acc.n as u32 as u64;
+            continue;
+        }
         let me = Me {
-            n: f32x4::splat(c.n[i]),
+            inv_n: f32x4::splat(c.inv_n[i]),
             x: f32x4::splat(xi),
             y: f32x4::splat(c.y[i]),
             r: f32x4::splat(c.r[i]),
@@ -306,13 +431,12 @@ fn band_pairs(
         span_pairs(&me, c, i + 1, same, h, stack, sums, &mut acc);
         span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
         let hits = acc.hits.reduce_add();
-        let k = i - sums.base;
         sums.dx[k] += acc.ax.reduce_add();
         sums.dy[k] += acc.ay.reduce_add();
         sums.hits[k] += hits;
-        let s2 = acc.speed2.to_array().into_iter().fold(0.0, f32::max);
-        sums.speed2[k] = sums.speed2[k].max(s2);
-        touching += hits as u64;
+        let s2 = acc.speed2.to_array().into_iter().fold(0.0, max);
+        sums.speed2[k] = max(sums.speed2[k], s2);
+        touching += hits as u32 as u64;
     }
     touching
 }
@@ -327,28 +451,44 @@ pub fn resolve(
     pool: &WorkerPool,
 ) -> u64 {
     let n = store.len();
+    // Per-particle inputs, and the sums zeroed, in one parallel pass.
     for v in [
         &mut scratch.dx,
         &mut scratch.dy,
         &mut scratch.speed2,
         &mut scratch.n,
     ] {
-        v.clear();
         v.resize(n, 0.0);
     }
-    // `mu` is padded like the store's columns.
     scratch.mu.resize(n + LANES, 0.0);
+    scratch.inv_n.resize(n + LANES, 0.0);
     let s = store.padded_slices();
     let (x, y, vx, vy, r, w) = (s.x, s.y, s.vx, s.vy, s.radius, s.inv_mass);
     let n_prev = s.contacts;
     let kind = store.slices().kind;
     let friction = p.friction;
-    pool.for_each_chunk_mut(&mut scratch.mu[..n], GRAIN, |base, mu| {
-        for (m, &k) in mu.iter_mut().zip(&kind[base..]) {
-            *m = friction[k as usize & 3];
-        }
-    });
-    let mu = &scratch.mu[..];
+    let mut chunks: Vec<_> = scratch.mu[..n]
+        .chunks_mut(GRAIN)
+        .zip(scratch.inv_n[..n].chunks_mut(GRAIN))
+        .zip(scratch.dx[..n].chunks_mut(GRAIN))
+        .zip(scratch.dy[..n].chunks_mut(GRAIN))
+        .zip(scratch.n[..n].chunks_mut(GRAIN))
+        .zip(scratch.speed2[..n].chunks_mut(GRAIN))
+        .enumerate()
+        .collect();
+    pool.for_each_mut(
+        &mut chunks,
+        |(chunk, (((((mu, inv_n), dx), dy), hits), sp))| {
+            let base = *chunk * GRAIN;
+            for (i, (m, v)) in mu.iter_mut().zip(inv_n.iter_mut()).enumerate() {
+                *m = friction[kind[base + i] as usize & 3];
+                *v = 1.0 / n_prev[base + i].max(1.0);
+            }
+            for sum in [dx, dy, hits, sp] {
+                sum.fill(0.0);
+            }
+        },
+    );
     let cols = Cols {
         x,
         y,
@@ -356,8 +496,8 @@ pub fn resolve(
         w,
         vx,
         vy,
-        mu,
-        n: n_prev,
+        mu: &scratch.mu,
+        inv_n: &scratch.inv_n,
     };
     // The widest contact: a band's height, and the x window searched.
     let reach = grid.band_height;
@@ -415,7 +555,7 @@ pub fn resolve(
     let (bw, bh, walls) = (p.width, p.height, p.walls);
     let s = store.slices_mut();
     let (ddx, ddy, speed2) = (&scratch.dx[..], &scratch.dy[..], &scratch.speed2[..]);
-    s.contacts.copy_from_slice(&scratch.n);
+    let hits = &scratch.n[..];
     let inv_h = 1.0 / h;
     let (relax, max_move) = (p.relaxation, p.max_move);
     let mut chunks: Vec<_> =
@@ -424,45 +564,50 @@ pub fn resolve(
             .zip(s.vx.chunks_mut(GRAIN))
             .zip(s.vy.chunks_mut(GRAIN))
             .zip(s.radius.chunks(GRAIN))
+            .zip(s.contacts.chunks_mut(GRAIN))
             .enumerate()
             .collect();
-    pool.for_each_mut(&mut chunks, |(chunk, ((((x, y), vx), vy), r))| {
-        let base = *chunk * GRAIN;
-        for i in 0..x.len() {
-            let k = base + i;
-            let (ox, oy) = (x[i], y[i]);
-            let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
-            // Deep overlaps (a spawn inside a pile) are pushed out over
-            // several substeps instead of all at once.
-            let limit = max_move * r[i];
-            let sq = ax * ax + ay * ay;
-            if sq > limit * limit {
-                let f = limit / sq.sqrt();
-                ax *= f;
-                ay *= f;
+    pool.for_each_mut(
+        &mut chunks,
+        |(chunk, (((((x, y), vx), vy), r), contacts))| {
+            let base = *chunk * GRAIN;
+            contacts.copy_from_slice(&hits[base..base + contacts.len()]);
+            for i in 0..x.len() {
+                let k = base + i;
+                let (ox, oy) = (x[i], y[i]);
+                let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
+                // Deep overlaps (a spawn inside a pile) are pushed out over
+                // several substeps instead of all at once.
+                let limit = max_move * r[i];
+                let sq = ax * ax + ay * ay;
+                if sq > limit * limit {
+                    let f = limit / sq.sqrt();
+                    ax *= f;
+                    ay *= f;
+                }
+                let (mut nx, mut ny) = (ox + ax, oy + ay);
+                if walls {
+                    (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
+                }
+                // Position-based dynamics: the correction is motion too. But
+                // it may not make a particle faster than it or any particle
+                // touching it was: pushing apart an old overlap (a pile under
+                // its own weight) must not launch the top layer.
+                let (u0, v0) = (vx[i], vy[i]);
+                let (mut u, mut v) = (u0 + (nx - ox) * inv_h, v0 + (ny - oy) * inv_h);
+                let limit2 = (u0 * u0 + v0 * v0).max(speed2[k]);
+                let sq = u * u + v * v;
+                if sq > limit2 {
+                    let f = (limit2 / sq).sqrt();
+                    u *= f;
+                    v *= f;
+                }
+                vx[i] = u;
+                vy[i] = v;
+                x[i] = nx;
+                y[i] = ny;
             }
-            let (mut nx, mut ny) = (ox + ax, oy + ay);
-            if walls {
-                (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
-            }
-            // Position-based dynamics: the correction is motion too. But
-            // it may not make a particle faster than it or any particle
-            // touching it was: pushing apart an old overlap (a pile under
-            // its own weight) must not launch the top layer.
-            let (u0, v0) = (vx[i], vy[i]);
-            let (mut u, mut v) = (u0 + (nx - ox) * inv_h, v0 + (ny - oy) * inv_h);
-            let limit2 = (u0 * u0 + v0 * v0).max(speed2[k]);
-            let sq = u * u + v * v;
-            if sq > limit2 {
-                let f = (limit2 / sq).sqrt();
-                u *= f;
-                v *= f;
-            }
-            vx[i] = u;
-            vy[i] = v;
-            x[i] = nx;
-            y[i] = ny;
-        }
-    });
+        },
+    );
     contacts
 }
