@@ -16,9 +16,10 @@
 //! 2. a prefix over (band, chunk) gives every chunk its own output slots, so
 //!    the scatter also runs in parallel;
 //! 3. each band is sorted by x. Last step's order was sorted already and
-//!    particles move less than a radius per substep, so a band is nearly
-//!    sorted: insertion sort, falling back to a full sort for a band that is
-//!    far from sorted (a spawn burst appended at the end, the first step).
+//!    particles move less than a radius per substep, so a band arrives as a
+//!    few sorted runs (arrivals from the band below, the stayers, arrivals
+//!    from above) with small local swaps: the standard library's stable
+//!    sort finds those runs and merges them in near-linear time.
 
 use crate::particles::ParticleStore;
 use crate::workers::WorkerPool;
@@ -178,7 +179,8 @@ impl Grid {
                         let r = r.load(Ordering::Relaxed);
                         (sortable(x[r as usize]) << 32) | u64::from(r)
                     }));
-                    sort_nearly_sorted(&mut keys);
+                    // Keys are unique (the row is in the low bits).
+                    keys.sort();
                     for (o, k) in out[lo - base..hi - base].iter_mut().zip(&keys) {
                         *o = *k as u32;
                     }
@@ -201,27 +203,6 @@ fn sortable(x: f32) -> u64 {
     u64::from(if b >> 31 == 1 { !b } else { b | 1 << 31 })
 }
 
-/// Insertion sort while the input is nearly sorted; a full sort once it
-/// has moved more than a few entries per element. Keys are unique (the
-/// row is in the low bits), so both give the same order.
-fn sort_nearly_sorted(keys: &mut [u64]) {
-    let mut budget = 8 * keys.len() + 64;
-    for i in 1..keys.len() {
-        let k = keys[i];
-        let mut j = i;
-        while j > 0 && keys[j - 1] > k {
-            keys[j] = keys[j - 1];
-            j -= 1;
-        }
-        keys[j] = k;
-        budget = budget.saturating_sub(i - j);
-        if budget == 0 {
-            keys.sort_unstable();
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,26 +216,50 @@ mod tests {
     }
 
     #[test]
-    fn nearly_sorted_and_shuffled_bands_sort_alike() {
-        let mut rng = crate::game::rng::Rng::new(5);
-        for len in [0usize, 1, 7, 300, 5000] {
-            // A sorted run with a few neighbours swapped, then a shuffled
-            // tail (a spawn burst).
-            let mut keys: Vec<u64> = (0..len as u64).map(|k| k * 3).collect();
-            for _ in 0..len / 10 {
-                let i = (rng.unit() * len.saturating_sub(1) as f32) as usize;
-                if i + 1 < len {
-                    keys.swap(i, i + 1);
+    fn rebuild_orders_rows_by_band_then_x() {
+        let mut rng = crate::game::rng::Rng::new(9);
+        let mut store = ParticleStore::with_limit(20_000);
+        let (w, h) = (300.0, 200.0);
+        for _ in 0..20_000 {
+            store
+                .spawn(crate::particles::NewParticle {
+                    // Some outside the box: they go to the border bands.
+                    x: rng.range(-5.0, w + 5.0),
+                    y: rng.range(-5.0, h + 5.0),
+                    vx: 0.0,
+                    vy: 0.0,
+                    radius: 1.0,
+                    inv_mass: 1.0,
+                    kind: 0,
+                })
+                .unwrap();
+        }
+        let pool = WorkerPool::new(2, 0).unwrap();
+        let mut grid = Grid::default();
+        grid.configure(h, 2.0);
+        for round in 0..3 {
+            grid.rebuild(&mut store, &pool);
+            store.check_invariants().unwrap();
+            let s = store.slices();
+            assert_eq!(grid.band_start[grid.bands as usize] as usize, s.x.len());
+            for b in 0..grid.bands as usize {
+                let (lo, hi) = grid.band_rows(b);
+                for i in lo..hi {
+                    assert_eq!(grid.band_of(s.y[i]) as usize, b, "round {round}: row {i}");
+                    if i > lo {
+                        assert!(
+                            s.x[i - 1] <= s.x[i],
+                            "round {round}: band {b} not in x order"
+                        );
+                    }
                 }
             }
-            for i in (len * 9 / 10..len).rev() {
-                let j = len * 9 / 10 + (rng.unit() * (i - len * 9 / 10 + 1) as f32) as usize;
-                keys.swap(i, j.min(i));
+            // Move everything a little, as a substep does, and sort again.
+            let m = store.slices_mut();
+            for (i, (x, y)) in m.x.iter_mut().zip(m.y.iter_mut()).enumerate() {
+                *x += ((i * 7919) % 13) as f32 * 0.1 - 0.6;
+                *y += ((i * 104_729) % 11) as f32 * 0.1 - 0.5;
             }
-            let mut want = keys.clone();
-            want.sort_unstable();
-            sort_nearly_sorted(&mut keys);
-            assert_eq!(keys, want);
         }
     }
 }
