@@ -170,7 +170,7 @@ pub enum BenchSuite {
     Memory(BenchArgs),
     /// The physics step against naive Bevy (an entity per particle) and an
     /// array-of-structs rayon version, at 100k and 1M particles.
-    Physics(BenchArgs),
+    Physics(PhysicsBenchArgs),
     /// Event recording: events/s, gas per event against one transaction per
     /// event, and frame p99 with a live, a hung and a dead node against no
     /// chain (starts a local anvil when --rpc-url is not given and
@@ -186,6 +186,26 @@ pub struct BenchArgs {
     /// Make the last line of stdout one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhysicsBenchArgs {
+    /// Fewer repetitions (under 30 seconds).
+    #[arg(long)]
+    pub quick: bool,
+    /// Make the last line of stdout one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Step only this contender on the dense pile and print its time per
+    /// step: for running under a profiler, such as valgrind's cachegrind.
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::bench::physics::Contender>,
+    /// Particles for --profile (1 to 2,000,000).
+    #[arg(long, default_value_t = 100_000, requires = "profile")]
+    pub profile_particles: usize,
+    /// Steps for --profile, after one warm-up step.
+    #[arg(long, default_value_t = 5, requires = "profile")]
+    pub profile_steps: usize,
 }
 
 /// What to run, once flags and config agree.

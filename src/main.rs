@@ -55,10 +55,18 @@ fn run(cli: &Cli) -> Result<u8, String> {
             let report = bench::workers::run(args.quick);
             print_report(&report.describe(), &report, args.json)
         }
-        Mode::Bench(BenchSuite::Physics(args)) => {
-            let report = bench::physics::run(args.quick);
-            print_report(&report.describe(), &report, args.json)
-        }
+        Mode::Bench(BenchSuite::Physics(args)) => match args.profile {
+            Some(who) => {
+                let line =
+                    bench::physics::profile(who, args.profile_particles, args.profile_steps)?;
+                println!("{line}");
+                Ok(0)
+            }
+            None => {
+                let report = bench::physics::run(args.quick);
+                print_report(&report.describe(), &report, args.json)
+            }
+        },
         Mode::Bench(BenchSuite::Memory(args)) => {
             let report = bench::memory::run(args.quick);
             print_report(&report.describe(), &report, args.json)

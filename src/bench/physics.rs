@@ -299,6 +299,38 @@ impl CellSort {
         std::mem::swap(items, spare);
     }
 
+    /// Sorts only an index of `items` by cell, leaving the items where they
+    /// are: `index[start[c]..start[c + 1]]` are the items of cell `c`.
+    fn sort_index<T: Sync>(
+        &mut self,
+        items: &[T],
+        index: &mut Vec<u32>,
+        pos: impl Fn(&T) -> (f32, f32) + Sync,
+    ) {
+        let cols = self.cols;
+        self.cell = items
+            .par_iter()
+            .map(|t| {
+                let (x, y) = pos(t);
+                let (cx, cy) = self.cell_of(x, y);
+                (cy * cols + cx) as u32
+            })
+            .collect();
+        self.start.iter_mut().for_each(|s| *s = 0);
+        for &c in &self.cell {
+            self.start[c as usize + 1] += 1;
+        }
+        for c in 0..self.start.len() - 1 {
+            self.start[c + 1] += self.start[c];
+        }
+        let mut cursor = self.start.clone();
+        index.resize(items.len(), 0);
+        for (i, &c) in self.cell.iter().enumerate() {
+            index[cursor[c as usize] as usize] = i as u32;
+            cursor[c as usize] += 1;
+        }
+    }
+
     /// The item range of cells `cx-1..=cx+1` of grid row `row`.
     fn row_span(&self, row: usize, cx: usize) -> (usize, usize) {
         let a = self.start[row * self.cols + cx.saturating_sub(1)] as usize;
@@ -429,6 +461,11 @@ struct AosSame {
     grid: CellSort,
     out: Vec<(f32, f32, f32, f32)>,
     p: PhysicsParams,
+    /// Whether the particles themselves are kept in cell order; without,
+    /// only an index is sorted and neighbours are read through it (the
+    /// same algorithm before cell ordering, for the cache comparison).
+    ordered: bool,
+    index: Vec<u32>,
 }
 
 impl AosSame {
@@ -451,6 +488,16 @@ impl AosSame {
             grid: CellSort::new(w, h),
             out: Vec::new(),
             p,
+            ordered: true,
+            index: Vec::new(),
+        }
+    }
+
+    /// The same peer with only an index in cell order.
+    fn unordered(init: &[Init], w: f32, h: f32, gravity: f32) -> Self {
+        Self {
+            ordered: false,
+            ..Self::new(init, w, h, gravity)
         }
     }
 
@@ -487,8 +534,13 @@ impl AosSame {
             }
             (q.x, q.y, q.vx, q.vy) = (cx, cy, u, v);
         });
-        self.grid
-            .sort(&mut self.q, &mut self.sorted, |q| (q.x, q.y));
+        if self.ordered {
+            self.grid
+                .sort(&mut self.q, &mut self.sorted, |q| (q.x, q.y));
+        } else {
+            self.grid
+                .sort_index(&self.q, &mut self.index, |q| (q.x, q.y));
+        }
         let n = self.q.len();
         // Gather each particle's share of every pair.
         let stack = if p.gravity == 0.0 {
@@ -498,6 +550,7 @@ impl AosSame {
         };
         let mu = p.friction[k];
         let (q, grid) = (&self.q, &self.grid);
+        let (ordered, index) = (self.ordered, &self.index[..]);
         self.out.resize(n, (0.0, 0.0, 0.0, 0.0));
         self.out.par_iter_mut().enumerate().for_each(|(i, o)| {
             let me = q[i];
@@ -505,10 +558,11 @@ impl AosSame {
             let (mut ax, mut ay, mut hits, mut s2) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
             for row in cy.saturating_sub(1)..=(cy + 1).min(grid.rows - 1) {
                 let (a, b) = grid.row_span(row, cx);
-                for (j, other) in q[a..b].iter().enumerate() {
-                    if a + j == i {
+                for j in (a..b).map(|k| if ordered { k } else { index[k] as usize }) {
+                    if j == i {
                         continue;
                     }
+                    let other = &q[j];
                     let (dx, dy) = (me.x - other.x, me.y - other.y);
                     let d2 = dx * dx + dy * dy;
                     let rr = 2.0 * RADIUS;
@@ -797,6 +851,70 @@ fn run_scene(
     }
 }
 
+/// Who `bench physics --profile` steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Contender {
+    /// Our SoA store and step on the worker system.
+    Ours,
+    /// The AoS peer with our contact model, particles kept in cell order.
+    Aos,
+    /// The same AoS peer with only an index kept in cell order.
+    AosUnordered,
+    /// One entity per particle.
+    NaiveBevy,
+}
+
+/// Steps one contender on the dense pile, spawned in random order (one
+/// warm-up step, then `steps`), and says its median time per step: the run
+/// to put under a profiler.
+pub fn profile(who: Contender, n: usize, steps: usize) -> Result<String, String> {
+    if !(1..=2_000_000).contains(&n) {
+        return Err("--profile-particles must be between 1 and 2000000".into());
+    }
+    if steps == 0 {
+        return Err("--profile-steps must be at least 1".into());
+    }
+    let workers = crate::workers::cores();
+    let (mut init, w, h, g) = scene(Scene::Pile, n);
+    // Spawned in random order, as a store is after a while of play (bursts
+    // spawn, sparks die): memory order says nothing about position until
+    // someone sorts.
+    let mut rng = Rng::new(7);
+    for i in (1..init.len()).rev() {
+        let j = (rng.unit() * (i + 1) as f32) as usize;
+        init.swap(i, j.min(i));
+    }
+    let rayon_pool = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()
+            .map_err(|e| format!("could not start the rayon threads: {e}"))
+    };
+    let ms = match who {
+        Contender::Ours => {
+            let pool = WorkerPool::new(workers, 0)
+                .map_err(|e| format!("could not start the workers: {e}"))?;
+            let mut ours = Ours::new(&init, w, h, g);
+            time_steps(steps, 1, |_| ours.step(&pool, None))
+        }
+        Contender::Aos | Contender::AosUnordered => {
+            let mut aos = if who == Contender::Aos {
+                AosSame::new(&init, w, h, g)
+            } else {
+                AosSame::unordered(&init, w, h, g)
+            };
+            rayon_pool()?.install(|| time_steps(steps, 1, |_| aos.step(None)))
+        }
+        Contender::NaiveBevy => {
+            let mut naive = Naive::new(&init, w, h, g);
+            time_steps(steps, 1, |_| naive.step(None))
+        }
+    };
+    Ok(format!(
+        "{who:?}: dense pile spawned in random order, {n} particles, {workers} workers: {ms:.2} ms per step (median of {steps})"
+    ))
+}
+
 /// STREAM triad `a = b + s·c` over `n` floats on the workers; bytes/s.
 fn triad(pool: &WorkerPool, n: usize) -> f64 {
     let b: Vec<f32> = (0..n).map(|i| i as f32).collect();
@@ -872,12 +990,21 @@ pub fn run(quick: bool) -> PhysicsReport {
     progress("scaling, 1 worker vs 2");
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
-    let t1 = time_steps(3, 1, |_| {
-        ours.physics.step(&mut ours.store, DT, &one);
-    });
-    let t2 = time_steps(3, 1, |_| {
-        ours.physics.step(&mut ours.store, DT, &two);
-    });
+    // Interleaved rounds, so a slow spell of the machine lands on both.
+    let (mut t1s, mut t2s) = (Vec::new(), Vec::new());
+    for _ in 0..if quick { 3 } else { 6 } {
+        t1s.push(time_steps(2, 1, |_| {
+            ours.physics.step(&mut ours.store, DT, &one);
+        }));
+        t2s.push(time_steps(2, 1, |_| {
+            ours.physics.step(&mut ours.store, DT, &two);
+        }));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (t1, t2) = (median(&mut t1s), median(&mut t2s));
     let m = |s: Scene, n: usize| rows.iter().find(|r| r.scene == s && r.particles == n);
     let naive: Vec<f64> = rows
         .iter()

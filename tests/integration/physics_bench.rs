@@ -21,3 +21,38 @@ fn bench_physics_quick_json_reports_every_figure() {
     // An entity per particle with a HashMap grid is far behind.
     assert!(v["vs_naive_bevy_100k"].as_f64().unwrap() > 3.0, "{v}");
 }
+
+#[test]
+fn bench_physics_profile_steps_one_contender() {
+    use super::{game, run};
+    for who in ["ours", "aos", "aos-unordered"] {
+        let (code, out, err) = run(game().args([
+            "bench",
+            "physics",
+            "--profile",
+            who,
+            "--profile-particles",
+            "3000",
+            "--profile-steps",
+            "2",
+        ]));
+        assert_eq!(code, 0, "{who}: {err}");
+        let ms: f64 = out
+            .split(": ")
+            .last()
+            .and_then(|t| t.split(' ').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{who}: no time in {out:?}"));
+        assert!(ms > 0.0 && out.contains("3000 particles"), "{who}: {out}");
+    }
+    let (code, _, err) = run(game().args([
+        "bench",
+        "physics",
+        "--profile",
+        "ours",
+        "--profile-particles",
+        "0",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("--profile-particles must be between"), "{err}");
+}
