@@ -24,7 +24,7 @@
 //! Pair terms are equal and opposite, so momentum is conserved up to that
 //! limit and the per-particle correction cap.
 
-use super::{PhysicsParams, grid::Grid, integrate::clamp_to_box};
+use super::{PhysicsParams, grid::Grid};
 use crate::particles::ParticleStore;
 use crate::workers::{Balancer, Priority, WorkerPool};
 use wide::f32x4;
@@ -485,10 +485,8 @@ pub fn resolve(
         &mut chunks,
         |(chunk, (((((mu, inv_n), dx), dy), hits), sp))| {
             let base = *chunk * GRAIN;
-            for (i, (m, v)) in mu.iter_mut().zip(inv_n.iter_mut()).enumerate() {
-                *m = friction[kind[base + i] as usize & 3];
-                *v = 1.0 / n_prev[base + i].max(1.0);
-            }
+            let end = base + mu.len();
+            prepare_chunk(mu, inv_n, &kind[base..end], &n_prev[base..end], &friction);
             for sum in [dx, dy, hits, sp] {
                 sum.fill(0.0);
             }
@@ -561,8 +559,6 @@ pub fn resolve(
     let s = store.slices_mut();
     let (ddx, ddy, speed2) = (&scratch.dx[..], &scratch.dy[..], &scratch.speed2[..]);
     let hits = &scratch.n[..];
-    let inv_h = 1.0 / h;
-    let (relax, max_move) = (p.relaxation, p.max_move);
     let mut chunks: Vec<_> =
         s.x.chunks_mut(GRAIN)
             .zip(s.y.chunks_mut(GRAIN))
@@ -572,47 +568,97 @@ pub fn resolve(
             .zip(s.contacts.chunks_mut(GRAIN))
             .enumerate()
             .collect();
+    let cap = Caps {
+        relax: p.relaxation,
+        max_move: p.max_move,
+        inv_h: 1.0 / h,
+        width: bw,
+        height: bh,
+        walls,
+    };
     pool.for_each_mut(
         &mut chunks,
         |(chunk, (((((x, y), vx), vy), r), contacts))| {
             let base = *chunk * GRAIN;
-            contacts.copy_from_slice(&hits[base..base + contacts.len()]);
-            for i in 0..x.len() {
-                let k = base + i;
-                let (ox, oy) = (x[i], y[i]);
-                let (mut ax, mut ay) = (ddx[k] * relax, ddy[k] * relax);
-                // Deep overlaps (a spawn inside a pile) are pushed out over
-                // several substeps instead of all at once.
-                let limit = max_move * r[i];
-                let sq = ax * ax + ay * ay;
-                if sq > limit * limit {
-                    let f = limit / sq.sqrt();
-                    ax *= f;
-                    ay *= f;
-                }
-                let (mut nx, mut ny) = (ox + ax, oy + ay);
-                if walls {
-                    (nx, ny) = clamp_to_box(nx, ny, r[i], bw, bh);
-                }
-                // Position-based dynamics: the correction is motion too. But
-                // it may not make a particle faster than it or any particle
-                // touching it was: pushing apart an old overlap (a pile under
-                // its own weight) must not launch the top layer.
-                let (u0, v0) = (vx[i], vy[i]);
-                let (mut u, mut v) = (u0 + (nx - ox) * inv_h, v0 + (ny - oy) * inv_h);
-                let limit2 = (u0 * u0 + v0 * v0).max(speed2[k]);
-                let sq = u * u + v * v;
-                if sq > limit2 {
-                    let f = (limit2 / sq).sqrt();
-                    u *= f;
-                    v *= f;
-                }
-                vx[i] = u;
-                vy[i] = v;
-                x[i] = nx;
-                y[i] = ny;
-            }
+            let end = base + x.len();
+            contacts.copy_from_slice(&hits[base..end]);
+            let sums = (&ddx[base..end], &ddy[base..end], &speed2[base..end]);
+            apply_chunk(x, y, vx, vy, r, sums, cap);
         },
     );
     contacts
+}
+
+/// Friction and 1 / max(contacts, 1) per particle; selects instead of a
+/// table lookup, so the loop vectorizes.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn prepare_chunk(
+    mu: &mut [f32],
+    inv_n: &mut [f32],
+    kind: &[u8],
+    n_prev: &[f32],
+    friction: &[f32; 4],
+) {
+    let n = mu.len();
+    let (inv_n, kind, n_prev) = (&mut inv_n[..n], &kind[..n], &n_prev[..n]);
+    for i in 0..n {
+        mu[i] = super::integrate::per_kind(friction, kind[i]);
+        inv_n[i] = 1.0 / n_prev[i].max(1.0);
+    }
+}
+
+/// What pass 2 needs besides the columns.
+#[derive(Clone, Copy)]
+struct Caps {
+    relax: f32,
+    max_move: f32,
+    inv_h: f32,
+    width: f32,
+    height: f32,
+    walls: bool,
+}
+
+/// Pass 2 over one chunk: the sums applied to positions and velocities.
+/// Branch-free (the caps are `min`s), so it vectorizes.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn apply_chunk(
+    x: &mut [f32],
+    y: &mut [f32],
+    vx: &mut [f32],
+    vy: &mut [f32],
+    r: &[f32],
+    (ddx, ddy, speed2): (&[f32], &[f32], &[f32]),
+    c: Caps,
+) {
+    let n = x.len();
+    let (y, vx, vy, r) = (&mut y[..n], &mut vx[..n], &mut vy[..n], &r[..n]);
+    let (ddx, ddy, speed2) = (&ddx[..n], &ddy[..n], &speed2[..n]);
+    for i in 0..n {
+        let (ox, oy) = (x[i], y[i]);
+        let (mut ax, mut ay) = (ddx[i] * c.relax, ddy[i] * c.relax);
+        // Deep overlaps (a spawn inside a pile) are pushed out over several
+        // substeps instead of all at once: scale down to the cap (a factor
+        // of at most 1; an infinite one, for no push, also gives 1).
+        let limit = c.max_move * r[i];
+        let f = (limit / (ax * ax + ay * ay).sqrt()).min(1.0);
+        ax *= f;
+        ay *= f;
+        let (mut nx, mut ny) = (ox + ax, oy + ay);
+        if c.walls {
+            nx = nx.max(r[i]).min(c.width - r[i]);
+            ny = ny.max(r[i]).min(c.height - r[i]);
+        }
+        // Position-based dynamics: the correction is motion too. But it may
+        // not make a particle faster than it or any particle touching it
+        // was: pushing apart an old overlap (a pile under its own weight)
+        // must not launch the top layer.
+        let (u0, v0) = (vx[i], vy[i]);
+        let (u, v) = (u0 + (nx - ox) * c.inv_h, v0 + (ny - oy) * c.inv_h);
+        let limit2 = (u0 * u0 + v0 * v0).max(speed2[i]);
+        let g = (limit2 / (u * u + v * v)).sqrt().min(1.0);
+        vx[i] = u * g;
+        vy[i] = v * g;
+        x[i] = nx;
+        y[i] = ny;
+    }
 }

@@ -57,7 +57,7 @@ pub fn integrate(store: &mut ParticleStore, p: &PhysicsParams, h: f32, pool: &Wo
 /// Picks `table[k]` for a kind `k` in 0..4 with selects, which vectorize
 /// (an indexed load would not).
 #[inline(always)]
-fn per_kind(table: &[f32; 4], k: u8) -> f32 {
+pub(super) fn per_kind(table: &[f32; 4], k: u8) -> f32 {
     let k = k & 3;
     let low = if k & 1 == 0 { table[0] } else { table[1] };
     let high = if k & 1 == 0 { table[2] } else { table[3] };
@@ -103,9 +103,4 @@ fn integrate_chunk(
         vx[i] = u;
         vy[i] = v;
     }
-}
-
-#[inline(always)]
-pub fn clamp_to_box(x: f32, y: f32, r: f32, w: f32, h: f32) -> (f32, f32) {
-    (x.clamp(r, w - r), y.clamp(r, h - r))
 }
