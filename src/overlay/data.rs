@@ -57,6 +57,28 @@ pub fn stacked(h: &History<[i64; Component::COUNT]>) -> Vec<Vec<[f64; 2]>> {
         .collect()
 }
 
+/// At most `max` points of `points` for a plot: consecutive points are
+/// grouped into buckets and each bucket keeps its highest point (at the
+/// bucket's last x), so a one-frame spike still shows. A plot's cost grows
+/// with its points; a 300-pixel-wide plot gains nothing from more than
+/// about one point per two pixels.
+pub fn decimate(points: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if points.len() <= max || max == 0 {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(max);
+    points
+        .chunks(per)
+        .map(|bucket| {
+            let top = bucket
+                .iter()
+                .map(|p| p[1])
+                .fold(f64::NEG_INFINITY, f64::max);
+            [bucket[bucket.len() - 1][0], top]
+        })
+        .collect()
+}
+
 pub use crate::memory::sites::{SortBy, rank};
 
 /// The text on the overlay button while a leak is suspected.
@@ -108,6 +130,19 @@ pub fn since_mark(mark: &HashMap<String, i64>, now: &HashMap<String, i64>) -> Ve
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimation_keeps_spikes_and_bounds_the_point_count() {
+        let mut points: Vec<[f64; 2]> = (0..300).map(|i| [i as f64, 10.0]).collect();
+        points[137][1] = 95.0;
+        let d = super::decimate(&points, 150);
+        assert!(d.len() <= 150, "{} points", d.len());
+        assert!(d.iter().any(|p| p[1] == 95.0), "the spike is gone");
+        assert_eq!(d.last().unwrap()[0], 299.0, "the newest sample stays");
+        assert!(d.windows(2).all(|w| w[0][0] < w[1][0]), "x order kept");
+        // Few points pass through untouched.
+        assert_eq!(super::decimate(&points[..10], 150), points[..10].to_vec());
+    }
+
     use super::*;
     use crate::memory::Hotspot;
     use crate::memory::sites::SiteStats;

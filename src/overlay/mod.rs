@@ -170,8 +170,18 @@ fn draw_ui(
     clock: Res<SetClock>,
     mut captures: ResMut<UiCapturesInput>,
     chain: Option<Res<crate::game::chain::ChainRecorder>>,
+    mut styled: Local<bool>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
+    if !*styled {
+        // No window shadows: without a GPU (lavapipe) every blurred shadow
+        // pixel is blended in software, and they add nothing to reading.
+        ctx.all_styles_mut(|s| {
+            s.visuals.window_shadow = egui::epaint::Shadow::NONE;
+            s.visuals.popup_shadow = egui::epaint::Shadow::NONE;
+        });
+        *styled = true;
+    }
     let kinds = sandbox.kinds;
 
     egui::Area::new(egui::Id::new("status"))

@@ -153,6 +153,9 @@ pub fn sample_overlay(mut state: ResMut<OverlayState>, memory: Res<MemorySystem>
     state.cost.0 += started.elapsed().as_secs_f64() * 1e3;
 }
 
+/// Points per plotted line: about one per two pixels of a window's plot.
+const PLOT_POINTS: usize = 150;
+
 fn plot(id: &str) -> Plot<'_> {
     Plot::new(id)
         .height(120.0)
@@ -192,12 +195,13 @@ pub fn frame_window(
                 sandbox.pool.compute_workers()
             ));
             let series = |pick: fn(&(f64, f64)) -> f64| -> Vec<[f64; 2]> {
-                history
+                let all: Vec<[f64; 2]> = history
                     .samples
                     .iter()
                     .enumerate()
                     .map(|(i, s)| [i as f64, pick(s)])
-                    .collect()
+                    .collect();
+                data::decimate(&all, PLOT_POINTS)
             };
             plot("frame_times")
                 .include_y(0.0)
@@ -338,9 +342,12 @@ pub fn memory_window(
                     // Top of the stack first, so each lower fill shows below it.
                     for c in (0..Component::COUNT).rev() {
                         p.line(
-                            Line::new(Component::ALL[c].name(), stacked[c].clone())
-                                .color(COMPONENT_COLORS[c])
-                                .fill(0.0),
+                            Line::new(
+                                Component::ALL[c].name(),
+                                data::decimate(&stacked[c], PLOT_POINTS),
+                            )
+                            .color(COMPONENT_COLORS[c])
+                            .fill(0.0),
                         );
                     }
                     for pool in &snap.pools {
