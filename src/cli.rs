@@ -196,10 +196,13 @@ pub struct PhysicsBenchArgs {
     /// Make the last line of stdout one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Step only this contender on the dense pile and print its time per
-    /// step: for running under a profiler, such as valgrind's cachegrind.
+    /// Step only this contender on one scene and print its time per step:
+    /// for running under a profiler, such as valgrind's cachegrind.
     #[arg(long, value_enum)]
     pub profile: Option<crate::bench::physics::Contender>,
+    /// Scene for --profile.
+    #[arg(long, value_enum, default_value = "pile", requires = "profile")]
+    pub profile_scene: crate::bench::physics::Scene,
     /// Particles for --profile (1 to 2,000,000).
     #[arg(long, default_value_t = 100_000, requires = "profile")]
     pub profile_particles: usize,

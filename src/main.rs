@@ -57,8 +57,12 @@ fn run(cli: &Cli) -> Result<u8, String> {
         }
         Mode::Bench(BenchSuite::Physics(args)) => match args.profile {
             Some(who) => {
-                let line =
-                    bench::physics::profile(who, args.profile_particles, args.profile_steps)?;
+                let line = bench::physics::profile(
+                    who,
+                    args.profile_scene,
+                    args.profile_particles,
+                    args.profile_steps,
+                )?;
                 println!("{line}");
                 Ok(0)
             }

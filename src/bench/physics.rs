@@ -35,7 +35,7 @@ const DT: f32 = 1.0 / 60.0;
 const RADIUS: f32 = 1.0;
 const GRAVITY: f32 = 500.0;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum Scene {
     Pile,
     Gas,
@@ -864,10 +864,10 @@ pub enum Contender {
     NaiveBevy,
 }
 
-/// Steps one contender on the dense pile, spawned in random order (one
-/// warm-up step, then `steps`), and says its median time per step: the run
-/// to put under a profiler.
-pub fn profile(who: Contender, n: usize, steps: usize) -> Result<String, String> {
+/// Steps one contender on one scene, spawned in random order (one warm-up
+/// step, then `steps`), and says its median time per step: the run to put
+/// under a profiler.
+pub fn profile(who: Contender, kind: Scene, n: usize, steps: usize) -> Result<String, String> {
     if !(1..=2_000_000).contains(&n) {
         return Err("--profile-particles must be between 1 and 2000000".into());
     }
@@ -875,7 +875,7 @@ pub fn profile(who: Contender, n: usize, steps: usize) -> Result<String, String>
         return Err("--profile-steps must be at least 1".into());
     }
     let workers = crate::workers::cores();
-    let (mut init, w, h, g) = scene(Scene::Pile, n);
+    let (mut init, w, h, g) = scene(kind, n);
     // Spawned in random order, as a store is after a while of play (bursts
     // spawn, sparks die): memory order says nothing about position until
     // someone sorts.
@@ -890,12 +890,19 @@ pub fn profile(who: Contender, n: usize, steps: usize) -> Result<String, String>
             .build()
             .map_err(|e| format!("could not start the rayon threads: {e}"))
     };
+    let plan = |s: usize| {
+        if kind == Scene::Bursts {
+            churn_plan(n, s, w, h)
+        } else {
+            None
+        }
+    };
     let ms = match who {
         Contender::Ours => {
             let pool = WorkerPool::new(workers, 0)
                 .map_err(|e| format!("could not start the workers: {e}"))?;
             let mut ours = Ours::new(&init, w, h, g);
-            time_steps(steps, 1, |_| ours.step(&pool, None))
+            time_steps(steps, 1, |s| ours.step(&pool, plan(s).as_ref()))
         }
         Contender::Aos | Contender::AosUnordered => {
             let mut aos = if who == Contender::Aos {
@@ -903,15 +910,16 @@ pub fn profile(who: Contender, n: usize, steps: usize) -> Result<String, String>
             } else {
                 AosSame::unordered(&init, w, h, g)
             };
-            rayon_pool()?.install(|| time_steps(steps, 1, |_| aos.step(None)))
+            rayon_pool()?.install(|| time_steps(steps, 1, |s| aos.step(plan(s).as_ref())))
         }
         Contender::NaiveBevy => {
             let mut naive = Naive::new(&init, w, h, g);
-            time_steps(steps, 1, |_| naive.step(None))
+            time_steps(steps, 1, |s| naive.step(plan(s).as_ref()))
         }
     };
     Ok(format!(
-        "{who:?}: dense pile spawned in random order, {n} particles, {workers} workers: {ms:.2} ms per step (median of {steps})"
+        "{who:?}: {} spawned in random order, {n} particles, {workers} workers: {ms:.2} ms per step (median of {steps})",
+        kind.name()
     ))
 }
 
@@ -988,15 +996,18 @@ pub fn run(quick: bool) -> PhysicsReport {
     }
     let integrate_bps = 37.0 * ours.store.len() as f64 / best;
     progress("scaling, 1 worker vs 2");
+    // Only the two pools being compared keep threads from here on.
+    pool.shutdown();
+    drop(theirs);
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
     // Interleaved rounds, so a slow spell of the machine lands on both.
     let (mut t1s, mut t2s) = (Vec::new(), Vec::new());
     for _ in 0..if quick { 3 } else { 6 } {
-        t1s.push(time_steps(2, 1, |_| {
+        t1s.push(time_steps(4, 1, |_| {
             ours.physics.step(&mut ours.store, DT, &one);
         }));
-        t2s.push(time_steps(2, 1, |_| {
+        t2s.push(time_steps(4, 1, |_| {
             ours.physics.step(&mut ours.store, DT, &two);
         }));
     }

@@ -25,12 +25,18 @@ fn bench_physics_quick_json_reports_every_figure() {
 #[test]
 fn bench_physics_profile_steps_one_contender() {
     use super::{game, run};
-    for who in ["ours", "aos", "aos-unordered"] {
+    for (who, scene) in [
+        ("ours", "pile"),
+        ("aos", "gas"),
+        ("aos-unordered", "bursts"),
+    ] {
         let (code, out, err) = run(game().args([
             "bench",
             "physics",
             "--profile",
             who,
+            "--profile-scene",
+            scene,
             "--profile-particles",
             "3000",
             "--profile-steps",
