@@ -10,6 +10,10 @@
 //! - Spawn appends a row and takes a slot from the free list: O(1).
 //! - Despawn moves the last row into the hole and bumps the slot's generation,
 //!   so every old copy of the handle is caught as stale: O(1).
+//! - Sorting rows (every physics substep) rewrites `owner` only; the slots'
+//!   row numbers are brought up to date on the next handle lookup, not
+//!   after every sort — a million random writes per substep that the
+//!   physics never reads.
 
 use super::column::Column;
 use crate::workers::WorkerPool;
@@ -178,6 +182,8 @@ pub struct ParticleStore {
     slots: Vec<Slot>,
     free: Vec<u32>,
     capacity_limit: usize,
+    /// `slots[..].dense` is out of date after `permute`; `owner` is not.
+    links_stale: bool,
 }
 
 impl ParticleStore {
@@ -284,8 +290,10 @@ impl ParticleStore {
         })
     }
 
-    /// The dense row of a live particle.
-    pub fn index_of(&self, h: Handle) -> Result<usize, StoreError> {
+    /// The dense row of a live particle. O(1), except that the first lookup
+    /// after rows were sorted brings every slot up to date.
+    pub fn index_of(&mut self, h: Handle) -> Result<usize, StoreError> {
+        self.relink();
         let s = self
             .slots
             .get(h.slot as usize)
@@ -296,7 +304,7 @@ impl ParticleStore {
         Ok(s.dense as usize)
     }
 
-    pub fn contains(&self, h: Handle) -> bool {
+    pub fn contains(&mut self, h: Handle) -> bool {
         self.index_of(h).is_ok()
     }
 
@@ -365,6 +373,7 @@ impl ParticleStore {
     /// their spare memory back. Every old handle becomes stale; the returned
     /// `Remap` turns a live particle's old handle into its new one.
     pub fn compact(&mut self) -> Remap {
+        self.relink();
         let n = self.len();
         let next_generation = self
             .slots
@@ -490,21 +499,38 @@ impl ParticleStore {
             }
         }
         std::mem::swap(&mut self.cols, &mut self.scratch);
-        for (dense, &slot) in self.cols.owner.as_slice().iter().enumerate() {
-            self.slots[slot as usize].dense = dense as u32;
-        }
+        self.links_stale = true;
         debug_assert!(self.check_invariants().is_ok());
+    }
+
+    /// Points every live slot at its row again, if rows moved since.
+    fn relink(&mut self) {
+        if std::mem::take(&mut self.links_stale) {
+            for (dense, &slot) in self.cols.owner.as_slice().iter().enumerate() {
+                self.slots[slot as usize].dense = dense as u32;
+            }
+        }
     }
 
     /// Verifies slot ↔ row links and the free list; used by tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let n = self.len();
         let mut live = 0;
+        let owner = self.cols.owner.as_slice();
+        if self.links_stale
+            && let Some(d) = owner.iter().position(|&slot| {
+                self.slots
+                    .get(slot as usize)
+                    .is_none_or(|s| s.dense == FREE)
+            })
+        {
+            return Err(format!("row {d} is owned by a slot that is not live"));
+        }
         for (i, s) in self.slots.iter().enumerate() {
             if s.dense != FREE {
                 live += 1;
                 let d = s.dense as usize;
-                if d >= n || self.cols.owner.as_slice()[d] as usize != i {
+                if !self.links_stale && (d >= n || owner[d] as usize != i) {
                     return Err(format!("slot {i} points at row {d}, which it does not own"));
                 }
             }

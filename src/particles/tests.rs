@@ -100,9 +100,13 @@ proptest! {
             }
             prop_assert_eq!(store.len(), model.len());
             prop_assert!(store.check_invariants().is_ok(), "{:?}", store.check_invariants());
+            let rows: Vec<(usize, f32, Handle)> = model
+                .iter()
+                .map(|(h, tag)| (store.index_of(*h).unwrap(), *tag, *h))
+                .collect();
             let s = store.slices();
-            for (h, tag) in &model {
-                let i = store.index_of(*h).unwrap();
+            for (i, tag, h) in &rows {
+                let i = *i;
                 prop_assert_eq!(s.x[i], *tag);
                 prop_assert_eq!(s.vx[i], *tag * 2.0);
                 prop_assert_eq!(s.kind[i], (*tag as u32 % 4) as u8);
@@ -117,7 +121,7 @@ proptest! {
 
 #[test]
 fn unknown_slot_is_an_error_not_a_panic() {
-    let store = ParticleStore::with_limit(4);
+    let mut store = ParticleStore::with_limit(4);
     let h = Handle {
         slot: 99,
         generation: 0,
@@ -191,5 +195,39 @@ fn compaction_remaps_live_handles_and_returns_memory() {
     assert_eq!(live, store.len());
     // A new spawn gets a fresh slot and works as before.
     let h = store.spawn(particle(-1.0)).unwrap();
-    assert_eq!(store.slices().x[store.index_of(h).unwrap()], -1.0);
+    let i = store.index_of(h).unwrap();
+    assert_eq!(store.slices().x[i], -1.0);
+}
+
+#[test]
+fn handles_survive_removals_between_sorts_before_any_lookup() {
+    // Rows sorted (links left stale), rows removed while stale, sorted
+    // again, then looked up: every live handle still finds its particle.
+    let mut store = ParticleStore::with_limit(100);
+    let handles: Vec<Handle> = (0..60)
+        .map(|i| store.spawn(particle(i as f32)).unwrap())
+        .collect();
+    let reverse = |n: usize| (0..n as u32).rev().collect::<Vec<u32>>();
+    store.permute(&reverse(store.len()), None);
+    let killed = store.despawn_where(|s, i| (s.x[i] as u32).is_multiple_of(3));
+    assert_eq!(killed, 20);
+    let n = store.len();
+    let shuffled: Vec<u32> = (0..n as u32).map(|i| (i * 7) % n as u32).collect();
+    store.permute(&shuffled, None);
+    store.check_invariants().unwrap();
+    for (tag, h) in handles.iter().enumerate() {
+        if tag % 3 == 0 {
+            assert!(!store.contains(*h), "particle {tag} was removed");
+        } else {
+            let i = store.index_of(*h).unwrap();
+            assert_eq!(store.slices().x[i], tag as f32);
+        }
+    }
+    store.check_invariants().unwrap();
+    // And a despawn by handle right after a sort.
+    store.permute(&reverse(store.len()), None);
+    store.despawn(handles[1]).unwrap();
+    assert!(!store.contains(handles[1]));
+    let i = store.index_of(handles[2]).unwrap();
+    assert_eq!(store.slices().x[i], 2.0);
 }
