@@ -823,16 +823,44 @@ fn run_scene(
             None
         }
     };
+    // The three run in interleaved rounds (each round: one unmeasured step,
+    // then `steps / ROUNDS` measured ones per contender), so a slow spell of
+    // the machine lands on all of them instead of on whoever ran then.
+    const ROUNDS: usize = 4;
+    let per = steps.div_ceil(ROUNDS).max(1);
     let mut ours = Ours::new(&init, w, h, g);
-    let ours_ms = time_steps(steps, 2, |s| ours.step(pool, plan(s).as_ref()));
-    let ours_phases_ms = ours.phase_medians(steps);
-    drop(ours);
     let mut same = AosSame::new(&init, w, h, g);
-    let aos_same_ms = theirs.install(|| time_steps(steps, 2, |s| same.step(plan(s).as_ref())));
-    drop(same);
     let mut aos = Aos::new(&init, w, h, g);
-    let aos_ms = theirs.install(|| time_steps(steps, 2, |s| aos.step(plan(s).as_ref())));
-    drop(aos);
+    let (mut t_ours, mut t_same, mut t_aos) = (Vec::new(), Vec::new(), Vec::new());
+    let mut at = [0usize; 3];
+    let timed = |t: &mut Vec<f64>, at: &mut usize, step: &mut dyn FnMut(usize)| {
+        step(*at);
+        *at += 1;
+        for _ in 0..per {
+            let t0 = Instant::now();
+            step(*at);
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+            *at += 1;
+        }
+    };
+    for _ in 0..ROUNDS {
+        timed(&mut t_ours, &mut at[0], &mut |s| {
+            ours.step(pool, plan(s).as_ref())
+        });
+        theirs.install(|| {
+            timed(&mut t_same, &mut at[1], &mut |s| {
+                same.step(plan(s).as_ref())
+            });
+            timed(&mut t_aos, &mut at[2], &mut |s| aos.step(plan(s).as_ref()));
+        });
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ours_phases_ms = ours.phase_medians(ours.phases.len());
+    let (ours_ms, aos_same_ms, aos_ms) = (median(t_ours), median(t_same), median(t_aos));
+    drop((ours, same, aos));
     let naive_bevy_ms = naive.then(|| {
         let mut nb = Naive::new(&init, w, h, g);
         time_steps(steps.min(5), 1, |s| nb.step(plan(s).as_ref()))
@@ -958,7 +986,7 @@ pub fn run(quick: bool) -> PhysicsReport {
         .num_threads(workers)
         .build()
         .expect("rayon");
-    let steps = if quick { 4 } else { 10 };
+    let steps = if quick { 8 } else { 24 };
     let mut rows = Vec::new();
     let scenes_100k: &[Scene] = if quick {
         &[Scene::Pile]
@@ -979,7 +1007,7 @@ pub fn run(quick: bool) -> PhysicsReport {
             &theirs,
             s,
             1_000_000,
-            if quick { 3 } else { 6 },
+            if quick { 4 } else { 8 },
             false,
         ));
     }
