@@ -103,8 +103,8 @@ struct Cols<'a> {
     inv_n: &'a [f32],
 }
 
-/// The sums one stripe task may write: rows `base..base + dx.len()` (its
-/// own stripe and the next).
+/// The sums one band task may write: rows `base..base + dx.len()` (its own
+/// band and the next).
 struct Sums<'a> {
     base: usize,
     dx: &'a mut [f32],
@@ -258,7 +258,8 @@ fn span_pairs(
     }
 }
 
-/// The same pair terms as `span_pairs`, one candidate at a time: cheaper
+/// The same pair terms as `span_pairs` (a test holds the two to the same
+/// results), one candidate at a time: cheaper
 /// for the short runs of a uniform pile (one or two candidates), where a
 /// vector group would be mostly masked lanes.
 #[inline(always)]
@@ -660,5 +661,104 @@ fn apply_chunk(
         vy[i] = v * g;
         x[i] = nx;
         y[i] = ny;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::game::rng::Rng;
+
+    fn sums_of(s: &mut [Vec<f32>; 4]) -> Sums<'_> {
+        let [dx, dy, hits, speed2] = s;
+        Sums {
+            base: 0,
+            dx,
+            dy,
+            hits,
+            speed2,
+        }
+    }
+
+    /// Both forms of the pair kernel give the same sums for the same run.
+    #[test]
+    fn vector_and_one_by_one_pairs_agree() {
+        let mut rng = Rng::new(11);
+        let n = 40;
+        let pad = n + LANES;
+        let mut col = |lo: f32, hi: f32| -> Vec<f32> {
+            let mut v: Vec<f32> = (0..n).map(|_| rng.range(lo, hi)).collect();
+            v.resize(pad, 0.0);
+            v
+        };
+        let (x, y, r) = (col(0.0, 6.0), col(0.0, 3.0), col(0.6, 1.8));
+        let (w, vx, vy) = (col(0.2, 2.0), col(-30.0, 30.0), col(-30.0, 30.0));
+        let (mu, inv_n) = (col(0.0, 0.6), col(0.1, 1.0));
+        let c = Cols {
+            x: &x,
+            y: &y,
+            r: &r,
+            w: &w,
+            vx: &vx,
+            vy: &vy,
+            mu: &mu,
+            inv_n: &inv_n,
+        };
+        let (h, stack) = (1.0 / 180.0, 0.7);
+        let mut touching = 0.0;
+        for i in 0..n - 1 {
+            let (lo, hi) = (i + 1, n.min(i + 1 + (i % 9)));
+            let mut out: [[Vec<f32>; 4]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; n]));
+            let [a, b] = &mut out;
+            let s2 = vx[i] * vx[i] + vy[i] * vy[i];
+            let me = Me {
+                inv_n: f32x4::splat(inv_n[i]),
+                x: f32x4::splat(x[i]),
+                y: f32x4::splat(y[i]),
+                r: f32x4::splat(r[i]),
+                w: f32x4::splat(w[i]),
+                vx: f32x4::splat(vx[i]),
+                vy: f32x4::splat(vy[i]),
+                mu: f32x4::splat(mu[i]),
+                speed2: f32x4::splat(s2),
+            };
+            let zero = f32x4::ZERO;
+            let mut acc = Acc {
+                ax: zero,
+                ay: zero,
+                hits: zero,
+                speed2: zero,
+            };
+            span_pairs(&me, c, lo, hi, h, stack, &mut sums_of(a), &mut acc);
+            let one = One {
+                x: x[i],
+                y: y[i],
+                r: r[i],
+                w: w[i],
+                vx: vx[i],
+                vy: vy[i],
+                mu: mu[i],
+                inv_n: inv_n[i],
+                n: 0.0,
+                speed2: s2,
+            };
+            let mut acc1 = One::default();
+            span_pairs_one_by_one(&one, c, lo, hi, h, stack, &mut sums_of(b), &mut acc1);
+            let close = |p: f32, q: f32| (p - q).abs() <= 1e-5 * (1.0 + p.abs().max(q.abs()));
+            assert!(close(acc.ax.reduce_add(), acc1.x), "row {i}: own push x");
+            assert!(close(acc.ay.reduce_add(), acc1.y), "row {i}: own push y");
+            assert_eq!(acc.hits.reduce_add(), acc1.n, "row {i}: contacts");
+            touching += acc1.n;
+            let fastest = acc.speed2.to_array().into_iter().fold(0.0, max);
+            assert!(close(fastest, acc1.speed2), "row {i}: fastest neighbour");
+            let [vector, one_by_one] = &out;
+            for (k, (p, q)) in vector.iter().zip(one_by_one).enumerate() {
+                for (j, (&p, &q)) in p.iter().zip(q).enumerate() {
+                    assert!(close(p, q), "row {i}: sum {k} of row {j}");
+                }
+            }
+        }
+        assert!(touching > 40.0, "the runs must touch: {touching} pairs");
     }
 }
