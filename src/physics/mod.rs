@@ -161,9 +161,12 @@ impl Physics {
         }
         let after: Vec<TaskId> = last.into_iter().collect();
         graph.add_after(spec("physics.age"), &after, move || {
-            for a in lock().store.slices_mut().age {
-                *a += dt;
-            }
+            let mut w = lock();
+            pool.for_each_chunk_mut(w.store.slices_mut().age, 16_384, |_, ages| {
+                for a in ages {
+                    *a += dt;
+                }
+            });
         });
         let report = pool.run(graph).expect("the physics chain has no cycle");
         if let Some(err) = report.errors.first() {
