@@ -266,47 +266,9 @@ impl CellSort {
         )
     }
 
-    /// Sorts `items` by cell (stable), using `spare` as the second buffer.
-    fn sort<T: Copy + Default + Send + Sync>(
-        &mut self,
-        items: &mut Vec<T>,
-        spare: &mut Vec<T>,
-        pos: impl Fn(&T) -> (f32, f32) + Sync,
-    ) {
-        let cols = self.cols;
-        let cells: Vec<u32> = items
-            .par_iter()
-            .map(|t| {
-                let (x, y) = pos(t);
-                let (cx, cy) = self.cell_of(x, y);
-                (cy * cols + cx) as u32
-            })
-            .collect();
-        self.cell = cells;
-        self.start.iter_mut().for_each(|s| *s = 0);
-        for &c in &self.cell {
-            self.start[c as usize + 1] += 1;
-        }
-        for c in 0..self.start.len() - 1 {
-            self.start[c + 1] += self.start[c];
-        }
-        let mut cursor = self.start.clone();
-        spare.resize(items.len(), T::default());
-        for (i, &c) in self.cell.iter().enumerate() {
-            spare[cursor[c as usize] as usize] = items[i];
-            cursor[c as usize] += 1;
-        }
-        std::mem::swap(items, spare);
-    }
-
-    /// Sorts only an index of `items` by cell, leaving the items where they
-    /// are: `index[start[c]..start[c + 1]]` are the items of cell `c`.
-    fn sort_index<T: Sync>(
-        &mut self,
-        items: &[T],
-        index: &mut Vec<u32>,
-        pos: impl Fn(&T) -> (f32, f32) + Sync,
-    ) {
+    /// Counts `items` per cell and fills `start`; returns each cell's first
+    /// output slot (the scatter's cursors).
+    fn count<T: Sync>(&mut self, items: &[T], pos: impl Fn(&T) -> (f32, f32) + Sync) -> Vec<u32> {
         let cols = self.cols;
         self.cell = items
             .par_iter()
@@ -323,7 +285,34 @@ impl CellSort {
         for c in 0..self.start.len() - 1 {
             self.start[c + 1] += self.start[c];
         }
-        let mut cursor = self.start.clone();
+        self.start.clone()
+    }
+
+    /// Sorts `items` by cell (stable), using `spare` as the second buffer.
+    fn sort<T: Copy + Default + Send + Sync>(
+        &mut self,
+        items: &mut Vec<T>,
+        spare: &mut Vec<T>,
+        pos: impl Fn(&T) -> (f32, f32) + Sync,
+    ) {
+        let mut cursor = self.count(items, pos);
+        spare.resize(items.len(), T::default());
+        for (i, &c) in self.cell.iter().enumerate() {
+            spare[cursor[c as usize] as usize] = items[i];
+            cursor[c as usize] += 1;
+        }
+        std::mem::swap(items, spare);
+    }
+
+    /// Sorts only an index of `items` by cell, leaving the items where they
+    /// are: `index[start[c]..start[c + 1]]` are the items of cell `c`.
+    fn sort_index<T: Sync>(
+        &mut self,
+        items: &[T],
+        index: &mut Vec<u32>,
+        pos: impl Fn(&T) -> (f32, f32) + Sync,
+    ) {
+        let mut cursor = self.count(items, pos);
         index.resize(items.len(), 0);
         for (i, &c) in self.cell.iter().enumerate() {
             index[cursor[c as usize] as usize] = i as u32;

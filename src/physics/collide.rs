@@ -12,6 +12,14 @@
 //! two from the last pass, so a particle pressed from many sides does not
 //! overshoot.
 //!
+//! The pair terms come in two forms: runs of at most two candidates (the
+//! usual case among grains of one size) go one candidate at a time; longer
+//! runs (a small grain among large ones) four candidates per vector, with
+//! masks instead of branches. A test holds the two to the same sums. The
+//! band loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked
+//! at run time (`multiversion`); the vector form gains mostly from
+//! AVX-512's 32 registers (fewer spills), its lanes being candidates.
+//!
 //! Writing to `j` is made race-free and deterministic by parity: a band's
 //! particles write only to their own band and the next, so all even bands
 //! run in parallel, then all odd ones, and every sum is added in the same
