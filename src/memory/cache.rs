@@ -304,7 +304,10 @@ const CAP: [usize; CLASSES] = {
 /// they are added to the shared counter.
 const PUBLISH: u64 = 1024;
 
-/// One worker's pages and free stacks.
+/// One worker's pages and free stacks. Aligned to two cache lines, so two
+/// workers' caches never share a line (nor a prefetched pair of lines)
+/// wherever they are placed: every alloc and free writes to it.
+#[repr(align(128))]
 pub struct LocalCache {
     shared: Arc<Shared>,
     base: NonNull<u8>,
