@@ -512,3 +512,27 @@ fn arenas_compact_by_themselves_past_the_threshold() {
     }
     assert_eq!(arena.compact_if(0.3), None);
 }
+
+#[test]
+fn workers_carve_pages_from_their_own_stretch_of_the_region() {
+    // Two workers side by side in one region slowed each other down by
+    // half; each now starts from its own end.
+    let cache = SlabCache::new(64 * slab::PAGE, 2).unwrap();
+    let (mut a, mut b) = (cache.local(0), cache.local(1));
+    let (x, y) = (a.alloc(64).unwrap(), b.alloc(64).unwrap());
+    let apart = (x.as_ptr() as usize).abs_diff(y.as_ptr() as usize);
+    assert!(
+        apart >= 16 * slab::PAGE,
+        "first pages only {apart} bytes apart"
+    );
+    // A second page for the same worker stays near its first.
+    let held: Vec<_> = (0..slab::PAGE / 64 + 1)
+        .map(|_| a.alloc(64).unwrap())
+        .collect();
+    let last = held.last().unwrap().as_ptr() as usize;
+    assert!(last.abs_diff(x.as_ptr() as usize) < 4 * slab::PAGE);
+    for block in held.into_iter().chain([x]) {
+        a.free(block).unwrap();
+    }
+    b.free(y).unwrap();
+}
