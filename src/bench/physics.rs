@@ -1013,9 +1013,13 @@ pub fn run(quick: bool) -> PhysicsReport {
     }
     let integrate_bps = 37.0 * ours.store.len() as f64 / best;
     progress("scaling, 1 worker vs 2");
-    // Only the two pools being compared keep threads from here on.
+    // Only the two pools being compared keep threads from here on, and the
+    // pile starts afresh (the integration runs above let it fall through
+    // itself without contacts).
     pool.shutdown();
     drop(theirs);
+    drop(ours);
+    let mut ours = Ours::new(&init, w, h, g);
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
     // Interleaved rounds, so a slow spell of the machine lands on both.
