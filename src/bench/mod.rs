@@ -21,8 +21,14 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
             t0.elapsed().as_secs_f64()
         })
         .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(&mut t)
+}
+
+/// The middle sample (the upper one of an even count), sorting in place; 0
+/// for none.
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Median times of two contenders, measured interleaved so that drift in
@@ -39,9 +45,7 @@ pub fn side_by_side(reps: usize, mut ours: impl FnMut(), mut peer: impl FnMut())
         peer();
         b.push(t0.elapsed().as_secs_f64());
     }
-    a.sort_by(f64::total_cmp);
-    b.sort_by(f64::total_cmp);
-    (a[a.len() / 2], b[b.len() / 2])
+    (median(&mut a), median(&mut b))
 }
 
 /// The `q` quantile of samples (sorted in place).

@@ -17,7 +17,7 @@
 //! It also measures a STREAM triad on the same workers and reports the
 //! integration kernel's bandwidth as a fraction of it.
 
-use super::{geomean, progress, round};
+use super::{geomean, median, progress, round};
 use crate::game::rng::Rng;
 use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
 use crate::physics::{Physics, PhysicsParams, StepTimings, integrate};
@@ -209,15 +209,13 @@ impl Ours {
     /// `steps` steps.
     fn phase_medians(&self, steps: usize) -> [f64; 3] {
         let last = &self.phases[self.phases.len().saturating_sub(steps)..];
-        let median = |f: fn(&StepTimings) -> f64| {
-            let mut v: Vec<f64> = last.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            round(v.get(v.len() / 2).copied().unwrap_or(0.0), 2)
+        let phase = |f: fn(&StepTimings) -> f64| {
+            round(median(&mut last.iter().map(f).collect::<Vec<f64>>()), 2)
         };
         [
-            median(|t| t.integrate_ms),
-            median(|t| t.grid_ms),
-            median(|t| t.collide_ms),
+            phase(|t| t.integrate_ms),
+            phase(|t| t.grid_ms),
+            phase(|t| t.collide_ms),
         ]
     }
 }
@@ -791,8 +789,7 @@ fn time_steps(steps: usize, warm: usize, mut step: impl FnMut(usize)) -> f64 {
             t0.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(&mut t)
 }
 
 fn run_scene(
@@ -843,12 +840,9 @@ fn run_scene(
             timed(&mut t_aos, &mut at[2], &mut |s| aos.step(plan(s).as_ref()));
         });
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let ours_phases_ms = ours.phase_medians(ours.phases.len());
-    let (ours_ms, aos_same_ms, aos_ms) = (median(t_ours), median(t_same), median(t_aos));
+    let (ours_ms, aos_same_ms, aos_ms) =
+        (median(&mut t_ours), median(&mut t_same), median(&mut t_aos));
     drop((ours, same, aos));
     let naive_bevy_ms = naive.then(|| {
         let mut nb = Naive::new(&init, w, h, g);
@@ -1032,10 +1026,6 @@ pub fn run(quick: bool) -> PhysicsReport {
             ours.physics.step(&mut ours.store, DT, &two);
         }));
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (t1, t2) = (median(&mut t1s), median(&mut t2s));
     let m = |s: Scene, n: usize| rows.iter().find(|r| r.scene == s && r.particles == n);
     let naive: Vec<f64> = rows
