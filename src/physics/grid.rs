@@ -171,7 +171,13 @@ impl Grid {
             let (scattered, band_start) = (&self.scattered[..], &self.band_start[..]);
             pool.for_each_mut(&mut work, |(range, out)| {
                 let base = band_start[range.start] as usize;
-                let mut keys = Vec::new();
+                // Sized once for the longest band of the run.
+                let longest = range
+                    .clone()
+                    .map(|b| band_start[b + 1] - band_start[b])
+                    .max()
+                    .unwrap_or(0);
+                let mut keys = Vec::with_capacity(longest as usize);
                 for b in range.clone() {
                     let (lo, hi) = (band_start[b] as usize, band_start[b + 1] as usize);
                     keys.clear();
