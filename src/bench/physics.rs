@@ -777,18 +777,32 @@ pub struct PhysicsReport {
     pub quick: bool,
 }
 
-/// Median milliseconds per step over `steps` steps (after `warm`).
-fn time_steps(steps: usize, warm: usize, mut step: impl FnMut(usize)) -> f64 {
-    for s in 0..warm {
-        step(s);
+/// Runs `warm` unmeasured steps, then `steps` timed ones, adding their
+/// milliseconds to `times`; `at` counts the steps taken (churn plans key on
+/// it).
+fn time_into(
+    times: &mut Vec<f64>,
+    at: &mut usize,
+    warm: usize,
+    steps: usize,
+    mut step: impl FnMut(usize),
+) {
+    for _ in 0..warm {
+        step(*at);
+        *at += 1;
     }
-    let mut t: Vec<f64> = (warm..warm + steps)
-        .map(|s| {
-            let t0 = Instant::now();
-            step(s);
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+    for _ in 0..steps {
+        let t0 = Instant::now();
+        step(*at);
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        *at += 1;
+    }
+}
+
+/// Median milliseconds per step over `steps` steps (after `warm`).
+fn time_steps(steps: usize, warm: usize, step: impl FnMut(usize)) -> f64 {
+    let mut t = Vec::with_capacity(steps);
+    time_into(&mut t, &mut 0, warm, steps, step);
     median(&mut t)
 }
 
@@ -819,25 +833,17 @@ fn run_scene(
     let mut aos = Aos::new(&init, w, h, g);
     let (mut t_ours, mut t_same, mut t_aos) = (Vec::new(), Vec::new(), Vec::new());
     let mut at = [0usize; 3];
-    let timed = |t: &mut Vec<f64>, at: &mut usize, step: &mut dyn FnMut(usize)| {
-        step(*at);
-        *at += 1;
-        for _ in 0..per {
-            let t0 = Instant::now();
-            step(*at);
-            t.push(t0.elapsed().as_secs_f64() * 1e3);
-            *at += 1;
-        }
-    };
     for _ in 0..ROUNDS {
-        timed(&mut t_ours, &mut at[0], &mut |s| {
+        time_into(&mut t_ours, &mut at[0], 1, per, |s| {
             ours.step(pool, plan(s).as_ref())
         });
         theirs.install(|| {
-            timed(&mut t_same, &mut at[1], &mut |s| {
+            time_into(&mut t_same, &mut at[1], 1, per, |s| {
                 same.step(plan(s).as_ref())
             });
-            timed(&mut t_aos, &mut at[2], &mut |s| aos.step(plan(s).as_ref()));
+            time_into(&mut t_aos, &mut at[2], 1, per, |s| {
+                aos.step(plan(s).as_ref())
+            });
         });
     }
     let ours_phases_ms = ours.phase_medians(ours.phases.len());
