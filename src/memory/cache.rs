@@ -1,12 +1,13 @@
 //! Worker-local slab caches: each worker owns whole slab pages (64 KiB,
 //! one size class each) and allocates and frees their slots on its own free
-//! stacks, with no lock and no atomic read-modify-write. A miss takes a
+//! lists, threaded through the free slots themselves, with no lock and no
+//! atomic read-modify-write. A miss takes a
 //! batch at once — the blocks other workers handed back, or a fresh page
 //! from the shared page pool (one lock per 64 KiB), the free page nearest
 //! the worker's own stretch of the region: two workers churning on
 //! neighbouring pages ran at half speed each (20.7 against 12.6 ns per
 //! alloc+free pair; the measurement is in docs/PERFORMANCE.md). When a class's free
-//! stack passes its cap, pages whose slots are all free go back to the
+//! list passes its cap, pages whose slots are all free go back to the
 //! shared pool in one flush.
 //!
 //! A block freed by a worker other than its owner joins a batch for the
@@ -232,10 +233,12 @@ impl SlabCache {
             base: self.shared.base,
             worker: w,
             hits: 0,
-            free: Default::default(),
+            heads: [std::ptr::null_mut(); LISTS],
+            free_len: [0; LISTS],
             page_class: Vec::new(),
-            page_live: Vec::new(),
+            page_free: Vec::new(),
             owned: Vec::new(),
+            carve: [(0, 0); LISTS],
             flush_at: CAP,
             remote: (0..self.shared.counters.len())
                 .map(|_| Vec::new())
@@ -293,8 +296,8 @@ impl SlabCache {
 }
 
 /// Free slots a class keeps before it returns empty pages.
-const CAP: [usize; CLASSES] = {
-    let mut cap = [0; CLASSES];
+const CAP: [usize; LISTS] = {
+    let mut cap = [usize::MAX; LISTS];
     let mut c = 0;
     while c < CLASSES {
         cap[c] = CAP_PAGES * (PAGE / (16 << c));
@@ -303,41 +306,61 @@ const CAP: [usize; CLASSES] = {
     cap
 };
 
+/// Per-class arrays are this long, a power of two above `CLASSES`, so that
+/// `class & (LISTS - 1)` is an index the compiler needs no bounds check for.
+const LISTS: usize = 16;
+
+/// Bytes of a fresh page made into free slots per miss.
+const CARVE_STEP: usize = 4096;
+
 /// Hits counted locally (`LocalCache::hits`, not yet published) before
 /// they are added to the shared counter.
 const PUBLISH: u64 = 1024;
 
-/// One worker's pages and free stacks. Aligned to two cache lines, so two
+/// One worker's pages and free lists. Aligned to two cache lines, so two
 /// workers' caches never share a line (nor a prefetched pair of lines)
 /// wherever they are placed: every alloc and free writes to it.
+///
+/// A class's free slots form a list threaded through the slots themselves:
+/// the first 8 bytes of a free slot hold the address of the next one
+/// (mimalloc's idea). Allocation reads that word from the slot it hands
+/// out — a line the caller is about to touch anyway — and free writes it;
+/// nothing else is read or written per block, so pages keep no live counts:
+/// the cold paths (flush, drop) count a page's free slots by walking the
+/// list. A fresh page is carved into slots a step at a time.
 #[repr(align(128))]
 pub struct LocalCache {
-    shared: Arc<Shared>,
-    base: NonNull<u8>,
-    worker: usize,
-    hits: u64,
-    /// Free slot offsets per class.
-    free: [Vec<u32>; CLASSES],
-    /// The class each page of the region serves for this worker (MAX: not ours).
-    /// Per page of the region: the class it serves for this worker
-    /// (`u8::MAX`: not ours) and its live blocks. Allocated by the worker's
-    /// own thread on its first miss, so they sit in its memory, away from
-    /// other workers' lines.
-    page_class: Vec<u8>,
-    page_live: Vec<u32>,
-    /// Pages this worker owns.
-    owned: Vec<u32>,
-    /// Free-stack length that triggers the next flush: the cap, or twice
+    /// Head of each class's free list (null: empty).
+    heads: [*mut u8; LISTS],
+    /// Length of each class's free list.
+    free_len: [usize; LISTS],
+    /// Free-list length that triggers the next flush: the cap, or twice
     /// what the last flush left (a flush that frees little is not repeated
     /// on every free).
-    flush_at: [usize; CLASSES],
+    flush_at: [usize; LISTS],
+    hits: u64,
+    base: NonNull<u8>,
+    worker: usize,
+    shared: Arc<Shared>,
+    /// Per page of the region: the class it serves for this worker
+    /// (`u8::MAX`: not ours). Allocated by the worker's own thread on its
+    /// first miss, so it sits in its memory, away from other workers' lines.
+    page_class: Vec<u8>,
+    /// Per page of the region: a count the cold paths fill from the free
+    /// lists and clear again (zero between them).
+    page_free: Vec<u32>,
+    /// Pages this worker owns.
+    owned: Vec<u32>,
+    /// Per class, the page being carved: the next uncarved offset and the
+    /// page's end (equal: none).
+    carve: [(u32, u32); LISTS],
     /// Blocks of other owners freed here, batched per owner.
     remote: Vec<Vec<u32>>,
 }
 
 // SAFETY: a LocalCache is used by one thread at a time (`&mut self`); its
-// copy of the region's base is only offset into, and the region lives as
-// long as `shared`.
+// list heads and copy of the region's base point into the region, which
+// lives as long as `shared`, and the slots on its lists are its own.
 unsafe impl Send for LocalCache {}
 
 impl LocalCache {
@@ -359,28 +382,40 @@ impl LocalCache {
             size,
             max: MAX_CLASS,
         })?;
-        let off = match self.free[class].pop() {
-            Some(off) => {
-                self.hits += 1;
-                if self.hits == PUBLISH {
-                    self.publish();
-                }
-                off
-            }
-            None => {
+        let list = class & (LISTS - 1);
+        let mut slot = self.heads[list];
+        if slot.is_null() {
+            self.miss(class)?;
+            slot = self.heads[list];
+        } else {
+            self.hits += 1;
+            if self.hits == PUBLISH {
                 self.publish();
-                Self::bump(&self.counters().misses);
-                self.refill(class)?;
-                self.free[class].pop().expect("refilled")
             }
-        };
-        self.page_live[off as usize / PAGE] += 1;
+        }
+        // SAFETY: `slot` heads this cache's free list of `class` (not null:
+        // a refill that succeeds leaves the list non-empty), so it is a free
+        // slot of the mapped region, 16-aligned, whose first 8 bytes hold the
+        // next free slot (written by `push` when it joined the list).
+        self.heads[list] = unsafe { slot.cast::<*mut u8>().read() };
+        self.free_len[list] -= 1;
         Ok(CacheBlock {
-            // SAFETY: the offset is inside the mapped region.
-            ptr: unsafe { NonNull::new_unchecked(self.base.as_ptr().add(off as usize)) },
+            // SAFETY: not null (above).
+            ptr: unsafe { NonNull::new_unchecked(slot) },
             class: class as u8,
             owner: self.worker as u8,
         })
+    }
+
+    /// Puts a free slot of ours on its class's list.
+    #[inline]
+    fn push(&mut self, list: usize, slot: *mut u8) {
+        // SAFETY: `slot` is a free slot of this cache (its holder gave it up,
+        // or it was just carved), at least 16 bytes and 16-aligned, and no
+        // one else reads or writes it until `alloc` hands it out again.
+        unsafe { slot.cast::<*mut u8>().write(self.heads[list]) };
+        self.heads[list] = slot;
+        self.free_len[list] += 1;
     }
 
     /// Publishes the hits counted since the last time.
@@ -391,13 +426,21 @@ impl LocalCache {
         self.hits = 0;
     }
 
-    /// Takes back blocks other workers returned, else carves a fresh page.
+    #[cold]
+    #[inline(never)]
+    fn miss(&mut self, class: usize) -> Result<(), AllocError> {
+        self.publish();
+        Self::bump(&self.counters().misses);
+        self.refill(class)
+    }
+
+    /// Takes back blocks other workers returned, else carves more slots
+    /// from the class's fresh page (taking a new page when it is used up).
     #[cold]
     fn refill(&mut self, class: usize) -> Result<(), AllocError> {
         if self.page_class.is_empty() {
-            let pages = self.shared.bytes / PAGE;
-            self.page_class = vec![u8::MAX; pages];
-            self.page_live = vec![0; pages];
+            self.page_class = vec![u8::MAX; self.shared.bytes / PAGE];
+            self.page_free = vec![0; self.shared.bytes / PAGE];
         }
         let returned = std::mem::take(
             &mut self.shared.returned[self.worker]
@@ -408,16 +451,37 @@ impl LocalCache {
         for off in returned {
             self.take_back(off);
         }
-        if !self.free[class].is_empty() {
+        if !self.heads[class].is_null() {
             return Ok(());
         }
+        if self.carve[class].0 == self.carve[class].1 {
+            let page = self.take_page(class)?;
+            self.carve[class] = ((page * PAGE) as u32, ((page + 1) * PAGE) as u32);
+        }
+        // A step at a time, so a page is written (and its memory committed)
+        // only as far as it is used, as mimalloc extends its free lists.
+        let size = class_size(class);
+        let (next, end) = self.carve[class];
+        let take = (end - next) as usize / size;
+        let take = take.min((CARVE_STEP / size).max(1));
+        // Highest first, so the list hands out the lowest slot first.
+        for k in (0..take).rev() {
+            let slot = self.slot(next as usize + k * size);
+            self.push(class, slot);
+        }
+        self.carve[class].0 = next + (take * size) as u32;
+        Ok(())
+    }
+
+    /// A page from the shared pool for `class`: the free page nearest this
+    /// worker's own stretch of the region.
+    fn take_page(&mut self, class: usize) -> Result<usize, AllocError> {
         let page = {
             let mut free = self
                 .shared
                 .free_pages
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            // The free page nearest this worker's own stretch of the region.
             let home = (self.worker * self.page_class.len() / self.shared.counters.len()) as i64;
             let pick = free
                 .iter()
@@ -432,74 +496,133 @@ impl LocalCache {
             align: 1,
         })? as usize;
         self.page_class[page] = class as u8;
-        self.page_live[page] = 0;
         self.owned.push(page as u32);
         let c = self.counters();
         c.pages.store(c.pages.load(Relaxed) + 1, Relaxed);
-        let size = class_size(class);
-        let base = (page * PAGE) as u32;
-        // Highest first, so the stack hands out the lowest slot first.
-        self.free[class].extend(
-            (0..(PAGE / size) as u32)
-                .rev()
-                .map(|k| base + k * size as u32),
-        );
-        Ok(())
+        Ok(page)
     }
 
-    /// One of our own slots comes back.
-    #[inline]
+    /// The slot at byte `off` of the region.
+    fn slot(&self, off: usize) -> *mut u8 {
+        // SAFETY: callers pass offsets of slots, inside the mapped region.
+        unsafe { self.base.as_ptr().add(off) }
+    }
+
+    /// The page of the region a slot of ours lies in.
+    fn page_of(&self, slot: *mut u8) -> usize {
+        (slot as usize - self.base.as_ptr() as usize) / PAGE
+    }
+
+    /// One of our own slots, handed back by another worker, comes back.
     fn take_back(&mut self, off: u32) {
-        let page = off as usize / PAGE;
-        let class = self.page_class[page] as usize;
-        self.page_live[page] -= 1;
-        self.free[class].push(off);
-        if self.free[class].len() > self.flush_at[class] {
+        let class = self.page_class[off as usize / PAGE] as usize;
+        let slot = self.slot(off as usize);
+        self.push(class, slot);
+        if self.free_len[class] > self.flush_at[class] {
             self.flush(class);
         }
     }
 
     #[inline]
     pub fn free(&mut self, b: CacheBlock) -> Result<(), AllocError> {
-        let off = (b.ptr.as_ptr() as usize - self.base.as_ptr() as usize) as u32;
-        let owner = b.owner as usize;
-        if owner == self.worker {
-            self.take_back(off);
+        if b.owner as usize != self.worker {
+            self.free_remote(b);
             return Ok(());
         }
+        let list = b.class as usize & (LISTS - 1);
+        self.push(list, b.ptr.as_ptr());
+        if self.free_len[list] > self.flush_at[list] {
+            self.flush(list);
+        }
+        Ok(())
+    }
+
+    /// A block of another owner, batched for it. Kept out of line so the
+    /// own-block path above stays small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn free_remote(&mut self, b: CacheBlock) {
+        let owner = b.owner as usize;
+        let off = (b.ptr.as_ptr() as usize - self.base.as_ptr() as usize) as u32;
         Self::bump(&self.counters().remote_frees);
         self.remote[owner].push(off);
         if self.remote[owner].len() >= BATCH {
             let mut batch = std::mem::take(&mut self.remote[owner]);
             self.shared.hand_back(owner, &mut batch);
         }
-        Ok(())
+    }
+
+    /// Adds each slot on the class's free list to its page's `page_free`.
+    fn count_free(&mut self, class: usize) {
+        let mut slot = self.heads[class];
+        while !slot.is_null() {
+            let page = self.page_of(slot);
+            self.page_free[page] += 1;
+            // SAFETY: every slot on the list is a free slot of ours whose
+            // first 8 bytes hold the next (see `push`).
+            slot = unsafe { slot.cast::<*mut u8>().read() };
+        }
+    }
+
+    /// Slots of an owned page handed out so far: all of them, or for the
+    /// page its class is carving, those carved.
+    fn carved(&self, page: usize) -> usize {
+        let class = self.page_class[page] as usize;
+        let (next, end) = self.carve[class];
+        if end as usize == (page + 1) * PAGE {
+            (next as usize - page * PAGE) / class_size(class)
+        } else {
+            PAGE / class_size(class)
+        }
     }
 
     /// Returns the class's pages whose slots are all free.
     #[cold]
+    #[inline(never)]
     fn flush(&mut self, class: usize) {
-        let empty: Vec<usize> = {
-            let mut pages: Vec<usize> = self.free[class]
-                .iter()
-                .map(|&o| o as usize / PAGE)
-                .collect();
-            pages.sort_unstable();
-            pages.dedup();
-            pages
-                .into_iter()
-                .filter(|&p| self.page_live[p] == 0)
-                .collect()
-        };
+        self.count_free(class);
+        let mut empty = Vec::new();
+        for &p in &self.owned {
+            let p = p as usize;
+            if self.page_class[p] as usize == class {
+                if self.page_free[p] as usize == self.carved(p) {
+                    empty.push(p as u32);
+                }
+                self.page_free[p] = 0;
+            }
+        }
         if empty.is_empty() {
-            self.flush_at[class] = CAP[class].max(2 * self.free[class].len());
+            self.flush_at[class] = CAP[class].max(2 * self.free_len[class]);
             return;
         }
         for &p in &empty {
-            self.page_class[p] = u8::MAX;
+            if self.carve[class].1 as usize == (p as usize + 1) * PAGE {
+                self.carve[class] = (0, 0);
+            }
+            self.page_class[p as usize] = u8::MAX;
         }
+        // Unlink the returned pages' slots, keeping the others' order.
+        let base = self.base.as_ptr() as usize;
         let page_class = &self.page_class;
-        self.free[class].retain(|&o| page_class[o as usize / PAGE] != u8::MAX);
+        let mut kept = 0;
+        let mut link: *mut *mut u8 = &mut self.heads[class];
+        // SAFETY: `link` is the list's head or the first word of a slot on
+        // it, and every slot on the list is a free slot of ours whose first
+        // word holds the next (see `push`); nothing else touches them.
+        unsafe {
+            let mut slot = *link;
+            while !slot.is_null() {
+                let next = slot.cast::<*mut u8>().read();
+                if page_class[(slot as usize - base) / PAGE] == u8::MAX {
+                    *link = next;
+                } else {
+                    link = slot.cast();
+                    kept += 1;
+                }
+                slot = next;
+            }
+        }
+        self.free_len[class] = kept;
         self.owned.retain(|&p| page_class[p as usize] != u8::MAX);
         let c = self.counters();
         c.pages
@@ -508,8 +631,8 @@ impl LocalCache {
             .free_pages
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(empty.iter().map(|&p| p as u32));
-        self.flush_at[class] = CAP[class].max(2 * self.free[class].len());
+            .extend(empty);
+        self.flush_at[class] = CAP[class].max(2 * self.free_len[class]);
     }
 
     pub fn worker(&self) -> usize {
@@ -535,12 +658,19 @@ impl Drop for LocalCache {
             }
         }
         self.publish();
+        let mut empty = Vec::new();
         {
-            let mut r = self.shared.returned[self.worker]
+            let shared = self.shared.clone();
+            let mut r = shared.returned[self.worker]
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             for off in std::mem::take(&mut r.0) {
-                self.page_live[off as usize / PAGE] -= 1;
+                let class = self.page_class[off as usize / PAGE] as usize;
+                let slot = self.slot(off as usize);
+                self.push(class, slot);
+            }
+            for class in 0..CLASSES {
+                self.count_free(class);
             }
             let mut orphans = self
                 .shared
@@ -548,18 +678,15 @@ impl Drop for LocalCache {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             for &p in &self.owned {
-                if self.page_live[p as usize] > 0 {
-                    orphans.insert(p, self.page_live[p as usize]);
+                let live = self.carved(p as usize) - self.page_free[p as usize] as usize;
+                if live > 0 {
+                    orphans.insert(p, live as u32);
+                } else {
+                    empty.push(p);
                 }
             }
             r.1 = true;
         }
-        let empty: Vec<u32> = self
-            .owned
-            .iter()
-            .copied()
-            .filter(|&p| self.page_live[p as usize] == 0)
-            .collect();
         let c = self.counters();
         c.pages
             .store(c.pages.load(Relaxed) - self.owned.len() as i64, Relaxed);

@@ -536,3 +536,112 @@ fn workers_carve_pages_from_their_own_stretch_of_the_region() {
     }
     b.free(y).unwrap();
 }
+
+#[derive(Clone, Debug)]
+enum CacheOp {
+    Alloc { size: usize, count: usize },
+    Free { at: usize, count: usize },
+}
+
+fn cache_ops() -> impl Strategy<Value = Vec<CacheOp>> {
+    let size = prop_oneof![3 => 1..=64usize, 2 => 65..=512usize, 1 => 513..=4096usize];
+    prop::collection::vec(
+        prop_oneof![
+            (size, 1..700usize).prop_map(|(size, count)| CacheOp::Alloc { size, count }),
+            (any::<usize>(), 1..900usize).prop_map(|(at, count)| CacheOp::Free { at, count }),
+        ],
+        1..40,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Bursts of allocations and frees of mixed sizes through one worker's
+    /// cache (its free lists live inside the free blocks): live blocks never
+    /// overlap, keep their bytes, are 16-aligned and big enough; the pages
+    /// the worker holds and the pool's free pages always add up to the
+    /// region; and every page is back in the pool once all is freed.
+    #[test]
+    fn a_local_cache_matches_the_model(ops in cache_ops()) {
+        let cache = SlabCache::new(256 * slab::PAGE, 1).unwrap();
+        let mut local = cache.local(0);
+        let mut live: Vec<(CacheBlock, usize, u8)> = Vec::new();
+        let mut fill = 0u8;
+        for op in ops {
+            match op {
+                CacheOp::Alloc { size, count } => {
+                    for _ in 0..count {
+                        let Ok(mut b) = local.alloc(size) else { break };
+                        fill = fill.wrapping_add(1);
+                        b.as_mut_slice().fill(fill);
+                        live.push((b, size, fill));
+                    }
+                }
+                CacheOp::Free { at, count } => {
+                    for k in 0..count.min(live.len()) {
+                        let i = (at.wrapping_add(k * 7919)) % live.len();
+                        let (b, ..) = live.swap_remove(i);
+                        local.free(b).unwrap();
+                    }
+                }
+            }
+            let mut spans: Vec<(usize, usize)> = Vec::new();
+            for (b, size, f) in &live {
+                prop_assert!(b.len() >= *size);
+                prop_assert_eq!(b.as_ptr() as usize % 16, 0);
+                prop_assert!(b.as_slice().iter().all(|x| x == f), "a live block changed");
+                spans.push((b.as_ptr() as usize, b.len()));
+            }
+            spans.sort_unstable();
+            for w in spans.windows(2) {
+                prop_assert!(w[0].0 + w[0].1 <= w[1].0, "overlap {:?}", w);
+            }
+            let (free, all) = cache.pages();
+            prop_assert_eq!(free as i64 + cache.stats()[0].pages, all as i64);
+        }
+        for (b, ..) in live.drain(..) {
+            local.free(b).unwrap();
+        }
+        drop(local);
+        prop_assert_eq!(cache.pages().0, cache.pages().1);
+    }
+}
+
+#[test]
+fn a_cache_returns_empty_pages_past_its_cap_and_keeps_live_ones() {
+    let cache = SlabCache::new(64 * slab::PAGE, 1).unwrap();
+    let mut local = cache.local(0);
+    let per_page = slab::PAGE / 64;
+    let mut blocks: Vec<_> = (0..20 * per_page)
+        .map(|_| local.alloc(64).unwrap())
+        .collect();
+    assert_eq!(cache.stats()[0].pages, 20);
+    // Worker 0 starts at the region's first page, lowest slot first.
+    let base = blocks[0].as_ptr() as usize;
+    // One block in page 2 stays live while everything else is freed.
+    let mut kept = blocks.remove(2 * per_page + 5);
+    kept.as_mut_slice().fill(0xAB);
+    for b in blocks {
+        local.free(b).unwrap();
+    }
+    // Empty pages went back each time the free slots passed the cap (four
+    // pages' worth): what is held is the page with a live block and at most
+    // the cap's worth freed since the last flush.
+    let held = cache.stats()[0].pages as usize;
+    assert!(
+        (1..=cache::CAP_PAGES + 1).contains(&held),
+        "{held} pages held"
+    );
+    let page = (kept.as_ptr() as usize - base) / slab::PAGE;
+    assert_eq!(page, 2);
+    assert!(
+        cache.page_map()[page],
+        "the page with a live block was returned"
+    );
+    assert!(kept.as_slice().iter().all(|&x| x == 0xAB));
+    assert_eq!(cache.pages().0 + held, 64);
+    local.free(kept).unwrap();
+    drop(local);
+    assert_eq!(cache.pages().0, 64);
+}
