@@ -136,6 +136,28 @@ impl KindTable {
             .fold(0.0, f32::max)
     }
 
+    /// The radius the collision grid's small bands are sized for (a band is
+    /// twice it tall). Normally the largest radius; but when one kind is
+    /// much bigger than all the others (more than 1.25× the next, as heavy
+    /// grains are by default), sizing the bands for it would make every
+    /// small grain search a window sized for the big ones, so the bands
+    /// follow the next kind and the bigger particles get bands of their own
+    /// (`physics::grid`).
+    pub fn band_radius(&self) -> f32 {
+        let max = self.max_radius();
+        let next = self
+            .rows()
+            .iter()
+            .map(|k| k.radius * (1.0 + k.size_jitter))
+            .filter(|&r| r < max)
+            .fold(0.0, f32::max);
+        if max > 1.25 * next && next > 0.0 {
+            next
+        } else {
+            max
+        }
+    }
+
     /// Mass of a particle of `kind` with radius `r`.
     pub fn mass_at(&self, kind: Kind, r: f32) -> f32 {
         self.get(kind).density * std::f32::consts::PI * r * r

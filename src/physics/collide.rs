@@ -2,9 +2,12 @@
 //! touching pair evaluated once.
 //!
 //! Pass 1: every particle `i` looks only forward: at the rows after it in
-//! its own band up to 2 largest radii to its right, and at the rows of the
-//! band above within ±2 largest radii in x (`grid` keeps both runs
-//! contiguous), so each pair is found once. The pair is pushed apart along
+//! its own band up to a band's height to its right, and at the rows of the
+//! band above within ± a band's height in x (`grid` keeps both runs
+//! contiguous), so each pair is found once. The small particles' bands and
+//! the big ones' (`grid`) are searched so, each set on its own; then each
+//! big particle searches the small particles' bands within its reach, so a
+//! pair of a big and a small particle is found once too, from the big side. The pair is pushed apart along
 //! the line of centres and its relative sliding this substep is removed up
 //! to the Coulomb bound `friction × overlap`; the term goes to `i` and,
 //! opposite, to `j`, split in inverse-mass proportion (with mass scaling for
@@ -23,7 +26,8 @@
 //! Writing to `j` is made race-free and deterministic by parity: a band's
 //! particles write only to their own band and the next, so all even bands
 //! run in parallel, then all odd ones, and every sum is added in the same
-//! order whatever the thread count.
+//! order whatever the thread count. The big-with-small search goes by
+//! blocks of big bands the same way (`big_small_phase`).
 //!
 //! Pass 2 applies the sums to positions and, as position-based dynamics
 //! does, to velocities (`Δx / h`), except that a correction may not make a
@@ -361,11 +365,13 @@ fn carve<'a>(rest: &mut &'a mut [f32], skip: usize, take: usize) -> &'a mut [f32
     window
 }
 
-/// Every pair with a particle of band `b` as its earlier row; returns how
-/// many touch. `sums` covers bands `b` and `b + 1`.
+/// Every pair with a particle of band `b` as its earlier row and one of
+/// the same set of bands (`b + 1` is searched when it is below `top`);
+/// returns how many touch. `sums` covers bands `b` and `b + 1`.
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[allow(clippy::too_many_arguments)]
 fn band_pairs(
-    b: usize,
+    (b, top): (usize, usize),
     grid: &Grid,
     c: Cols<'_>,
     reach: f32,
@@ -374,7 +380,11 @@ fn band_pairs(
     sums: &mut Sums<'_>,
 ) -> u64 {
     let (lo, hi) = grid.band_rows(b);
-    let (up_lo, up_hi) = grid.band_rows(b + 1);
+    let (up_lo, up_hi) = if b + 1 < top {
+        grid.band_rows(b + 1)
+    } else {
+        (hi, hi)
+    };
     let x = c.x;
     // Candidate runs: own band `i + 1..same`, band above `above..above_end`.
     // x grows with `i`, so all three bounds only move forward.
@@ -455,6 +465,189 @@ fn band_pairs(
     touching
 }
 
+/// The small particles' rows a big particle at height `y` may touch: the
+/// small particles' bands within `reach` of it.
+fn small_bands_near(grid: &Grid, y: f32, reach: f32) -> (usize, usize) {
+    (
+        grid.band_of(y - reach) as usize,
+        grid.band_of(y + reach) as usize,
+    )
+}
+
+/// Every pair of a big particle of big bands `b0..b1` with a small
+/// particle; returns how many touch. A big particle `i` reaches
+/// `r_i + cut`: it searches the small particles' bands within that height,
+/// in each the x-sorted rows within `window` (the widest such reach), one
+/// run per band found by pointers that only move forward as x grows, as in
+/// `band_pairs`. `near` sums the small rows of bands `first..=last`;
+/// `own` the big rows of `b0..b1`.
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[allow(clippy::too_many_arguments)]
+fn big_small_pairs(
+    (b0, b1): (usize, usize),
+    (first, last): (usize, usize),
+    grid: &Grid,
+    c: Cols<'_>,
+    window: f32,
+    h: f32,
+    stack: f32,
+    (near, own): (&mut Sums<'_>, &mut Sums<'_>),
+) -> u64 {
+    let mut touching = 0u64;
+    let x = c.x;
+    // Per small band `first + k`: its end and the run's two ends.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(last + 1 - first);
+    for b in b0..b1 {
+        runs.clear();
+        runs.extend((first..=last).map(|band| {
+            let (start, end) = grid.band_rows(band);
+            (end, start, start)
+        }));
+        let (lo, hi) = grid.band_rows(b);
+        for i in lo..hi {
+            let (xi, yi) = (x[i], c.y[i]);
+            let (vx, vy) = (c.vx[i], c.vy[i]);
+            let me = Me {
+                inv_n: f32x4::splat(c.inv_n[i]),
+                x: f32x4::splat(xi),
+                y: f32x4::splat(yi),
+                r: f32x4::splat(c.r[i]),
+                w: f32x4::splat(c.w[i]),
+                vx: f32x4::splat(vx),
+                vy: f32x4::splat(vy),
+                mu: f32x4::splat(c.mu[i]),
+                speed2: f32x4::splat(vx * vx + vy * vy),
+            };
+            let zero = f32x4::ZERO;
+            let mut acc = Acc {
+                ax: zero,
+                ay: zero,
+                hits: zero,
+                speed2: zero,
+            };
+            let (lo_band, hi_band) = small_bands_near(grid, yi, c.r[i] + grid.cut);
+            // Within the task's bands by construction; clamped all the same.
+            let (from_k, to_k) = (
+                lo_band.clamp(first, last) - first,
+                hi_band.clamp(first, last) - first,
+            );
+            for run in &mut runs[from_k..=to_k] {
+                let (end, from, to) = run;
+                while *from < *end && x[*from] <= xi - window {
+                    *from += 1;
+                }
+                *to = (*to).max(*from);
+                while *to < *end && x[*to] < xi + window {
+                    *to += 1;
+                }
+                span_pairs(&me, c, *from, *to, h, stack, near, &mut acc);
+            }
+            let k = i - own.base;
+            let hits = acc.hits.reduce_add();
+            own.dx[k] += acc.ax.reduce_add();
+            own.dy[k] += acc.ay.reduce_add();
+            own.hits[k] += hits;
+            let s2 = acc.speed2.to_array().into_iter().fold(0.0, max);
+            own.speed2[k] = max(own.speed2[k], s2);
+            touching += hits as u32 as u64;
+        }
+    }
+    touching
+}
+
+/// The pairs of big particles with small ones. A big particle writes to
+/// its own row and to small particles' rows within its reach, so big bands
+/// go in fixed blocks tall enough that two blocks two apart never reach the
+/// same small band: even blocks run in parallel, then odd ones. Blocks
+/// whose reach would overlap anyway (at the box's edges, where heights
+/// outside it share the border bands) are merged. The blocks depend only
+/// on the geometry, so no sum's order depends on the thread count.
+fn big_small_phase(
+    grid: &Grid,
+    cols: Cols<'_>,
+    p: &PhysicsParams,
+    h: f32,
+    stack: f32,
+    sums: [&mut [f32]; 4],
+    pool: &WorkerPool,
+) -> u64 {
+    let (small, bands) = (grid.small_bands as usize, grid.bands as usize);
+    let reach = p.max_radius + grid.cut;
+    let block = ((2.0 * reach + grid.band_height) / grid.big_height).ceil() as usize;
+    let small_rows = grid.band_rows(small).0;
+    let [dx_all, dy_all, hits_all, sp_all] = sums;
+    let mut touching = 0;
+    for parity in 0..2 {
+        // Per task: its big bands, the small bands they reach.
+        let mut spans: Vec<((usize, usize), (usize, usize))> = Vec::new();
+        for b0 in (small + parity * block..bands).step_by(2 * block) {
+            let b1 = (b0 + block).min(bands);
+            let y0 = (b0 - small) as f32 * grid.big_height;
+            let y1 = (b1 - small) as f32 * grid.big_height;
+            let (first, _) = small_bands_near(grid, y0, reach);
+            let (_, last) = small_bands_near(grid, y1, reach);
+            match spans.last_mut() {
+                Some(((_, end), (_, top))) if first <= *top => {
+                    *end = b1;
+                    *top = (*top).max(last);
+                }
+                _ => spans.push(((b0, b1), (first, last))),
+            }
+        }
+        let (mut dx, mut dy, mut hits, mut sp) = (
+            &mut dx_all[..],
+            &mut dy_all[..],
+            &mut hits_all[..],
+            &mut sp_all[..],
+        );
+        let (mut small_dx, mut small_dy, mut small_hits, mut small_sp) = (
+            carve(&mut dx, 0, small_rows),
+            carve(&mut dy, 0, small_rows),
+            carve(&mut hits, 0, small_rows),
+            carve(&mut sp, 0, small_rows),
+        );
+        let (mut at_small, mut at_big) = (0, small_rows);
+        let mut tasks = Vec::new();
+        for &((b0, b1), (first, last)) in &spans {
+            let (start, end) = (grid.band_rows(first).0, grid.band_rows(last).1);
+            let (skip, take) = (start - at_small, end - start);
+            at_small = end;
+            let near = Sums {
+                base: start,
+                dx: carve(&mut small_dx, skip, take),
+                dy: carve(&mut small_dy, skip, take),
+                hits: carve(&mut small_hits, skip, take),
+                speed2: carve(&mut small_sp, skip, take),
+            };
+            let (start, end) = (grid.band_rows(b0).0, grid.band_rows(b1 - 1).1);
+            let (skip, take) = (start - at_big, end - start);
+            at_big = end;
+            let own = Sums {
+                base: start,
+                dx: carve(&mut dx, skip, take),
+                dy: carve(&mut dy, skip, take),
+                hits: carve(&mut hits, skip, take),
+                speed2: carve(&mut sp, skip, take),
+            };
+            tasks.push(((b0, b1), (first, last), 0u64, near, own));
+        }
+        pool.for_each_mut(&mut tasks, |(bands, reach_bands, found, near, own)| {
+            *found = big_small_pairs(
+                *bands,
+                *reach_bands,
+                grid,
+                cols,
+                reach,
+                h,
+                stack,
+                (near, own),
+            );
+        });
+        touching += tasks.iter().map(|t| t.2).sum::<u64>();
+    }
+    touching
+}
+
 /// Runs one pass; returns the number of touching pairs.
 pub fn resolve(
     store: &mut ParticleStore,
@@ -511,8 +704,16 @@ pub fn resolve(
         mu: &scratch.mu,
         inv_n: &scratch.inv_n,
     };
-    // The widest contact: a band's height, and the x window searched.
-    let reach = grid.band_height;
+    // The widest contact within a set of bands: its bands' height, and the
+    // x window searched.
+    let (small, bands) = (grid.small_bands as usize, grid.bands as usize);
+    let reach = |b: usize| {
+        if b < small {
+            grid.band_height
+        } else {
+            grid.big_height
+        }
+    };
     // Mass scaling follows gravity; without gravity it is off (and momentum
     // is conserved exactly).
     let stack = if p.gravity == 0.0 {
@@ -521,11 +722,11 @@ pub fn resolve(
         p.stacking * p.gravity.signum()
     };
 
-    let bands = grid.bands as usize;
     let mut touching = 0u64;
     for parity in 0..2 {
         // Carve the sums into disjoint windows: band b and b + 1, for every
-        // b of this parity.
+        // b of this parity, in the small particles' bands and then in the
+        // big ones'.
         let mut tasks = Vec::new();
         let (mut dx, mut dy, mut hits, mut sp) = (
             &mut scratch.dx[..],
@@ -534,13 +735,21 @@ pub fn resolve(
             &mut scratch.speed2[..],
         );
         let mut at = 0;
-        for b in (parity..bands).step_by(2) {
-            let (start, _) = grid.band_rows(b);
-            let (_, end) = grid.band_rows(b + 1);
+        let firsts = (parity..small).step_by(2);
+        let tops = firsts.clone().map(|_| small);
+        let big_firsts = (small + parity..bands).step_by(2);
+        let big_tops = big_firsts.clone().map(|_| bands);
+        for (b, top) in firsts.zip(tops).chain(big_firsts.zip(big_tops)) {
+            let (start, end) = grid.band_rows(b);
+            let end = if b + 1 < top {
+                grid.band_rows(b + 1).1
+            } else {
+                end
+            };
             let (skip, take) = (start - at, end - start);
             at = end;
             tasks.push((
-                b,
+                (b, top),
                 0u64,
                 Sums {
                     base: start,
@@ -556,11 +765,20 @@ pub fn resolve(
             pool,
             Priority::FrameCritical,
             &mut tasks,
-            |(b, found, sums)| {
-                *found = band_pairs(*b, grid, cols, reach, h, stack, sums);
+            |(bands, found, sums)| {
+                *found = band_pairs(*bands, grid, cols, reach(bands.0), h, stack, sums);
             },
         );
         touching += tasks.iter().map(|t| t.1).sum::<u64>();
+    }
+    if bands > small {
+        let sums = [
+            &mut scratch.dx[..],
+            &mut scratch.dy[..],
+            &mut scratch.n[..],
+            &mut scratch.speed2[..],
+        ];
+        touching += big_small_phase(grid, cols, p, h, stack, sums, pool);
     }
     let contacts = touching;
 

@@ -1,5 +1,12 @@
-//! The collision grid: full-width rows of cells ("bands") two largest radii
-//! tall, built by counting sort, with the particles of each band sorted by x.
+//! The collision grid: full-width rows of cells ("bands") two radii tall,
+//! built by counting sort, with the particles of each band sorted by x.
+//!
+//! Two sets of bands, one after the other in row order: the small
+//! particles' bands, sized for the largest of them (`band_radius`), then,
+//! when one kind is much bigger than the rest, the big particles' bands,
+//! sized for the largest radius. A small grain so never searches a window
+//! sized for the big ones, and a big particle's search among the small ones
+//! is a pass of its own (`collide`).
 //!
 //! Why bands in x order rather than square cells: a particle's contacts lie
 //! in its own band or the next one up (a band is as tall as the widest
@@ -28,9 +35,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Grid geometry plus the per-step tables (reused, never shrunk).
 #[derive(Default)]
 pub struct Grid {
-    /// Height of a band: the widest contact (twice the largest radius).
+    /// Height of a small particles' band: their widest contact.
     pub band_height: f32,
     inv_height: f32,
+    /// Height of a big particles' band: the widest contact of all.
+    pub big_height: f32,
+    inv_big_height: f32,
+    /// Particles with a larger radius are big.
+    pub cut: f32,
+    /// Small particles' bands `0..small_bands`, then big ones' up to `bands`.
+    pub small_bands: u32,
     pub bands: u32,
     /// `band_start[b]..band_start[b + 1]` are the rows of band `b` after
     /// sorting.
@@ -52,19 +66,37 @@ const SORT_CHUNK: usize = 1 << 16;
 const GRAIN: usize = 8192;
 
 impl Grid {
-    /// Sets the geometry for a box `height` tall whose widest contact is
-    /// `reach` (twice the largest radius).
-    pub fn configure(&mut self, height: f32, reach: f32) {
-        self.band_height = reach;
-        self.inv_height = 1.0 / reach;
-        self.bands = ((height / reach).ceil() as u32).max(1);
+    /// Sets the geometry for a box `height` tall: small particles' bands
+    /// for radii up to `band_radius`, big particles' bands for radii up to
+    /// `max_radius` (none when the two are equal).
+    pub fn configure(&mut self, height: f32, band_radius: f32, max_radius: f32) {
+        self.band_height = 2.0 * band_radius;
+        self.inv_height = 1.0 / self.band_height;
+        self.small_bands = ((height / self.band_height).ceil() as u32).max(1);
+        self.big_height = 2.0 * max_radius;
+        self.inv_big_height = 1.0 / self.big_height;
+        let big_bands = if max_radius > band_radius {
+            self.cut = band_radius;
+            ((height / self.big_height).ceil() as u32).max(1)
+        } else {
+            self.cut = f32::INFINITY;
+            0
+        };
+        self.bands = self.small_bands + big_bands;
     }
 
-    /// The band of height `y`; heights outside the box go to the nearest
-    /// border band (monotone, so neighbours stay neighbours).
+    /// The small particles' band of height `y`; heights outside the box go
+    /// to the nearest border band (monotone, so neighbours stay neighbours).
     #[inline(always)]
     pub fn band_of(&self, y: f32) -> u32 {
-        band_of(self.inv_height, self.bands, y)
+        band_of(self.inv_height, self.small_bands, y)
+    }
+
+    /// The big particles' band of height `y`, counted from the first of
+    /// them (add `small_bands` for its index among all bands).
+    #[inline(always)]
+    pub fn big_band_of(&self, y: f32) -> u32 {
+        band_of(self.inv_big_height, self.bands - self.small_bands, y)
     }
 
     /// The rows of band `b` (empty past the top band).
@@ -79,22 +111,23 @@ impl Grid {
         }
     }
 
-    /// Sorts `store` by band, then by x within each band, and fills
-    /// `band_start`.
+    /// Sorts `store` by band (small particles' bands first), then by x
+    /// within each band, and fills `band_start`.
     pub fn rebuild(&mut self, store: &mut ParticleStore, pool: &WorkerPool) {
         let n = store.len();
         let bands = self.bands as usize;
         let chunks = n.div_ceil(SORT_CHUNK).max(1);
-        let (x, y) = {
+        let (x, y, radius) = {
             let s = store.slices();
-            (s.x, s.y)
+            (s.x, s.y, s.radius)
         };
 
         // 1. Band keys and per-chunk counts.
         self.band.resize(n, 0);
         self.cursor.clear();
         self.cursor.resize(chunks * bands, 0);
-        let (inv, top) = (self.inv_height, self.bands);
+        let (inv, small) = (self.inv_height, self.small_bands);
+        let (inv_big, big, cut) = (self.inv_big_height, self.bands - small, self.cut);
         {
             let mut work: Vec<(&mut [u32], &mut [u32], usize)> = self
                 .band
@@ -104,8 +137,12 @@ impl Grid {
                 .map(|(c, (keys, counts))| (keys, counts, c * SORT_CHUNK))
                 .collect();
             pool.for_each_mut(&mut work, |(keys, counts, base)| {
-                for (k, &y) in keys.iter_mut().zip(&y[*base..]) {
-                    *k = band_of(inv, top, y);
+                for ((k, &y), &r) in keys.iter_mut().zip(&y[*base..]).zip(&radius[*base..]) {
+                    *k = if r > cut {
+                        small + band_of(inv_big, big, y)
+                    } else {
+                        band_of(inv, small, y)
+                    };
                     counts[*k as usize] += 1;
                 }
             });
@@ -226,7 +263,7 @@ mod tests {
         let mut rng = crate::game::rng::Rng::new(9);
         let mut store = ParticleStore::with_limit(20_000);
         let (w, h) = (300.0, 200.0);
-        for _ in 0..20_000 {
+        for i in 0..20_000 {
             store
                 .spawn(crate::particles::NewParticle {
                     // Some outside the box: they go to the border bands.
@@ -234,7 +271,8 @@ mod tests {
                     y: rng.range(-5.0, h + 5.0),
                     vx: 0.0,
                     vy: 0.0,
-                    radius: 1.0,
+                    // One in five is big.
+                    radius: if i % 5 == 0 { 1.9 } else { 1.0 },
                     inv_mass: 1.0,
                     kind: 0,
                 })
@@ -242,16 +280,26 @@ mod tests {
         }
         let pool = WorkerPool::new(2, 0).unwrap();
         let mut grid = Grid::default();
-        grid.configure(h, 2.0);
+        grid.configure(h, 1.0, 1.9);
+        assert_eq!(grid.small_bands, 100);
+        assert_eq!(grid.bands, 100 + 53);
         for round in 0..3 {
             grid.rebuild(&mut store, &pool);
             store.check_invariants().unwrap();
             let s = store.slices();
             assert_eq!(grid.band_start[grid.bands as usize] as usize, s.x.len());
+            assert_eq!(grid.band_start[grid.small_bands as usize], 16_000);
             for b in 0..grid.bands as usize {
                 let (lo, hi) = grid.band_rows(b);
                 for i in lo..hi {
-                    assert_eq!(grid.band_of(s.y[i]) as usize, b, "round {round}: row {i}");
+                    let (small, band) = (b < grid.small_bands as usize, grid.band_of(s.y[i]));
+                    let big_band = grid.small_bands + grid.big_band_of(s.y[i]);
+                    assert_eq!(small, s.radius[i] <= grid.cut, "round {round}: row {i}");
+                    assert_eq!(
+                        if small { band } else { big_band } as usize,
+                        b,
+                        "round {round}: row {i}"
+                    );
                     if i > lo {
                         assert!(
                             s.x[i - 1] <= s.x[i],

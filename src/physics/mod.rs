@@ -58,9 +58,12 @@ pub struct PhysicsParams {
     /// the upper particle acts `exp(stacking × Δy)` times lighter. 0 is off.
     pub stacking: f32,
 
-    /// Largest particle radius: twice it is the widest contact, the height
-    /// of a grid band.
+    /// Largest particle radius (twice it is the widest contact).
     pub max_radius: f32,
+    /// The radius the grid's bands are sized for (`KindTable::band_radius`):
+    /// a band is twice it tall; particles larger than it search for their
+    /// contacts on their own (`collide`).
+    pub band_radius: f32,
 }
 
 impl PhysicsParams {
@@ -81,6 +84,7 @@ impl PhysicsParams {
             stacking: 0.7,
 
             max_radius: kinds.max_radius(),
+            band_radius: kinds.band_radius(),
         }
     }
 }
@@ -116,7 +120,7 @@ struct Work<'a> {
 impl Physics {
     pub fn new(params: PhysicsParams) -> Self {
         let mut grid = Grid::default();
-        grid.configure(params.height, 2.0 * params.max_radius);
+        grid.configure(params.height, params.band_radius, params.max_radius);
         Self {
             params,
             grid,

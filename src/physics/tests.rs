@@ -287,25 +287,33 @@ fn results_do_not_depend_on_the_thread_count() {
     assert_eq!(run(1, 4), run(3, 4));
 }
 
-#[test]
-fn contact_search_finds_exactly_the_touching_pairs() {
-    let kinds = KindTable::default();
+/// The contacts one pass finds against every pair checked by brute force.
+fn contact_search_matches_brute_force(kinds: &KindTable, seed: u64, jitter: bool) {
     let (w, h) = (200.0, 200.0);
-    let mut rng = Rng::new(3);
+    let mut rng = Rng::new(seed);
     let mut store = ParticleStore::with_limit(5000);
     for i in 0..3000 {
         let kind = Kind::ALL[i % 4];
-        add(
-            &mut store,
-            &kinds,
-            kind,
-            rng.range(5.0, w - 5.0),
-            rng.range(5.0, 60.0),
-            0.0,
-            0.0,
-        );
+        let k = kinds.get(kind);
+        let radius = if jitter {
+            k.radius * (1.0 + k.size_jitter * rng.range(-1.0, 1.0))
+        } else {
+            k.radius
+        };
+        store
+            .spawn(NewParticle {
+                // A few below the floor: they share the border bands.
+                x: rng.range(5.0, w - 5.0),
+                y: rng.range(-3.0, 60.0),
+                vx: 0.0,
+                vy: 0.0,
+                radius,
+                inv_mass: 1.0 / kinds.mass(kind),
+                kind: kind as u8,
+            })
+            .unwrap();
     }
-    let p = params(&kinds, w, h);
+    let p = params(kinds, w, h);
     let mut physics = Physics::new(p.clone());
     let pool = pool(2);
     physics.grid.rebuild(&mut store, &pool);
@@ -330,4 +338,22 @@ fn contact_search_finds_exactly_the_touching_pairs() {
         &pool,
     );
     assert_eq!(got, brute);
+}
+
+#[test]
+fn contact_search_finds_exactly_the_touching_pairs() {
+    // The default kinds: heavy grains (up to 1.76) get bands of their own.
+    let kinds = KindTable::default();
+    assert!(kinds.band_radius() < kinds.max_radius());
+    contact_search_matches_brute_force(&kinds, 3, false);
+    contact_search_matches_brute_force(&kinds, 4, true);
+    // Much bigger heavies: each searches several of the small bands.
+    let mut big = KindTable::default();
+    big.heavy.radius = 4.0;
+    contact_search_matches_brute_force(&big, 5, true);
+    // Kinds of one size: one set of bands.
+    let mut even = KindTable::default();
+    even.heavy.radius = 1.0;
+    assert_eq!(even.band_radius(), even.max_radius());
+    contact_search_matches_brute_force(&even, 6, true);
 }
