@@ -58,6 +58,9 @@ pub struct Scratch {
     /// One per band parity: a pile makes its bands far costlier than the
     /// air above it, so chunks are cut by measured cost.
     stripes: [Balancer; 2],
+    /// The same for the blocks of the big-with-small search (the big
+    /// particles may all sit in a few of them).
+    big_small: [Balancer; 2],
 }
 
 impl Default for Scratch {
@@ -72,6 +75,10 @@ impl Default for Scratch {
             stripes: [
                 Balancer::new("physics.contacts.even", 0xC0_11DE),
                 Balancer::new("physics.contacts.odd", 0xC0_11DF),
+            ],
+            big_small: [
+                Balancer::new("physics.contacts.big_small.even", 0xC0_11E0),
+                Balancer::new("physics.contacts.big_small.odd", 0xC0_11E1),
             ],
         }
     }
@@ -566,9 +573,9 @@ fn big_small_phase(
     grid: &Grid,
     cols: Cols<'_>,
     p: &PhysicsParams,
-    h: f32,
-    stack: f32,
+    (h, stack): (f32, f32),
     sums: [&mut [f32]; 4],
+    balancers: &mut [Balancer; 2],
     pool: &WorkerPool,
 ) -> u64 {
     let (small, bands) = (grid.small_bands as usize, grid.bands as usize);
@@ -577,7 +584,7 @@ fn big_small_phase(
     let small_rows = grid.band_rows(small).0;
     let [dx_all, dy_all, hits_all, sp_all] = sums;
     let mut touching = 0;
-    for parity in 0..2 {
+    for (parity, balancer) in balancers.iter_mut().enumerate() {
         // Per task: its big bands, the small bands they reach.
         let mut spans: Vec<((usize, usize), (usize, usize))> = Vec::new();
         for b0 in (small + parity * block..bands).step_by(2 * block) {
@@ -631,18 +638,23 @@ fn big_small_phase(
             };
             tasks.push(((b0, b1), (first, last), 0u64, near, own));
         }
-        pool.for_each_mut(&mut tasks, |(bands, reach_bands, found, near, own)| {
-            *found = big_small_pairs(
-                *bands,
-                *reach_bands,
-                grid,
-                cols,
-                reach,
-                h,
-                stack,
-                (near, own),
-            );
-        });
+        balancer.run_items(
+            pool,
+            Priority::FrameCritical,
+            &mut tasks,
+            |(bands, reach_bands, found, near, own)| {
+                *found = big_small_pairs(
+                    *bands,
+                    *reach_bands,
+                    grid,
+                    cols,
+                    reach,
+                    h,
+                    stack,
+                    (near, own),
+                );
+            },
+        );
         touching += tasks.iter().map(|t| t.2).sum::<u64>();
     }
     touching
@@ -778,7 +790,8 @@ pub fn resolve(
             &mut scratch.n[..],
             &mut scratch.speed2[..],
         ];
-        touching += big_small_phase(grid, cols, p, h, stack, sums, pool);
+        let balancers = &mut scratch.big_small;
+        touching += big_small_phase(grid, cols, p, (h, stack), sums, balancers, pool);
     }
     let contacts = touching;
 
