@@ -341,21 +341,22 @@ impl ParticleStore {
     }
 
     /// Removes every particle for which `dead(row)` is true; returns how many.
-    /// Rows are visited from the end so each removal is O(1).
+    /// `dead` sees every row once, in row order, before any is removed.
     pub fn despawn_where(
         &mut self,
         mut dead: impl FnMut(&ParticleSlices<'_>, usize) -> bool,
     ) -> usize {
-        let mut removed = 0;
-        let mut i = self.len();
-        while i > 0 {
-            i -= 1;
-            if dead(&self.slices(), i) {
-                self.remove_row(i);
-                removed += 1;
-            }
+        // Decide first, on one view of the columns (taking the view per
+        // row cost more than the test itself); then remove from the last
+        // row down, so every row a removal moves is one already kept.
+        let doomed: Vec<usize> = {
+            let s = self.slices();
+            (0..self.len()).filter(|&i| dead(&s, i)).collect()
+        };
+        for &i in doomed.iter().rev() {
+            self.remove_row(i);
         }
-        removed
+        doomed.len()
     }
 
     /// How much of the store is dead weight, 0..1: slots no live particle
