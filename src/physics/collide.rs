@@ -110,8 +110,12 @@ struct Acc {
 }
 
 /// The columns the contact kernel reads, whole (spans index into them).
+/// Each holds at least `rows + LANES` values (checked in `new`): the
+/// kernels read rows below `rows`, four lanes at a time too, without a
+/// bounds check per candidate, once a task has checked its rows.
 #[derive(Clone, Copy)]
 struct Cols<'a> {
+    rows: usize,
     x: &'a [f32],
     y: &'a [f32],
     r: &'a [f32],
@@ -122,6 +126,40 @@ struct Cols<'a> {
     inv_n: &'a [f32],
 }
 
+impl<'a> Cols<'a> {
+    fn new(rows: usize, [x, y, r, w]: [&'a [f32]; 4], [vx, vy, mu, inv_n]: [&'a [f32]; 4]) -> Self {
+        for col in [x, y, r, w, vx, vy, mu, inv_n] {
+            assert!(
+                col.len() >= rows + LANES,
+                "a contact column holds {} values for {rows} rows",
+                col.len()
+            );
+        }
+        Self {
+            rows,
+            x,
+            y,
+            r,
+            w,
+            vx,
+            vy,
+            mu,
+            inv_n,
+        }
+    }
+}
+
+/// Row `j` of a column, without a bounds check.
+///
+/// # Safety
+/// `col` is a column of a `Cols` and `j` is below its `rows`.
+#[inline(always)]
+unsafe fn one(col: &[f32], j: usize) -> f32 {
+    debug_assert!(j < col.len());
+    // SAFETY: `j < rows <= col.len()` by the caller's contract.
+    unsafe { *col.get_unchecked(j) }
+}
+
 /// The sums one band task may write: rows `base..base + dx.len()` (its own
 /// band and the next).
 struct Sums<'a> {
@@ -130,6 +168,19 @@ struct Sums<'a> {
     dy: &'a mut [f32],
     hits: &'a mut [f32],
     speed2: &'a mut [f32],
+}
+
+impl Sums<'_> {
+    /// Whether rows `lo..hi` all have sums in this window.
+    fn covers(&self, lo: usize, hi: usize) -> bool {
+        let lens = [
+            self.dx.len(),
+            self.dy.len(),
+            self.hits.len(),
+            self.speed2.len(),
+        ];
+        lo >= self.base && hi >= lo && lens.into_iter().all(|len| hi - self.base <= len)
+    }
 }
 
 /// Candidates handled side by side: one SSE register of f32.
@@ -151,10 +202,18 @@ const VALID: [[f32; LANES]; LANES + 1] = {
     ]
 };
 
-/// `LANES` consecutive values of a padded column from row `j`.
+/// `LANES` consecutive values of a column from row `j`, without a bounds
+/// check.
+///
+/// # Safety
+/// `col` is a column of a `Cols` and `j` is below its `rows` (a column holds
+/// `LANES` values past its rows).
 #[inline(always)]
-fn lanes(col: &[f32], j: usize) -> f32x4 {
-    f32x4::new(col[j..j + LANES].try_into().unwrap())
+unsafe fn lanes(col: &[f32], j: usize) -> f32x4 {
+    debug_assert!(j + LANES <= col.len());
+    // SAFETY: `j + LANES <= col.len()` by the caller's contract; an
+    // unaligned read of plain floats.
+    f32x4::new(unsafe { col.as_ptr().add(j).cast::<[f32; LANES]>().read_unaligned() })
 }
 
 /// Adds `v` to `out[k..k + LANES]`, lane by lane where the slice ends early
@@ -195,9 +254,12 @@ fn max_lanes(out: &mut [f32], k: usize, v: f32x4) {
 /// branches. Rows past `hi` are read (the columns are padded) and masked
 /// out. Adds `me`'s share to `acc` and the opposite share to each
 /// neighbour's sums.
+///
+/// # Safety
+/// `hi <= c.rows`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn span_pairs(
+unsafe fn span_pairs(
     me: &Me,
     c: Cols<'_>,
     lo: usize,
@@ -210,7 +272,9 @@ fn span_pairs(
     let mut j = lo;
     while j < hi {
         let valid = f32x4::new(VALID[(hi - j).min(LANES)]);
-        let (x, y, r) = (lanes(c.x, j), lanes(c.y, j), lanes(c.r, j));
+        // SAFETY: `j < hi <= c.rows` (this function's contract), here and
+        // for the lanes below.
+        let (x, y, r) = unsafe { (lanes(c.x, j), lanes(c.y, j), lanes(c.r, j)) };
         let mut dx = me.x - x;
         let dy = me.y - y;
         // Coincident centres: push `me` (the earlier row) towards -x.
@@ -221,18 +285,22 @@ fn span_pairs(
         let hit = valid & d2.simd_lt(rr * rr);
         // Most groups touch nothing: skip the rest of the work for them.
         if hit.any() {
-            let (w, vx, vy, mu) = (
-                lanes(c.w, j),
-                lanes(c.vx, j),
-                lanes(c.vy, j),
-                lanes(c.mu, j),
-            );
+            // SAFETY: as above.
+            let (w, vx, vy, mu, inv_n) = unsafe {
+                (
+                    lanes(c.w, j),
+                    lanes(c.vx, j),
+                    lanes(c.vy, j),
+                    lanes(c.mu, j),
+                    lanes(c.inv_n, j),
+                )
+            };
             // Each pair's correction is divided by the larger contact count
             // of the two (from the last pass): a particle pressed from many
             // sides does not overshoot.
             // (1 / max(n, 1) is kept per particle: the larger count is
             // the smaller reciprocal.)
-            let scale = lanes(c.inv_n, j).fast_min(me.inv_n);
+            let scale = inv_n.fast_min(me.inv_n);
             let d = d2.sqrt();
             let overlap = (rr - d) & hit;
             // Mass scaling for stacking: the particle above acts lighter by
@@ -281,9 +349,12 @@ fn span_pairs(
 /// results), one candidate at a time: cheaper
 /// for the short runs of a uniform pile (one or two candidates), where a
 /// vector group would be mostly masked lanes.
+///
+/// # Safety
+/// `hi <= c.rows` and `sums.covers(lo, hi)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn span_pairs_one_by_one(
+unsafe fn span_pairs_one_by_one(
     me: &One,
     c: Cols<'_>,
     lo: usize,
@@ -294,28 +365,39 @@ fn span_pairs_one_by_one(
     acc: &mut One,
 ) {
     for j in lo..hi {
-        let mut dx = me.x - c.x[j];
-        let dy = me.y - c.y[j];
+        // SAFETY: `lo <= j < hi <= c.rows` (this function's contract).
+        let (xj, yj, rj) = unsafe { (one(c.x, j), one(c.y, j), one(c.r, j)) };
+        let mut dx = me.x - xj;
+        let dy = me.y - yj;
         if dx * dx + dy * dy < 1e-10 {
             dx -= 1e-4;
         }
         let d2 = dx * dx + dy * dy;
-        let rr = me.r + c.r[j];
+        let rr = me.r + rj;
         if d2 >= rr * rr {
             continue;
         }
-        let (vx, vy) = (c.vx[j], c.vy[j]);
-        let scale = min(c.inv_n[j], me.inv_n);
+        // SAFETY: as above.
+        let (vx, vy, inv_n, w, mu) = unsafe {
+            (
+                one(c.vx, j),
+                one(c.vy, j),
+                one(c.inv_n, j),
+                one(c.w, j),
+                one(c.mu, j),
+            )
+        };
+        let scale = min(inv_n, me.inv_n);
         let d = d2.sqrt();
         let overlap = rr - d;
         let s = stack * dy;
         let num = 12.0 - 6.0 * s + s * s;
         let den = 12.0 + 6.0 * s + s * s;
-        let (a, ab) = (me.w * den, me.w * den + c.w[j] * num);
+        let (a, ab) = (me.w * den, me.w * den + w * num);
         let q = 1.0 / (d * ab);
         let (inv_d, frac) = (ab * q, a * d * q);
         let (nx, ny) = (dx * inv_d, dy * inv_d);
-        let bound = 0.5 * (me.mu + c.mu[j]) * overlap;
+        let bound = 0.5 * (me.mu + mu) * overlap;
         let slip = min(
             max(((me.vx - vx) * -ny + (me.vy - vy) * nx) * h, -bound),
             bound,
@@ -328,10 +410,15 @@ fn span_pairs_one_by_one(
         acc.speed2 = max(acc.speed2, vx * vx + vy * vy);
         let k = j - sums.base;
         let other = 1.0 - frac;
-        sums.dx[k] -= tx * other;
-        sums.dy[k] -= ty * other;
-        sums.hits[k] += 1.0;
-        sums.speed2[k] = max(sums.speed2[k], me.speed2);
+        // SAFETY: `sums.covers(lo, hi)` (this function's contract) and
+        // `lo <= j < hi`, so `k` is inside all four windows.
+        unsafe {
+            *sums.dx.get_unchecked_mut(k) -= tx * other;
+            *sums.dy.get_unchecked_mut(k) -= ty * other;
+            *sums.hits.get_unchecked_mut(k) += 1.0;
+            let s2 = sums.speed2.get_unchecked_mut(k);
+            *s2 = max(*s2, me.speed2);
+        }
     }
 }
 
@@ -392,43 +479,67 @@ fn band_pairs(
     } else {
         (hi, hi)
     };
+    // Every row read or written below lies in `lo..up_hi`: checked once
+    // here, so the kernels need no check per candidate.
+    assert!(
+        up_hi <= c.rows && sums.covers(lo, up_hi),
+        "band {b}: rows {lo}..{up_hi} outside the task's columns or sums"
+    );
     let x = c.x;
     // Candidate runs: own band `i + 1..same`, band above `above..above_end`.
     // x grows with `i`, so all three bounds only move forward.
     let (mut same, mut above, mut above_end) = (lo, up_lo, up_lo);
     let mut touching = 0u64;
     for i in lo..hi {
-        let xi = x[i];
+        // SAFETY (every `one`, `span_pairs` and `span_pairs_one_by_one`
+        // below): `i`, `same < hi`, `above`, `above_end < up_hi` and the runs
+        // they bound all lie in `lo..up_hi`, checked above against the
+        // columns' rows and the sums' window.
+        let xi = unsafe { one(x, i) };
         same = same.max(i + 1);
-        while same < hi && x[same] < xi + reach {
+        while same < hi && unsafe { one(x, same) } < xi + reach {
             same += 1;
         }
-        while above < up_hi && x[above] <= xi - reach {
+        while above < up_hi && unsafe { one(x, above) } <= xi - reach {
             above += 1;
         }
         above_end = above_end.max(above);
-        while above_end < up_hi && x[above_end] < xi + reach {
+        while above_end < up_hi && unsafe { one(x, above_end) } < xi + reach {
             above_end += 1;
         }
-        let (vx, vy) = (c.vx[i], c.vy[i]);
+        // SAFETY: as above.
+        let (yi, ri, wi, vx, vy, mui, inv_ni) = unsafe {
+            (
+                one(c.y, i),
+                one(c.r, i),
+                one(c.w, i),
+                one(c.vx, i),
+                one(c.vy, i),
+                one(c.mu, i),
+                one(c.inv_n, i),
+            )
+        };
         let k = i - sums.base;
         if same - i <= ONE_BY_ONE + 1 && above_end - above <= ONE_BY_ONE {
             // Short runs: one candidate at a time.
             let me = One {
                 x: xi,
-                y: c.y[i],
-                r: c.r[i],
-                w: c.w[i],
+                y: yi,
+                r: ri,
+                w: wi,
                 vx,
                 vy,
-                mu: c.mu[i],
-                inv_n: c.inv_n[i],
+                mu: mui,
+                inv_n: inv_ni,
                 n: 0.0,
                 speed2: vx * vx + vy * vy,
             };
             let mut acc = One::default();
-            span_pairs_one_by_one(&me, c, i + 1, same, h, stack, sums, &mut acc);
-            span_pairs_one_by_one(&me, c, above, above_end, h, stack, sums, &mut acc);
+            // SAFETY: as above.
+            unsafe {
+                span_pairs_one_by_one(&me, c, i + 1, same, h, stack, sums, &mut acc);
+                span_pairs_one_by_one(&me, c, above, above_end, h, stack, sums, &mut acc);
+            }
             sums.dx[k] += acc.x;
             sums.dy[k] += acc.y;
             sums.hits[k] += acc.n;
@@ -437,14 +548,14 @@ fn band_pairs(
             continue;
         }
         let me = Me {
-            inv_n: f32x4::splat(c.inv_n[i]),
+            inv_n: f32x4::splat(inv_ni),
             x: f32x4::splat(xi),
-            y: f32x4::splat(c.y[i]),
-            r: f32x4::splat(c.r[i]),
-            w: f32x4::splat(c.w[i]),
+            y: f32x4::splat(yi),
+            r: f32x4::splat(ri),
+            w: f32x4::splat(wi),
             vx: f32x4::splat(vx),
             vy: f32x4::splat(vy),
-            mu: f32x4::splat(c.mu[i]),
+            mu: f32x4::splat(mui),
             speed2: f32x4::splat(vx * vx + vy * vy),
         };
         let zero = f32x4::ZERO;
@@ -459,8 +570,11 @@ fn band_pairs(
         // particle, whichever path it takes (a tenth of the kernel's
         // instructions).
         let (first, above) = std::hint::black_box((i + 1, above));
-        span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
-        span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
+        // SAFETY: as above.
+        unsafe {
+            span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
+            span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
+        }
         let hits = acc.hits.reduce_add();
         sums.dx[k] += acc.ax.reduce_add();
         sums.dy[k] += acc.ay.reduce_add();
@@ -500,6 +614,15 @@ fn big_small_pairs(
     stack: f32,
     (near, own): (&mut Sums<'_>, &mut Sums<'_>),
 ) -> u64 {
+    // Every small row read or written lies in the bands `first..=last`,
+    // every big one in `b0..b1`: checked once here.
+    let (near_lo, near_hi) = (grid.band_rows(first).0, grid.band_rows(last).1);
+    let (own_lo, own_hi) = (grid.band_rows(b0).0, grid.band_rows(b1 - 1).1);
+    assert!(
+        near_hi <= c.rows && own_hi <= c.rows,
+        "rows outside the columns"
+    );
+    assert!(near.covers(near_lo, near_hi) && own.covers(own_lo, own_hi));
     let mut touching = 0u64;
     let x = c.x;
     // Per small band `first + k`: its end and the run's two ends.
@@ -547,7 +670,9 @@ fn big_small_pairs(
                 while *to < *end && x[*to] < xi + window {
                     *to += 1;
                 }
-                span_pairs(&me, c, *from, *to, h, stack, near, &mut acc);
+                // SAFETY: the run lies in a band of `first..=last`, whose
+                // rows are below `c.rows` (checked above).
+                unsafe { span_pairs(&me, c, *from, *to, h, stack, near, &mut acc) };
             }
             let k = i - own.base;
             let hits = acc.hits.reduce_add();
@@ -706,16 +831,7 @@ pub fn resolve(
             }
         },
     );
-    let cols = Cols {
-        x,
-        y,
-        r,
-        w,
-        vx,
-        vy,
-        mu: &scratch.mu,
-        inv_n: &scratch.inv_n,
-    };
+    let cols = Cols::new(n, [x, y, r, w], [vx, vy, &scratch.mu, &scratch.inv_n]);
     // The widest contact within a set of bands: its bands' height, and the
     // x window searched.
     let (small, bands) = (grid.small_bands as usize, grid.bands as usize);
@@ -933,16 +1049,7 @@ mod tests {
         let (x, y, r) = (col(0.0, 6.0), col(0.0, 3.0), col(0.6, 1.8));
         let (w, vx, vy) = (col(0.2, 2.0), col(-30.0, 30.0), col(-30.0, 30.0));
         let (mu, inv_n) = (col(0.0, 0.6), col(0.1, 1.0));
-        let c = Cols {
-            x: &x,
-            y: &y,
-            r: &r,
-            w: &w,
-            vx: &vx,
-            vy: &vy,
-            mu: &mu,
-            inv_n: &inv_n,
-        };
+        let c = Cols::new(n, [&x, &y, &r, &w], [&vx, &vy, &mu, &inv_n]);
         let (h, stack) = (1.0 / 180.0, 0.7);
         let mut touching = 0.0;
         for i in 0..n - 1 {
@@ -969,7 +1076,8 @@ mod tests {
                 hits: zero,
                 speed2: zero,
             };
-            span_pairs(&me, c, lo, hi, h, stack, &mut sums_of(a), &mut acc);
+            // SAFETY: `hi <= n`, the rows of `c`.
+            unsafe { span_pairs(&me, c, lo, hi, h, stack, &mut sums_of(a), &mut acc) };
             let one = One {
                 x: x[i],
                 y: y[i],
@@ -983,7 +1091,10 @@ mod tests {
                 speed2: s2,
             };
             let mut acc1 = One::default();
-            span_pairs_one_by_one(&one, c, lo, hi, h, stack, &mut sums_of(b), &mut acc1);
+            let mut sums = sums_of(b);
+            assert!(sums.covers(lo, hi));
+            // SAFETY: `hi <= n`, the rows of `c`, and the sums cover them.
+            unsafe { span_pairs_one_by_one(&one, c, lo, hi, h, stack, &mut sums, &mut acc1) };
             let close = |p: f32, q: f32| (p - q).abs() <= 1e-5 * (1.0 + p.abs().max(q.abs()));
             assert!(close(acc.ax.reduce_add(), acc1.x), "row {i}: own push x");
             assert!(close(acc.ay.reduce_add(), acc1.y), "row {i}: own push y");
