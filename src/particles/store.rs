@@ -474,20 +474,30 @@ impl ParticleStore {
     pub fn permute(&mut self, order: &[u32], pool: Option<&WorkerPool>) {
         let n = self.len();
         assert_eq!(order.len(), n, "permute: order has the wrong length");
+        // Checked once here (a vectorized max), so the ten gathers below
+        // need no check per row.
+        assert!(
+            order.iter().copied().max().is_none_or(|m| (m as usize) < n),
+            "permute: order names a row past the end"
+        );
         each_column!(self.scratch, |c| c.resize_zeroed(n));
         let (src, dst) = (&self.cols, &mut self.scratch);
-        let jobs: [Box<dyn FnOnce() + Send + '_>; 10] = [
-            Box::new(|| gather(&mut dst.x, &src.x, order)),
-            Box::new(|| gather(&mut dst.y, &src.y, order)),
-            Box::new(|| gather(&mut dst.vx, &src.vx, order)),
-            Box::new(|| gather(&mut dst.vy, &src.vy, order)),
-            Box::new(|| gather(&mut dst.radius, &src.radius, order)),
-            Box::new(|| gather(&mut dst.inv_mass, &src.inv_mass, order)),
-            Box::new(|| gather(&mut dst.age, &src.age, order)),
-            Box::new(|| gather(&mut dst.contacts, &src.contacts, order)),
-            Box::new(|| gather(&mut dst.kind, &src.kind, order)),
-            Box::new(|| gather(&mut dst.owner, &src.owner, order)),
-        ];
+        // SAFETY (every `gather` below): every value of `order` is below
+        // `n`, the length of every column (checked above).
+        let jobs: [Box<dyn FnOnce() + Send + '_>; 10] = unsafe {
+            [
+                Box::new(|| gather(&mut dst.x, &src.x, order)),
+                Box::new(|| gather(&mut dst.y, &src.y, order)),
+                Box::new(|| gather(&mut dst.vx, &src.vx, order)),
+                Box::new(|| gather(&mut dst.vy, &src.vy, order)),
+                Box::new(|| gather(&mut dst.radius, &src.radius, order)),
+                Box::new(|| gather(&mut dst.inv_mass, &src.inv_mass, order)),
+                Box::new(|| gather(&mut dst.age, &src.age, order)),
+                Box::new(|| gather(&mut dst.contacts, &src.contacts, order)),
+                Box::new(|| gather(&mut dst.kind, &src.kind, order)),
+                Box::new(|| gather(&mut dst.owner, &src.owner, order)),
+            ]
+        };
         if let Some(pool) = pool {
             pool.scope(|s| {
                 for job in jobs {
@@ -547,9 +557,14 @@ impl ParticleStore {
 }
 
 /// `dst[i] = src[order[i]]`.
-fn gather<T: Pod>(dst: &mut Column<T>, src: &Column<T>, order: &[u32]) {
+///
+/// # Safety
+/// Every value of `order` is below `src.len()`.
+unsafe fn gather<T: Pod>(dst: &mut Column<T>, src: &Column<T>, order: &[u32]) {
     let src = src.as_slice();
     for (d, &o) in dst.as_mut_slice().iter_mut().zip(order) {
-        *d = src[o as usize];
+        debug_assert!((o as usize) < src.len());
+        // SAFETY: `o < src.len()` by the caller's contract.
+        *d = unsafe { *src.get_unchecked(o as usize) };
     }
 }

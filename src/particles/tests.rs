@@ -153,6 +153,25 @@ fn parallel_permute_matches_sequential() {
 }
 
 #[test]
+fn a_permutation_naming_a_row_past_the_end_is_refused() {
+    let mut store = ParticleStore::with_limit(100);
+    for i in 0..10 {
+        store.spawn(particle(i as f32)).unwrap();
+    }
+    let mut order: Vec<u32> = (0..10).collect();
+    order[3] = 10;
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        store.permute(&order, None);
+    }));
+    let message = refused.expect_err("permute must refuse row 10 of 10");
+    let text = message.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(text.contains("past the end"), "{text}");
+    // Nothing was moved.
+    let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
+    assert_eq!(store.slices().x, &x[..]);
+}
+
+#[test]
 fn compaction_remaps_live_handles_and_returns_memory() {
     let mut store = ParticleStore::with_limit(100_000);
     let handles: Vec<_> = (0..50_000)
