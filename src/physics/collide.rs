@@ -628,12 +628,20 @@ fn big_small_pairs(
     // Per small band `first + k`: its end and the run's two ends.
     let mut runs: Vec<(usize, usize, usize)> = Vec::with_capacity(last + 1 - first);
     for b in b0..b1 {
+        let (lo, hi) = grid.band_rows(b);
+        if lo == hi {
+            continue;
+        }
+        // The runs start at the first big particle's window: the big ones
+        // usually sit in a few places (a heavy pile), and walking the small
+        // bands from the box's left wall to there cost more than the pairs.
+        let left = x[lo] - window;
         runs.clear();
         runs.extend((first..=last).map(|band| {
             let (start, end) = grid.band_rows(band);
-            (end, start, start)
+            let from = start + x[start..end].partition_point(|&v| v <= left);
+            (end, from, from)
         }));
-        let (lo, hi) = grid.band_rows(b);
         for i in lo..hi {
             let (xi, yi) = (x[i], c.y[i]);
             let (vx, vy) = (c.vx[i], c.vy[i]);
