@@ -547,6 +547,10 @@ fn band_pairs(
             touching += acc.n as u32 as u64;
             continue;
         }
+        // A longer run goes four candidates at a time; the other, if short
+        // (a small grain's own band usually holds one or two candidates
+        // ahead while the band above holds three to five), still one by
+        // one.
         let me = Me {
             inv_n: f32x4::splat(inv_ni),
             x: f32x4::splat(xi),
@@ -558,6 +562,18 @@ fn band_pairs(
             mu: f32x4::splat(mui),
             speed2: f32x4::splat(vx * vx + vy * vy),
         };
+        let one = One {
+            x: xi,
+            y: yi,
+            r: ri,
+            w: wi,
+            vx,
+            vy,
+            mu: mui,
+            inv_n: inv_ni,
+            n: 0.0,
+            speed2: vx * vx + vy * vy,
+        };
         let zero = f32x4::ZERO;
         let mut acc = Acc {
             ax: zero,
@@ -565,6 +581,7 @@ fn band_pairs(
             hits: zero,
             speed2: zero,
         };
+        let mut acc1 = One::default();
         // Opaque to the optimiser: otherwise it keeps a running pointer
         // per column for this path and steps all of them for every
         // particle, whichever path it takes (a tenth of the kernel's
@@ -572,14 +589,22 @@ fn band_pairs(
         let (first, above) = std::hint::black_box((i + 1, above));
         // SAFETY: as above.
         unsafe {
-            span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
-            span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
+            if same - first <= ONE_BY_ONE {
+                span_pairs_one_by_one(&one, c, first, same, h, stack, sums, &mut acc1);
+            } else {
+                span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
+            }
+            if above_end - above <= ONE_BY_ONE {
+                span_pairs_one_by_one(&one, c, above, above_end, h, stack, sums, &mut acc1);
+            } else {
+                span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
+            }
         }
-        let hits = acc.hits.reduce_add();
-        sums.dx[k] += acc.ax.reduce_add();
-        sums.dy[k] += acc.ay.reduce_add();
+        let hits = acc.hits.reduce_add() + acc1.n;
+        sums.dx[k] += acc.ax.reduce_add() + acc1.x;
+        sums.dy[k] += acc.ay.reduce_add() + acc1.y;
         sums.hits[k] += hits;
-        let s2 = acc.speed2.to_array().into_iter().fold(0.0, max);
+        let s2 = acc.speed2.to_array().into_iter().fold(acc1.speed2, max);
         sums.speed2[k] = max(sums.speed2[k], s2);
         touching += hits as u32 as u64;
     }
