@@ -275,16 +275,18 @@ unsafe fn span_pairs(
         // SAFETY: `j < hi <= c.rows` (this function's contract), here and
         // for the lanes below.
         let (x, y, r) = unsafe { (lanes(c.x, j), lanes(c.y, j), lanes(c.r, j)) };
-        let mut dx = me.x - x;
+        let dx = me.x - x;
         let dy = me.y - y;
-        // Coincident centres: push `me` (the earlier row) towards -x.
-        let coincident = (dx * dx + dy * dy).simd_lt(f32x4::splat(1e-10));
-        dx -= coincident & f32x4::splat(1e-4);
         let d2 = dx * dx + dy * dy;
         let rr = me.r + r;
         let hit = valid & d2.simd_lt(rr * rr);
         // Most groups touch nothing: skip the rest of the work for them.
         if hit.any() {
+            // Coincident centres (they touch): push `me`, the earlier row,
+            // towards -x.
+            let coincident = d2.simd_lt(f32x4::splat(1e-10));
+            let dx = dx - (coincident & f32x4::splat(1e-4));
+            let d2 = dx * dx + dy * dy;
             // SAFETY: as above.
             let (w, vx, vy, mu, inv_n) = unsafe {
                 (
@@ -369,13 +371,15 @@ unsafe fn span_pairs_one_by_one(
         let (xj, yj, rj) = unsafe { (one(c.x, j), one(c.y, j), one(c.r, j)) };
         let mut dx = me.x - xj;
         let dy = me.y - yj;
-        if dx * dx + dy * dy < 1e-10 {
-            dx -= 1e-4;
-        }
-        let d2 = dx * dx + dy * dy;
+        let mut d2 = dx * dx + dy * dy;
         let rr = me.r + rj;
         if d2 >= rr * rr {
             continue;
+        }
+        if d2 < 1e-10 {
+            // Coincident centres, as in `span_pairs`.
+            dx -= 1e-4;
+            d2 = dx * dx + dy * dy;
         }
         // SAFETY: as above.
         let (vx, vy, inv_n, w, mu) = unsafe {
