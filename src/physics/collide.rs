@@ -7,18 +7,19 @@
 //! contiguous), so each pair is found once. The small particles' bands and
 //! the big ones' (`grid`) are searched so, each set on its own; then each
 //! big particle searches the small particles' bands within its reach, so a
-//! pair of a big and a small particle is found once too, from the big side. The pair is pushed apart along
-//! the line of centres and its relative sliding this substep is removed up
-//! to the Coulomb bound `friction × overlap`; the term goes to `i` and,
-//! opposite, to `j`, split in inverse-mass proportion (with mass scaling for
-//! stacking under gravity) and divided by the larger contact count of the
-//! two from the last pass, so a particle pressed from many sides does not
-//! overshoot.
+//! pair of a big and a small particle is found once too, from the big
+//! side. The pair is pushed apart along the line of centres and its
+//! relative sliding this substep is removed up to the Coulomb bound
+//! `friction × overlap`; the term goes to `i` and, opposite, to `j`, split
+//! in inverse-mass proportion (with mass scaling for stacking under
+//! gravity) and divided by the larger contact count of the two from the
+//! last pass, so a particle pressed from many sides does not overshoot.
 //!
-//! The pair terms come in two forms: runs of at most two candidates (the
-//! usual case among grains of one size) go one candidate at a time; longer
-//! runs (a small grain among large ones) four candidates per vector, with
-//! masks instead of branches. A test holds the two to the same sums. The
+//! The pair terms come in two forms, chosen per run: a run of at most two
+//! candidates (a grain's own band ahead of it, usually) goes one candidate
+//! at a time; a longer one (the band above; a big particle's search) four
+//! candidates per vector, with masks instead of branches. A test holds the
+//! two to the same sums. The
 //! band loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked
 //! at run time (`multiversion`); the vector form gains mostly from
 //! AVX-512's 32 registers (fewer spills), its lanes being candidates.
