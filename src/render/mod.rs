@@ -104,6 +104,10 @@ fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
             ..OrthographicProjection::default_2d()
         }),
         Transform::from_xyz(w * 0.5, h * 0.5, 0.0),
+        // The sprites' edges are soft in the shader already, so multisampling
+        // adds nothing to the picture; without a GPU (lavapipe) it made
+        // every pixel of every pass, the overlay's included, four.
+        Msaa::Off,
     ));
     commands.spawn(ParticleLayer);
 }
