@@ -82,8 +82,10 @@ pub struct OverlayState {
     pub mark: Option<(u64, HashMap<String, i64>)>,
     pub draft: Option<Draft>,
     pub last_error: Option<String>,
-    /// Time spent sampling and drawing the overlay: total ms, frames.
+    /// Time spent sampling and drawing the overlay: total ms, passes; and
+    /// the frame the first of those passes ran in.
     pub cost: (f64, u64),
+    pub cost_from_frame: u64,
     pub column_maps: ColumnMaps,
 }
 
@@ -106,6 +108,7 @@ impl Default for OverlayState {
             draft: None,
             last_error: None,
             cost: (0.0, 0),
+            cost_from_frame: 0,
             column_maps: ColumnMaps::default(),
         }
     }

@@ -108,6 +108,8 @@ fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
         // adds nothing to the picture; without a GPU (lavapipe) it made
         // every pixel of every pass, the overlay's included, four.
         Msaa::Off,
+        // The overlay runs this camera's egui pass itself (`overlay::pass`).
+        crate::overlay::pass::manual_settings(),
     ));
     commands.spawn(ParticleLayer);
 }

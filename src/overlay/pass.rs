@@ -1,0 +1,162 @@
+//! The egui pass, run by the game instead of by bevy_egui, at the overlay's
+//! own rate: every frame while the UI is in use (a drag under way, a text
+//! field wanting the keyboard, a click, key or scroll waiting) or the
+//! overlay is closed (the status line costs nothing); otherwise every
+//! `IDLE_EVERY`th frame, and in between the last pass's shapes are drawn
+//! again. At 60 frames a second the open overlay's figures refresh 20 times
+//! a second, and egui's layout — the overlay's CPU cost — is paid a third
+//! as often. Input that arrives between passes waits in `EguiInput` for
+//! the next one (bevy_egui appends to it until a pass takes it).
+
+use crate::game::{PlayerState, input::UiCapturesInput};
+use bevy::prelude::*;
+use bevy_egui::{
+    EguiContext, EguiContextSettings, EguiFullOutput, EguiInput, EguiPrimaryContextPass,
+    PrimaryEguiContext, egui,
+};
+
+/// Frames between passes while nobody uses the UI.
+pub const IDLE_EVERY: u64 = 3;
+/// Frames after start-up that all run a pass (windows settle their sizes).
+const SETTLE_FRAMES: u64 = 30;
+
+/// How often the pass ran, and what the last one drew.
+#[derive(Resource, Default)]
+pub struct PassRate {
+    pub frames: u64,
+    pub passes: u64,
+    last: Option<(Vec<egui::epaint::ClippedShape>, f32)>,
+}
+
+/// Whether frame `frame` runs the egui pass.
+pub fn runs_pass(frame: u64, overlay_open: bool, ui_busy: bool) -> bool {
+    frame < SETTLE_FRAMES || !overlay_open || ui_busy || frame.is_multiple_of(IDLE_EVERY)
+}
+
+/// Whether the waiting input asks for a pass now: anything but pointer
+/// motion and the modifier state (bevy_egui sends that every frame; a key
+/// pressed with a modifier comes as a key event).
+pub fn input_waiting(events: &[egui::Event]) -> bool {
+    events.iter().any(|e| {
+        !matches!(
+            e,
+            egui::Event::PointerMoved(_)
+                | egui::Event::MouseMoved(_)
+                | egui::Event::ModifiersChanged(_)
+                | egui::Event::PointerGone
+        )
+    })
+}
+
+/// The camera's egui context is run by `egui_pass`, not by bevy_egui.
+pub fn manual_settings() -> EguiContextSettings {
+    EguiContextSettings {
+        run_manually: true,
+        ..Default::default()
+    }
+}
+
+/// Runs the egui pass (the `EguiPrimaryContextPass` schedule, where the
+/// overlay draws) or hands bevy_egui the last pass's shapes again.
+pub fn egui_pass(world: &mut World) {
+    let overlay_open = world.resource::<PlayerState>().show_overlay;
+    let mut contexts = world.query_filtered::<(
+        Entity,
+        &mut EguiContext,
+        &EguiInput,
+        &EguiContextSettings,
+    ), With<PrimaryEguiContext>>();
+    let Ok((entity, mut ctx, input, settings)) = contexts.single_mut(world) else {
+        return;
+    };
+    if !settings.run_manually {
+        return;
+    }
+    let ctx = ctx.get_mut().clone();
+    // Hovering alone does not count: hover feedback at 20 Hz reads fine,
+    // and with the overlay open the pointer is over a window most of the
+    // time.
+    let busy = ctx.egui_is_using_pointer()
+        || ctx.egui_wants_keyboard_input()
+        || input_waiting(&input.events);
+    let mut rate = world.resource_mut::<PassRate>();
+    let frame = rate.frames;
+    rate.frames += 1;
+    let run = runs_pass(frame, overlay_open, busy) || rate.last.is_none();
+    let output = if run {
+        // Take the input only when a pass runs: until then it keeps
+        // collecting.
+        let mut contexts = world.query_filtered::<&mut EguiInput, With<PrimaryEguiContext>>();
+        let raw = match contexts.get_mut(world, entity) {
+            Ok(mut input) => std::mem::take(&mut input.0),
+            Err(_) => return,
+        };
+        ctx.begin_pass(raw);
+        if let Err(e) = world.try_run_schedule(EguiPrimaryContextPass) {
+            warn!("the overlay's egui pass did not run: {e}");
+        }
+        let output = ctx.end_pass();
+        let mut rate = world.resource_mut::<PassRate>();
+        rate.passes += 1;
+        rate.last = Some((output.shapes.clone(), output.pixels_per_point));
+        output
+    } else {
+        let (shapes, pixels_per_point) = rate.last.clone().expect("checked above");
+        // The game's tools ask whether the pointer is over the UI every
+        // frame: answer from where it is now and the windows as last laid
+        // out (the pass that would have answered did not run).
+        let pointer = world
+            .query::<&bevy_egui::input::EguiContextPointerPosition>()
+            .get(world, entity)
+            .map(|p| p.position)
+            .ok();
+        let over = pointer
+            .and_then(|pos| ctx.layer_id_at(pos))
+            .is_some_and(|layer| layer.order != egui::Order::Background);
+        let mut captures = world.resource_mut::<UiCapturesInput>();
+        captures.pointer = over || ctx.egui_is_using_pointer();
+        captures.keyboard = ctx.egui_wants_keyboard_input();
+        egui::FullOutput {
+            shapes,
+            pixels_per_point,
+            ..Default::default()
+        }
+    };
+    let mut outputs = world.query::<&mut EguiFullOutput>();
+    if let Ok(mut slot) = outputs.get_mut(world, entity) {
+        slot.0 = Some(output);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_runs_when_the_ui_is_used_and_a_third_of_the_time_otherwise() {
+        // Start-up: every frame.
+        assert!((0..SETTLE_FRAMES).all(|f| runs_pass(f, true, false)));
+        // Closed overlay or busy UI: every frame.
+        assert!((100..200).all(|f| runs_pass(f, false, false)));
+        assert!((100..200).all(|f| runs_pass(f, true, true)));
+        // Open and idle: one frame in three.
+        let ran = (100..400).filter(|&f| runs_pass(f, true, false)).count();
+        assert_eq!(ran, 100);
+    }
+
+    #[test]
+    fn clicks_keys_and_scrolls_ask_for_a_pass_and_motion_does_not() {
+        let moved = egui::Event::PointerMoved(egui::pos2(10.0, 10.0));
+        let modifiers = egui::Event::ModifiersChanged(egui::Modifiers::NONE);
+        assert!(!input_waiting(&[]));
+        assert!(!input_waiting(&[moved.clone(), modifiers.clone()]));
+        let click = egui::Event::PointerButton {
+            pos: egui::pos2(10.0, 10.0),
+            button: egui::PointerButton::Primary,
+            pressed: true,
+            modifiers: Default::default(),
+        };
+        assert!(input_waiting(&[moved.clone(), click]));
+        assert!(input_waiting(&[egui::Event::Text("a".into())]));
+    }
+}
