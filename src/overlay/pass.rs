@@ -59,7 +59,9 @@ pub fn manual_settings() -> EguiContextSettings {
 /// Runs the egui pass (the `EguiPrimaryContextPass` schedule, where the
 /// overlay draws) or hands bevy_egui the last pass's shapes again.
 pub fn egui_pass(world: &mut World) {
-    let overlay_open = world.resource::<PlayerState>().show_overlay;
+    let overlay_open = world
+        .get_resource::<PlayerState>()
+        .is_some_and(|p| p.show_overlay);
     let mut contexts = world.query_filtered::<(
         Entity,
         &mut EguiContext,
@@ -113,9 +115,10 @@ pub fn egui_pass(world: &mut World) {
         let over = pointer
             .and_then(|pos| ctx.layer_id_at(pos))
             .is_some_and(|layer| layer.order != egui::Order::Background);
-        let mut captures = world.resource_mut::<UiCapturesInput>();
-        captures.pointer = over || ctx.egui_is_using_pointer();
-        captures.keyboard = ctx.egui_wants_keyboard_input();
+        if let Some(mut captures) = world.get_resource_mut::<UiCapturesInput>() {
+            captures.pointer = over || ctx.egui_is_using_pointer();
+            captures.keyboard = ctx.egui_wants_keyboard_input();
+        }
         egui::FullOutput {
             shapes,
             pixels_per_point,
