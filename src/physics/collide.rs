@@ -512,6 +512,10 @@ fn band_pairs(
         while above_end < up_hi && unsafe { one(x, above_end) } < xi + reach {
             above_end += 1;
         }
+        if same == i + 1 && above == above_end {
+            // No candidate at all (common in a sparse gas): nothing to add.
+            continue;
+        }
         // SAFETY: as above.
         let (yi, ri, wi, vx, vy, mui, inv_ni) = unsafe {
             (
