@@ -705,11 +705,14 @@ fn big_small_pairs(
             );
             for run in &mut runs[from_k..=to_k] {
                 let (end, from, to) = run;
-                while *from < *end && x[*from] <= xi - window {
+                // SAFETY (both loops): `*from` and `*to` stay below `*end`,
+                // the end of a band of `first..=last`, whose rows are below
+                // `c.rows` (checked above).
+                while *from < *end && unsafe { one(x, *from) } <= xi - window {
                     *from += 1;
                 }
                 *to = (*to).max(*from);
-                while *to < *end && x[*to] < xi + window {
+                while *to < *end && unsafe { one(x, *to) } < xi + window {
                     *to += 1;
                 }
                 // SAFETY: the run lies in a band of `first..=last`, whose
