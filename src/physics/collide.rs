@@ -110,6 +110,50 @@ struct Acc {
     speed2: f32x4,
 }
 
+impl Me {
+    /// `one`'s values in every lane.
+    #[inline(always)]
+    fn splat(one: &One) -> Self {
+        Self {
+            inv_n: f32x4::splat(one.inv_n),
+            x: f32x4::splat(one.x),
+            y: f32x4::splat(one.y),
+            r: f32x4::splat(one.r),
+            w: f32x4::splat(one.w),
+            vx: f32x4::splat(one.vx),
+            vy: f32x4::splat(one.vy),
+            mu: f32x4::splat(one.mu),
+            speed2: f32x4::splat(one.speed2),
+        }
+    }
+}
+
+impl Acc {
+    #[inline(always)]
+    fn zero() -> Self {
+        let zero = f32x4::ZERO;
+        Self {
+            ax: zero,
+            ay: zero,
+            hits: zero,
+            speed2: zero,
+        }
+    }
+
+    /// The lanes summed (the fastest neighbour: their largest), added to
+    /// what the one-by-one path gathered for the same particle.
+    #[inline(always)]
+    fn reduce_onto(&self, one: &One) -> One {
+        One {
+            x: self.ax.reduce_add() + one.x,
+            y: self.ay.reduce_add() + one.y,
+            n: self.hits.reduce_add() + one.n,
+            speed2: self.speed2.to_array().into_iter().fold(one.speed2, max),
+            ..One::default()
+        }
+    }
+}
+
 /// The columns the contact kernel reads, whole (spans index into them).
 /// Each holds at least `rows + LANES` values (checked in `new`): the
 /// kernels read rows below `rows`, four lanes at a time too, without a
@@ -172,6 +216,18 @@ struct Sums<'a> {
 }
 
 impl Sums<'_> {
+    /// Adds what particle `i` gathered (`push`, contacts, fastest
+    /// neighbour) to its own sums; returns its contacts.
+    #[inline(always)]
+    fn add_own(&mut self, i: usize, gathered: &One) -> u64 {
+        let k = i - self.base;
+        self.dx[k] += gathered.x;
+        self.dy[k] += gathered.y;
+        self.hits[k] += gathered.n;
+        self.speed2[k] = max(self.speed2[k], gathered.speed2);
+        gathered.n as u32 as u64
+    }
+
     /// Whether rows `lo..hi` all have sums in this window.
     fn covers(&self, lo: usize, hi: usize) -> bool {
         let lens = [
@@ -444,6 +500,41 @@ struct One {
     speed2: f32,
 }
 
+impl One {
+    /// Row `i`'s own values, as the kernels read them (its x the caller
+    /// has read already).
+    ///
+    /// # Safety
+    /// `i` is below `c.rows`.
+    #[inline(always)]
+    unsafe fn of(c: Cols<'_>, i: usize, x: f32) -> Self {
+        // SAFETY: `i < c.rows` (this function's contract).
+        let (y, r, w, vx, vy, mu, inv_n) = unsafe {
+            (
+                one(c.y, i),
+                one(c.r, i),
+                one(c.w, i),
+                one(c.vx, i),
+                one(c.vy, i),
+                one(c.mu, i),
+                one(c.inv_n, i),
+            )
+        };
+        Self {
+            x,
+            y,
+            r,
+            w,
+            vx,
+            vy,
+            mu,
+            inv_n,
+            n: 0.0,
+            speed2: vx * vx + vy * vy,
+        }
+    }
+}
+
 /// `max` and `min` without NaN handling (one instruction each); inputs are
 /// finite.
 #[inline(always)]
@@ -517,80 +608,24 @@ fn band_pairs(
             continue;
         }
         // SAFETY: as above.
-        let (yi, ri, wi, vx, vy, mui, inv_ni) = unsafe {
-            (
-                one(c.y, i),
-                one(c.r, i),
-                one(c.w, i),
-                one(c.vx, i),
-                one(c.vy, i),
-                one(c.mu, i),
-                one(c.inv_n, i),
-            )
-        };
-        let k = i - sums.base;
+        let mine = unsafe { One::of(c, i, xi) };
+        let mut acc1 = One::default();
         if same - i <= ONE_BY_ONE + 1 && above_end - above <= ONE_BY_ONE {
             // Short runs: one candidate at a time.
-            let me = One {
-                x: xi,
-                y: yi,
-                r: ri,
-                w: wi,
-                vx,
-                vy,
-                mu: mui,
-                inv_n: inv_ni,
-                n: 0.0,
-                speed2: vx * vx + vy * vy,
-            };
-            let mut acc = One::default();
             // SAFETY: as above.
             unsafe {
-                span_pairs_one_by_one(&me, c, i + 1, same, h, stack, sums, &mut acc);
-                span_pairs_one_by_one(&me, c, above, above_end, h, stack, sums, &mut acc);
+                span_pairs_one_by_one(&mine, c, i + 1, same, h, stack, sums, &mut acc1);
+                span_pairs_one_by_one(&mine, c, above, above_end, h, stack, sums, &mut acc1);
             }
-            sums.dx[k] += acc.x;
-            sums.dy[k] += acc.y;
-            sums.hits[k] += acc.n;
-            sums.speed2[k] = max(sums.speed2[k], acc.speed2);
-            touching += acc.n as u32 as u64;
+            touching += sums.add_own(i, &acc1);
             continue;
         }
         // A longer run goes four candidates at a time; the other, if short
         // (a small grain's own band usually holds one or two candidates
         // ahead while the band above holds three to five), still one by
         // one.
-        let me = Me {
-            inv_n: f32x4::splat(inv_ni),
-            x: f32x4::splat(xi),
-            y: f32x4::splat(yi),
-            r: f32x4::splat(ri),
-            w: f32x4::splat(wi),
-            vx: f32x4::splat(vx),
-            vy: f32x4::splat(vy),
-            mu: f32x4::splat(mui),
-            speed2: f32x4::splat(vx * vx + vy * vy),
-        };
-        let one = One {
-            x: xi,
-            y: yi,
-            r: ri,
-            w: wi,
-            vx,
-            vy,
-            mu: mui,
-            inv_n: inv_ni,
-            n: 0.0,
-            speed2: vx * vx + vy * vy,
-        };
-        let zero = f32x4::ZERO;
-        let mut acc = Acc {
-            ax: zero,
-            ay: zero,
-            hits: zero,
-            speed2: zero,
-        };
-        let mut acc1 = One::default();
+        let me = Me::splat(&mine);
+        let mut acc = Acc::zero();
         // Opaque to the optimiser: otherwise it keeps a running pointer
         // per column for this path and steps all of them for every
         // particle, whichever path it takes (a tenth of the kernel's
@@ -599,23 +634,17 @@ fn band_pairs(
         // SAFETY: as above.
         unsafe {
             if same - first <= ONE_BY_ONE {
-                span_pairs_one_by_one(&one, c, first, same, h, stack, sums, &mut acc1);
+                span_pairs_one_by_one(&mine, c, first, same, h, stack, sums, &mut acc1);
             } else {
                 span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
             }
             if above_end - above <= ONE_BY_ONE {
-                span_pairs_one_by_one(&one, c, above, above_end, h, stack, sums, &mut acc1);
+                span_pairs_one_by_one(&mine, c, above, above_end, h, stack, sums, &mut acc1);
             } else {
                 span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
             }
         }
-        let hits = acc.hits.reduce_add() + acc1.n;
-        sums.dx[k] += acc.ax.reduce_add() + acc1.x;
-        sums.dy[k] += acc.ay.reduce_add() + acc1.y;
-        sums.hits[k] += hits;
-        let s2 = acc.speed2.to_array().into_iter().fold(acc1.speed2, max);
-        sums.speed2[k] = max(sums.speed2[k], s2);
-        touching += hits as u32 as u64;
+        touching += sums.add_own(i, &acc.reduce_onto(&acc1));
     }
     touching
 }
@@ -677,27 +706,12 @@ fn big_small_pairs(
             (end, from, from)
         }));
         for i in lo..hi {
-            let (xi, yi) = (x[i], c.y[i]);
-            let (vx, vy) = (c.vx[i], c.vy[i]);
-            let me = Me {
-                inv_n: f32x4::splat(c.inv_n[i]),
-                x: f32x4::splat(xi),
-                y: f32x4::splat(yi),
-                r: f32x4::splat(c.r[i]),
-                w: f32x4::splat(c.w[i]),
-                vx: f32x4::splat(vx),
-                vy: f32x4::splat(vy),
-                mu: f32x4::splat(c.mu[i]),
-                speed2: f32x4::splat(vx * vx + vy * vy),
-            };
-            let zero = f32x4::ZERO;
-            let mut acc = Acc {
-                ax: zero,
-                ay: zero,
-                hits: zero,
-                speed2: zero,
-            };
-            let (lo_band, hi_band) = small_bands_near(grid, yi, c.r[i] + grid.cut);
+            // SAFETY: `i` is a row of `b0..b1`, below `c.rows` (checked above).
+            let mine = unsafe { One::of(c, i, one(x, i)) };
+            let (xi, yi) = (mine.x, mine.y);
+            let me = Me::splat(&mine);
+            let mut acc = Acc::zero();
+            let (lo_band, hi_band) = small_bands_near(grid, yi, mine.r + grid.cut);
             // Within the task's bands by construction; clamped all the same.
             let (from_k, to_k) = (
                 lo_band.clamp(first, last) - first,
@@ -719,14 +733,7 @@ fn big_small_pairs(
                 // rows are below `c.rows` (checked above).
                 unsafe { span_pairs(&me, c, *from, *to, h, stack, near, &mut acc) };
             }
-            let k = i - own.base;
-            let hits = acc.hits.reduce_add();
-            own.dx[k] += acc.ax.reduce_add();
-            own.dy[k] += acc.ay.reduce_add();
-            own.hits[k] += hits;
-            let s2 = acc.speed2.to_array().into_iter().fold(0.0, max);
-            own.speed2[k] = max(own.speed2[k], s2);
-            touching += hits as u32 as u64;
+            touching += own.add_own(i, &acc.reduce_onto(&One::default()));
         }
     }
     touching
