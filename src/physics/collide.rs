@@ -596,10 +596,12 @@ fn band_pairs(
         while same < hi && unsafe { one(x, same) } < xi + reach {
             same += 1;
         }
+        // SAFETY: as above (`above`, `above_end < up_hi`).
         while above < up_hi && unsafe { one(x, above) } <= xi - reach {
             above += 1;
         }
         above_end = above_end.max(above);
+        // SAFETY: as above.
         while above_end < up_hi && unsafe { one(x, above_end) } < xi + reach {
             above_end += 1;
         }
