@@ -513,11 +513,18 @@ impl LocalCache {
         (slot as usize - self.base.as_ptr() as usize) / PAGE
     }
 
-    /// One of our own slots, handed back by another worker, comes back.
-    fn take_back(&mut self, off: u32) {
+    /// One of our own slots, handed back by another worker, goes on its
+    /// class's list; returns the class.
+    fn relist(&mut self, off: u32) -> usize {
         let class = self.page_class[off as usize / PAGE] as usize;
         let slot = self.slot(off as usize);
         self.push(class, slot);
+        class
+    }
+
+    /// `relist`, then the flush a free would do.
+    fn take_back(&mut self, off: u32) {
+        let class = self.relist(off);
         if self.free_len[class] > self.flush_at[class] {
             self.flush(class);
         }
@@ -665,9 +672,7 @@ impl Drop for LocalCache {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             for off in std::mem::take(&mut r.0) {
-                let class = self.page_class[off as usize / PAGE] as usize;
-                let slot = self.slot(off as usize);
-                self.push(class, slot);
+                self.relist(off);
             }
             for class in 0..CLASSES {
                 self.count_free(class);
