@@ -134,17 +134,20 @@ fn parallel_permute_matches_sequential() {
     let mut a = ParticleStore::with_limit(10_000);
     let mut b = ParticleStore::with_limit(10_000);
     let mut handles = Vec::new();
-    for i in 0..5000 {
+    // A prime count: the row pieces come out uneven.
+    for i in 0..5003 {
         handles.push(a.spawn(particle(i as f32)).unwrap());
         b.spawn(particle(i as f32)).unwrap();
     }
     // A scrambling permutation: multiply by a unit modulo n.
-    let order: Vec<u32> = (0..5000u32).map(|i| (i * 7919) % 5000).collect();
+    let order: Vec<u32> = (0..5003u32).map(|i| (i * 7919) % 5003).collect();
     let pool = crate::workers::WorkerPool::new(2, 0).unwrap();
     a.permute(&order, Some(&pool));
     b.permute(&order, None);
     assert_eq!(a.slices().x, b.slices().x);
     assert_eq!(a.slices().kind, b.slices().kind);
+    assert_eq!(a.slices().vy, b.slices().vy);
+    assert_eq!(a.slices().age, b.slices().age);
     for h in handles {
         let i = a.index_of(h).unwrap();
         assert_eq!(a.slices().x[i], h.slot as f32);
