@@ -1078,6 +1078,104 @@ mod tests {
     use super::*;
     use crate::game::rng::Rng;
 
+    /// Random particles, some coincident, as columns padded like the
+    /// store's.
+    struct Cloud {
+        n: usize,
+        x: Vec<f32>,
+        y: Vec<f32>,
+        r: Vec<f32>,
+        w: Vec<f32>,
+        vx: Vec<f32>,
+        vy: Vec<f32>,
+        mu: Vec<f32>,
+        inv_n: Vec<f32>,
+    }
+
+    impl Cloud {
+        fn new(n: usize, (width, height): (f32, f32), radii: (f32, f32), seed: u64) -> Self {
+            let mut rng = Rng::new(seed);
+            let mut col = |lo: f32, hi: f32| -> Vec<f32> {
+                let mut v: Vec<f32> = (0..n).map(|_| rng.range(lo, hi)).collect();
+                v.resize(n + LANES, 0.0);
+                v
+            };
+            let (mut x, mut y, r) = (col(0.0, width), col(0.0, height), col(radii.0, radii.1));
+            let (w, vx, vy) = (col(0.2, 2.0), col(-30.0, 30.0), col(-30.0, 30.0));
+            let (mu, inv_n) = (col(0.0, 0.6), col(0.1, 1.0));
+            // A few pairs on the same spot: the coincident-centre rule.
+            for k in (0..n / 2).step_by(17) {
+                x[k + 1] = x[k];
+                y[k + 1] = y[k];
+            }
+            Self {
+                n,
+                x,
+                y,
+                r,
+                w,
+                vx,
+                vy,
+                mu,
+                inv_n,
+            }
+        }
+
+        fn cols(&self) -> Cols<'_> {
+            Cols::new(
+                self.n,
+                [&self.x, &self.y, &self.r, &self.w],
+                [&self.vx, &self.vy, &self.mu, &self.inv_n],
+            )
+        }
+
+        /// Row `i`'s share of its contact with row `j`, written out
+        /// plainly: push, and whether they touch.
+        fn share(&self, i: usize, j: usize, h: f32, stack: f32) -> Option<(f32, f32)> {
+            let mut dx = self.x[i] - self.x[j];
+            let dy = self.y[i] - self.y[j];
+            let rr = self.r[i] + self.r[j];
+            if i == j || dx * dx + dy * dy >= rr * rr {
+                return None;
+            }
+            if dx * dx + dy * dy < 1e-10 {
+                dx += if i < j { -1e-4 } else { 1e-4 };
+            }
+            let d = (dx * dx + dy * dy).sqrt();
+            let (nx, ny) = (dx / d, dy / d);
+            let overlap = rr - d;
+            let pade = |s: f32| (12.0 - 6.0 * s + s * s) / (12.0 + 6.0 * s + s * s);
+            // i's weight against j's: j acts lighter by pade(stack dy).
+            let (wi, wj) = (self.w[i], self.w[j] * pade(stack * dy));
+            let frac = wi / (wi + wj);
+            let bound = 0.5 * (self.mu[i] + self.mu[j]) * overlap;
+            let rel = (self.vx[i] - self.vx[j]) * -ny + (self.vy[i] - self.vy[j]) * nx;
+            let slip = (rel * h).clamp(-bound, bound);
+            let scale = self.inv_n[i].min(self.inv_n[j]);
+            let tx = (nx * overlap + ny * slip) * scale;
+            let ty = (ny * overlap - nx * slip) * scale;
+            Some((tx * frac, ty * frac))
+        }
+
+        /// Row `i`'s sums over every other row, by brute force.
+        fn sums(&self, i: usize, h: f32, stack: f32) -> [f32; 4] {
+            let mut out = [0.0; 4];
+            for j in 0..self.n {
+                if let Some((px, py)) = self.share(i, j, h, stack) {
+                    out[0] += px;
+                    out[1] += py;
+                    out[2] += 1.0;
+                    out[3] = out[3].max(self.vx[j] * self.vx[j] + self.vy[j] * self.vy[j]);
+                }
+            }
+            out
+        }
+    }
+
+    fn close(p: f32, q: f32) -> bool {
+        (p - q).abs() <= 1e-4 * (1.0 + p.abs().max(q.abs()))
+    }
+
     fn sums_of(s: &mut [Vec<f32>; 4]) -> Sums<'_> {
         let [dx, dy, hits, speed2] = s;
         Sums {
@@ -1087,6 +1185,135 @@ mod tests {
             hits,
             speed2,
         }
+    }
+
+    /// The band kernel gives every particle the sums of all its contacts,
+    /// as brute force over all pairs does: none missed or found twice
+    /// across bands, both paths (one by one, four at a time) agreeing with
+    /// it, coincident pairs pushed apart.
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn band_pairs_match_brute_force() {
+        let (width, height) = (40.0, 12.0);
+        let (h, stack) = (1.0 / 180.0, 0.7);
+        // Dense enough that blocks of eight overlap their neighbours'.
+        let mut cloud = Cloud::new(700, (width, height), (0.4, 1.0), 5);
+        let mut grid = Grid::default();
+        grid.configure(height, 1.0, 1.0);
+        // Rows sorted by band, then x, as `Grid::rebuild` leaves them.
+        let mut order: Vec<usize> = (0..cloud.n).collect();
+        order.sort_by(|&a, &b| {
+            (grid.band_of(cloud.y[a]), cloud.x[a])
+                .partial_cmp(&(grid.band_of(cloud.y[b]), cloud.x[b]))
+                .unwrap()
+        });
+        for col in [
+            &mut cloud.x,
+            &mut cloud.y,
+            &mut cloud.r,
+            &mut cloud.w,
+            &mut cloud.vx,
+            &mut cloud.vy,
+            &mut cloud.mu,
+            &mut cloud.inv_n,
+        ] {
+            let sorted: Vec<f32> = order.iter().map(|&i| col[i]).collect();
+            col[..sorted.len()].copy_from_slice(&sorted);
+        }
+        let bands = grid.bands as usize;
+        grid.band_start = (0..=bands)
+            .map(|b| {
+                (0..cloud.n)
+                    .filter(|&i| (grid.band_of(cloud.y[i]) as usize) < b)
+                    .count() as u32
+            })
+            .collect();
+        let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; cloud.n]);
+        let mut touching = 0;
+        for b in (0..bands).step_by(2).chain((1..bands).step_by(2)) {
+            touching += band_pairs(
+                (b, bands),
+                &grid,
+                cloud.cols(),
+                grid.band_height,
+                h,
+                stack,
+                &mut sums_of(&mut out),
+            );
+        }
+        let mut pairs = 0;
+        for i in 0..cloud.n {
+            let want = cloud.sums(i, h, stack);
+            for (k, what) in ["push x", "push y", "contacts", "fastest"]
+                .iter()
+                .enumerate()
+            {
+                assert!(
+                    close(out[k][i], want[k]),
+                    "row {i}: {what} {} vs {}",
+                    out[k][i],
+                    want[k]
+                );
+            }
+            pairs += want[2] as u64;
+        }
+        assert_eq!(2 * touching, pairs, "each pair is found once");
+        assert!(pairs > 1000, "the cloud must be dense: {pairs}");
+    }
+
+    /// The four-candidate kernel gives both particles of each pair the
+    /// share brute force gives them.
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn span_pairs_match_brute_force() {
+        let cloud = Cloud::new(40, (6.0, 3.0), (0.6, 1.8), 11);
+        let c = cloud.cols();
+        let (h, stack) = (1.0 / 180.0, 0.7);
+        let mut touching = 0;
+        for i in 0..cloud.n - 1 {
+            let (lo, hi) = (i + 1, cloud.n.min(i + 1 + (i % 9)));
+            let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; cloud.n]);
+            // SAFETY: `i < n`, the rows of `c`.
+            let one = unsafe { One::of(c, i, cloud.x[i]) };
+            let mut acc = Acc::zero();
+            // SAFETY: `hi <= n`, the rows of `c`.
+            unsafe {
+                span_pairs(
+                    &Me::splat(&one),
+                    c,
+                    lo,
+                    hi,
+                    h,
+                    stack,
+                    &mut sums_of(&mut out),
+                    &mut acc,
+                )
+            };
+            let mine = acc.reduce_onto(&One::default());
+            let (mut want_x, mut want_y) = (0.0, 0.0);
+            for j in lo..hi {
+                let theirs = cloud.share(j, i, h, stack);
+                if let Some((px, py)) = cloud.share(i, j, h, stack) {
+                    want_x += px;
+                    want_y += py;
+                    touching += 1;
+                    let (qx, qy) = theirs.unwrap();
+                    assert!(
+                        close(out[0][j], qx) && close(out[1][j], qy),
+                        "row {j}'s share from {i}"
+                    );
+                    assert_eq!(out[2][j], 1.0);
+                } else {
+                    assert!(theirs.is_none());
+                    assert_eq!(out[2][j], 0.0);
+                }
+            }
+            assert!(
+                close(mine.x, want_x) && close(mine.y, want_y),
+                "row {i}'s own share"
+            );
+        }
+        assert!(touching > 40, "the runs must touch: {touching} pairs");
     }
 
     /// Both forms of the pair kernel give the same sums for the same run.
