@@ -19,10 +19,10 @@
 //! candidates (a grain's own band ahead of it, usually) goes one candidate
 //! at a time; a longer one (the band above; a big particle's search) four
 //! candidates per vector, with masks instead of branches. A test holds the
-//! two to the same sums. The
-//! band loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked
-//! at run time (`multiversion`); the vector form gains mostly from
-//! AVX-512's 32 registers (fewer spills), its lanes being candidates.
+//! two to the same sums. The band loop is compiled for AVX-512VL, AVX2+FMA
+//! and plain SSE2 and picked at run time (`multiversion`); the vector form
+//! gains mostly from AVX-512's 32 registers (fewer spills), its lanes being
+//! candidates.
 //!
 //! Writing to `j` is made race-free and deterministic by parity: a band's
 //! particles write only to their own band and the next, so all even bands
@@ -547,12 +547,38 @@ fn min(a: f32, b: f32) -> f32 {
     if a < b { a } else { b }
 }
 
-/// Cuts `take` values after the next `skip` off the front of `rest`.
-fn carve<'a>(rest: &mut &'a mut [f32], skip: usize, take: usize) -> &'a mut [f32] {
-    let (_, tail) = std::mem::take(rest).split_at_mut(skip);
-    let (window, tail) = tail.split_at_mut(take);
-    *rest = tail;
-    window
+/// The four sums from row `at` on, not yet handed out: cut front to back
+/// into the disjoint windows of parallel tasks.
+struct SumsLeft<'a> {
+    at: usize,
+    cols: [&'a mut [f32]; 4],
+}
+
+impl<'a> SumsLeft<'a> {
+    /// `cols` (dx, dy, hits, speed2) hold the sums of rows `at..`.
+    fn new(at: usize, cols: [&'a mut [f32]; 4]) -> Self {
+        Self { at, cols }
+    }
+
+    /// The window of rows `start..end`, which begin at or after the end of
+    /// the last window handed out.
+    fn window(&mut self, start: usize, end: usize) -> Sums<'a> {
+        let (skip, take) = (start - self.at, end - start);
+        self.at = end;
+        let [dx, dy, hits, speed2] = self.cols.each_mut().map(|rest| {
+            let (_, tail) = std::mem::take(rest).split_at_mut(skip);
+            let (window, tail) = tail.split_at_mut(take);
+            *rest = tail;
+            window
+        });
+        Sums {
+            base: start,
+            dx,
+            dy,
+            hits,
+            speed2,
+        }
+    }
 }
 
 /// Every pair with a particle of band `b` as its earlier row and one of
@@ -753,7 +779,7 @@ fn big_small_phase(
     cols: Cols<'_>,
     p: &PhysicsParams,
     (h, stack): (f32, f32),
-    sums: [&mut [f32]; 4],
+    mut sums: [&mut [f32]; 4],
     balancers: &mut [Balancer; 2],
     pool: &WorkerPool,
 ) -> u64 {
@@ -761,7 +787,6 @@ fn big_small_phase(
     let reach = p.max_radius + grid.cut;
     let block = ((2.0 * reach + grid.band_height) / grid.big_height).ceil() as usize;
     let small_rows = grid.band_rows(small).0;
-    let [dx_all, dy_all, hits_all, sp_all] = sums;
     let mut touching = 0;
     for (parity, balancer) in balancers.iter_mut().enumerate() {
         // Per task: its big bands, the small bands they reach.
@@ -780,41 +805,14 @@ fn big_small_phase(
                 _ => spans.push(((b0, b1), (first, last))),
             }
         }
-        let (mut dx, mut dy, mut hits, mut sp) = (
-            &mut dx_all[..],
-            &mut dy_all[..],
-            &mut hits_all[..],
-            &mut sp_all[..],
-        );
-        let (mut small_dx, mut small_dy, mut small_hits, mut small_sp) = (
-            carve(&mut dx, 0, small_rows),
-            carve(&mut dy, 0, small_rows),
-            carve(&mut hits, 0, small_rows),
-            carve(&mut sp, 0, small_rows),
-        );
-        let (mut at_small, mut at_big) = (0, small_rows);
+        // Small rows (the near windows) and big rows (the own windows).
+        let [dx, dy, hits, sp] = sums.each_mut().map(|col| col.split_at_mut(small_rows));
+        let mut small_left = SumsLeft::new(0, [dx.0, dy.0, hits.0, sp.0]);
+        let mut big_left = SumsLeft::new(small_rows, [dx.1, dy.1, hits.1, sp.1]);
         let mut tasks = Vec::new();
         for &((b0, b1), (first, last)) in &spans {
-            let (start, end) = (grid.band_rows(first).0, grid.band_rows(last).1);
-            let (skip, take) = (start - at_small, end - start);
-            at_small = end;
-            let near = Sums {
-                base: start,
-                dx: carve(&mut small_dx, skip, take),
-                dy: carve(&mut small_dy, skip, take),
-                hits: carve(&mut small_hits, skip, take),
-                speed2: carve(&mut small_sp, skip, take),
-            };
-            let (start, end) = (grid.band_rows(b0).0, grid.band_rows(b1 - 1).1);
-            let (skip, take) = (start - at_big, end - start);
-            at_big = end;
-            let own = Sums {
-                base: start,
-                dx: carve(&mut dx, skip, take),
-                dy: carve(&mut dy, skip, take),
-                hits: carve(&mut hits, skip, take),
-                speed2: carve(&mut sp, skip, take),
-            };
+            let near = small_left.window(grid.band_rows(first).0, grid.band_rows(last).1);
+            let own = big_left.window(grid.band_rows(b0).0, grid.band_rows(b1 - 1).1);
             tasks.push(((b0, b1), (first, last), 0u64, near, own));
         }
         balancer.run_items(
@@ -910,37 +908,25 @@ pub fn resolve(
         // b of this parity, in the small particles' bands and then in the
         // big ones'.
         let mut tasks = Vec::new();
-        let (mut dx, mut dy, mut hits, mut sp) = (
-            &mut scratch.dx[..],
-            &mut scratch.dy[..],
-            &mut scratch.n[..],
-            &mut scratch.speed2[..],
+        let mut left = SumsLeft::new(
+            0,
+            [
+                &mut scratch.dx[..],
+                &mut scratch.dy[..],
+                &mut scratch.n[..],
+                &mut scratch.speed2[..],
+            ],
         );
-        let mut at = 0;
-        let firsts = (parity..small).step_by(2);
-        let tops = firsts.clone().map(|_| small);
-        let big_firsts = (small + parity..bands).step_by(2);
-        let big_tops = big_firsts.clone().map(|_| bands);
-        for (b, top) in firsts.zip(tops).chain(big_firsts.zip(big_tops)) {
+        let small_firsts = (parity..small).step_by(2).map(|b| (b, small));
+        let big_firsts = (small + parity..bands).step_by(2).map(|b| (b, bands));
+        for (b, top) in small_firsts.chain(big_firsts) {
             let (start, end) = grid.band_rows(b);
             let end = if b + 1 < top {
                 grid.band_rows(b + 1).1
             } else {
                 end
             };
-            let (skip, take) = (start - at, end - start);
-            at = end;
-            tasks.push((
-                (b, top),
-                0u64,
-                Sums {
-                    base: start,
-                    dx: carve(&mut dx, skip, take),
-                    dy: carve(&mut dy, skip, take),
-                    hits: carve(&mut hits, skip, take),
-                    speed2: carve(&mut sp, skip, take),
-                },
-            ));
+            tasks.push(((b, top), 0u64, left.window(start, end)));
         }
         let balancer = &mut scratch.stripes[parity];
         balancer.run_items(
@@ -1319,18 +1305,8 @@ mod tests {
     /// Both forms of the pair kernel give the same sums for the same run.
     #[test]
     fn vector_and_one_by_one_pairs_agree() {
-        let mut rng = Rng::new(11);
-        let n = 40;
-        let pad = n + LANES;
-        let mut col = |lo: f32, hi: f32| -> Vec<f32> {
-            let mut v: Vec<f32> = (0..n).map(|_| rng.range(lo, hi)).collect();
-            v.resize(pad, 0.0);
-            v
-        };
-        let (x, y, r) = (col(0.0, 6.0), col(0.0, 3.0), col(0.6, 1.8));
-        let (w, vx, vy) = (col(0.2, 2.0), col(-30.0, 30.0), col(-30.0, 30.0));
-        let (mu, inv_n) = (col(0.0, 0.6), col(0.1, 1.0));
-        let c = Cols::new(n, [&x, &y, &r, &w], [&vx, &vy, &mu, &inv_n]);
+        let cloud = Cloud::new(40, (6.0, 3.0), (0.6, 1.8), 11);
+        let (n, c) = (cloud.n, cloud.cols());
         let (h, stack) = (1.0 / 180.0, 0.7);
         let mut touching = 0.0;
         for i in 0..n - 1 {
@@ -1338,38 +1314,21 @@ mod tests {
             let mut out: [[Vec<f32>; 4]; 2] =
                 std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; n]));
             let [a, b] = &mut out;
-            let s2 = vx[i] * vx[i] + vy[i] * vy[i];
-            let me = Me {
-                inv_n: f32x4::splat(inv_n[i]),
-                x: f32x4::splat(x[i]),
-                y: f32x4::splat(y[i]),
-                r: f32x4::splat(r[i]),
-                w: f32x4::splat(w[i]),
-                vx: f32x4::splat(vx[i]),
-                vy: f32x4::splat(vy[i]),
-                mu: f32x4::splat(mu[i]),
-                speed2: f32x4::splat(s2),
-            };
-            let zero = f32x4::ZERO;
-            let mut acc = Acc {
-                ax: zero,
-                ay: zero,
-                hits: zero,
-                speed2: zero,
-            };
+            // SAFETY: `i < n`, the rows of `c`.
+            let one = unsafe { One::of(c, i, c.x[i]) };
+            let mut acc = Acc::zero();
             // SAFETY: `hi <= n`, the rows of `c`.
-            unsafe { span_pairs(&me, c, lo, hi, h, stack, &mut sums_of(a), &mut acc) };
-            let one = One {
-                x: x[i],
-                y: y[i],
-                r: r[i],
-                w: w[i],
-                vx: vx[i],
-                vy: vy[i],
-                mu: mu[i],
-                inv_n: inv_n[i],
-                n: 0.0,
-                speed2: s2,
+            unsafe {
+                span_pairs(
+                    &Me::splat(&one),
+                    c,
+                    lo,
+                    hi,
+                    h,
+                    stack,
+                    &mut sums_of(a),
+                    &mut acc,
+                )
             };
             let mut acc1 = One::default();
             let mut sums = sums_of(b);
