@@ -1,14 +1,13 @@
 //! Worker-local slab caches: each worker owns whole slab pages (64 KiB,
 //! one size class each) and allocates and frees their slots on its own free
 //! lists, threaded through the free slots themselves, with no lock and no
-//! atomic read-modify-write. A miss takes a
-//! batch at once — the blocks other workers handed back, or a fresh page
-//! from the shared page pool (one lock per 64 KiB), the free page nearest
-//! the worker's own stretch of the region: two workers churning on
-//! neighbouring pages ran at half speed each (20.7 against 12.6 ns per
-//! alloc+free pair; the measurement is in docs/PERFORMANCE.md). When a class's free
-//! list passes its cap, pages whose slots are all free go back to the
-//! shared pool in one flush.
+//! atomic read-modify-write. A miss takes a batch at once — the blocks
+//! other workers handed back, or a fresh page from the shared page pool
+//! (one lock per 64 KiB), the free page nearest the worker's own stretch
+//! of the region: two workers churning on neighbouring pages ran at half
+//! speed each (20.7 against 12.6 ns per alloc+free pair; the measurement is
+//! in docs/PERFORMANCE.md). When a class's free list passes its cap, pages
+//! whose slots are all free go back to the shared pool in one flush.
 //!
 //! A block freed by a worker other than its owner joins a batch for the
 //! owner, handed over whole when it is full; the owner takes its returned
@@ -504,8 +503,9 @@ impl LocalCache {
 
     /// The slot at byte `off` of the region.
     fn slot(&self, off: usize) -> *mut u8 {
-        // SAFETY: callers pass offsets of slots, inside the mapped region.
-        unsafe { self.base.as_ptr().add(off) }
+        // Callers pass offsets of slots, inside the mapped region; wrapping
+        // arithmetic keeps this function safe whatever it is given.
+        self.base.as_ptr().wrapping_add(off)
     }
 
     /// The page of the region a slot of ours lies in.
