@@ -1013,26 +1013,31 @@ pub fn run(quick: bool) -> PhysicsReport {
     }
     let integrate_bps = 37.0 * ours.store.len() as f64 / best;
     progress("scaling, 1 worker vs 2");
-    // Only the two pools being compared keep threads from here on, and the
-    // pile starts afresh (the integration runs above let it fall through
-    // itself without contacts).
+    // Only the two pools being compared keep threads from here on.
     pool.shutdown();
     drop(theirs);
     drop(ours);
-    let mut ours = Ours::new(&init, w, h, g);
+    // Two copies of the pile, one per pool, stepped in lockstep: the step
+    // gives the same state on any worker count, so both time the same work
+    // (one pile stepped by both pools in turn would hand the 1-worker steps
+    // a younger pile, and a settling pile grows dearer step by step). The
+    // figure is the median of the rounds' ratios: each round's two halves
+    // run seconds apart, so a slow spell of the machine lands on both.
+    let mut alone = Ours::new(&init, w, h, g);
+    let mut paired = Ours::new(&init, w, h, g);
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
-    // Interleaved rounds, so a slow spell of the machine lands on both.
-    let (mut t1s, mut t2s) = (Vec::new(), Vec::new());
-    for _ in 0..if quick { 3 } else { 6 } {
-        t1s.push(time_steps(4, 1, |_| {
-            ours.physics.step(&mut ours.store, DT, &one);
-        }));
-        t2s.push(time_steps(4, 1, |_| {
-            ours.physics.step(&mut ours.store, DT, &two);
-        }));
+    let mut ratios_2w = Vec::new();
+    for _ in 0..if quick { 3 } else { 8 } {
+        let t1 = time_steps(4, 1, |_| {
+            alone.physics.step(&mut alone.store, DT, &one);
+        });
+        let t2 = time_steps(4, 1, |_| {
+            paired.physics.step(&mut paired.store, DT, &two);
+        });
+        ratios_2w.push(t1 / t2);
     }
-    let (t1, t2) = (median(&mut t1s), median(&mut t2s));
+    let scaling = median(&mut ratios_2w);
     let m = |s: Scene, n: usize| rows.iter().find(|r| r.scene == s && r.particles == n);
     let naive: Vec<f64> = rows
         .iter()
@@ -1059,7 +1064,7 @@ pub fn run(quick: bool) -> PhysicsReport {
         triad_gb_s: round(triad_bps / 1e9, 2),
         integrate_gb_s: round(integrate_bps / 1e9, 2),
         bytes_per_particle_step: BYTES_PER_PARTICLE_STEP,
-        scaling_2_workers: round(t1 / t2, 3),
+        scaling_2_workers: round(scaling, 3),
         rows,
         workers,
         quick,
