@@ -11,9 +11,15 @@
 //! the contract accepts a session's batches only in order, which is what
 //! makes a resend after a crash harmless. A lock file keeps a second game
 //! on the same data directory from writing into the same journal.
+//!
+//! Past 4 MiB, once most of it is confirmed, the file is compacted: the
+//! pending events are written to a new file beside it while the game goes
+//! on appending to the old one, and only the swap (copying those appends
+//! over, the rename) holds the journal — never a write of the whole file,
+//! an fsync or the freeing of the old file's blocks.
 
 use super::event::GameEvent;
-use super::record::RecordFile;
+use super::record::{RecordFile, Replaced, Rewrite};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
@@ -25,8 +31,11 @@ const TAG_EVENT: u8 = 1;
 const TAG_DONE: u8 = 2;
 /// An event record's bytes before the packed event: tag, session, seq.
 const EVENT_HEADER: usize = 1 + 8 + 8;
-/// Past this size the journal is rewritten with only its pending events.
+/// Past this size, and when most of it is confirmed, the journal is
+/// rewritten with only its pending events.
 const COMPACT_BYTES: u64 = 4 << 20;
+/// A record's framing (length, CRC) before its body.
+const FRAME: u64 = 8;
 
 /// A run of one session's pending events, ready to go on chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +158,7 @@ impl Journal {
             _lock: lock,
         };
         if journal.file.len() > 64 << 10 {
-            journal.compact().map_err(|e| {
+            journal.compact_now().map_err(|e| {
                 format!(
                     "cannot compact the event journal {} ({e}); check the disk",
                     path.display()
@@ -185,11 +194,17 @@ impl Journal {
     }
 
     /// Records that `session`'s events below `next` are confirmed and drops
-    /// them from memory (and, past a size, from the file). The caller syncs
-    /// outside the journal's lock, so a frame's append never waits for an
-    /// fsync; a done mark lost in a crash only means the batch is checked
-    /// against the contract again and marked done then.
-    pub fn mark_done(&mut self, session: u64, next: u64) -> io::Result<()> {
+    /// them from memory. The caller syncs outside the journal's lock, so a
+    /// frame's append never waits for an fsync; a done mark lost in a crash
+    /// only means the batch is checked against the contract again and
+    /// marked done then.
+    ///
+    /// Past a size, with most of the file confirmed, it also returns a
+    /// compaction: the file rewritten with only the pending events. Its
+    /// slow part (`Compaction::write`: writing and syncing the new file)
+    /// needs no access to the journal, so the caller runs it without the
+    /// lock and then hands it back to [`Journal::finish_compaction`].
+    pub fn mark_done(&mut self, session: u64, next: u64) -> io::Result<Option<Compaction>> {
         let mut body = vec![TAG_DONE];
         body.extend_from_slice(&session.to_le_bytes());
         body.extend_from_slice(&next.to_le_bytes());
@@ -206,10 +221,20 @@ impl Journal {
                 Some(Instant::now())
             };
         }
-        if self.file.len() > COMPACT_BYTES {
-            self.compact()?;
-        }
-        Ok(())
+        // Rewriting a file that is mostly pending would shrink it little,
+        // and would again after every batch while a backlog drains.
+        let worth_it =
+            self.file.len() > COMPACT_BYTES && self.file.len() > 2 * self.pending_bytes();
+        Ok(worth_it.then(|| self.begin_compaction()))
+    }
+
+    /// Puts a written compaction in place: the events appended while it was
+    /// written are carried over. The caller then, again without the lock,
+    /// closes the old file (dropping what this returns) and makes the
+    /// rename durable (`record::sync_dir` on [`Compaction::path`]) before it
+    /// syncs anything appended since.
+    pub fn finish_compaction(&mut self, compaction: Compaction) -> io::Result<Replaced> {
+        self.file.finish_rewrite(compaction.rewrite)
     }
 
     /// The oldest session's next batch, if the rule (or `flush`) says it is
@@ -284,8 +309,26 @@ impl Journal {
         self.file.path()
     }
 
-    /// Rewrites the file with only the pending events.
-    fn compact(&mut self) -> io::Result<()> {
+    /// Bytes the pending events' records take in the file.
+    fn pending_bytes(&self) -> u64 {
+        self.sessions
+            .values()
+            .flat_map(|s| &s.pending)
+            .map(|(_, size)| (size + EVENT_HEADER) as u64 + FRAME)
+            .sum()
+    }
+
+    /// Rewrites the file with only the pending events, in one go.
+    fn compact_now(&mut self) -> io::Result<()> {
+        let mut compaction = self.begin_compaction();
+        compaction.write()?;
+        let path = self.path().to_path_buf();
+        drop(self.finish_compaction(compaction)?);
+        super::record::sync_dir(&path)
+    }
+
+    /// A rewrite holding the pending events as they are now.
+    fn begin_compaction(&mut self) -> Compaction {
         let bodies: Vec<Vec<u8>> = self
             .sessions
             .iter()
@@ -309,10 +352,33 @@ impl Journal {
                 b
             })
             .collect();
-        self.file.rewrite(
-            MAGIC,
-            marks.iter().chain(bodies.iter()).map(|b| b.as_slice()),
-        )
+        let path = self.path().to_path_buf();
+        Compaction {
+            rewrite: self.file.begin_rewrite(
+                MAGIC,
+                marks.iter().chain(bodies.iter()).map(|b| b.as_slice()),
+            ),
+            path,
+        }
+    }
+}
+
+/// The journal rewritten with only its pending events, being made while
+/// the game goes on appending (`Journal::mark_done`).
+pub struct Compaction {
+    rewrite: Rewrite,
+    path: PathBuf,
+}
+
+impl Compaction {
+    /// Writes and syncs the new file beside the journal.
+    pub fn write(&mut self) -> io::Result<()> {
+        self.rewrite.write()
+    }
+
+    /// The journal it replaces.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -483,20 +549,98 @@ mod tests {
         assert_eq!(opened.recovered, 3);
     }
 
+    /// A journal past the compaction size with `extra` events pending
+    /// after the first `done`, all of session 5.
+    fn grown(dir: &Path, extra: &[GameEvent]) -> (Journal, u64) {
+        let mut j = Journal::open(dir).unwrap().journal;
+        let many: Vec<_> = (0..1000).map(boom).collect();
+        let mut done = 0;
+        while j.file.len() <= COMPACT_BYTES {
+            done = j.append(5, &many).unwrap() + many.len() as u64;
+        }
+        j.append(5, extra).unwrap();
+        (j, done)
+    }
+
     #[test]
     fn compaction_keeps_pending_events_and_numbering() {
         let dir = temp("compact");
-        let mut j = Journal::open(&dir).unwrap().journal;
-        let many: Vec<_> = (0..1000).map(boom).collect();
-        let mut next = 0;
-        while j.file.len() <= COMPACT_BYTES {
-            next = j.append(5, &many).unwrap() + many.len() as u64;
-        }
-        j.append(5, &[boom(7)]).unwrap();
-        j.mark_done(5, next).unwrap();
+        let (mut j, done) = grown(&dir, &[boom(7)]);
+        let mut c = j.mark_done(5, done).unwrap().expect("worth compacting");
+        c.write().unwrap();
+        drop(j.finish_compaction(c).unwrap());
         assert!(j.file.len() < 4096, "compacted to {} bytes", j.file.len());
         drop(j);
         let opened = Journal::open(&dir).unwrap();
-        assert_eq!(opened.journal.pending_of(5), vec![(next, boom(7))]);
+        assert_eq!(opened.journal.pending_of(5), vec![(done, boom(7))]);
+    }
+
+    #[test]
+    fn events_appended_while_a_compaction_is_written_are_kept() {
+        let dir = temp("compact-appends");
+        let (mut j, done) = grown(&dir, &[boom(7)]);
+        let mut c = j.mark_done(5, done).unwrap().expect("worth compacting");
+        // The game goes on appending (the sender writes the new file
+        // without holding the journal), in two frames.
+        j.append(5, &[boom(8), boom(9)]).unwrap();
+        c.write().unwrap();
+        j.append(5, &[boom(10)]).unwrap();
+        drop(j.finish_compaction(c).unwrap());
+        assert!(j.file.len() < 4096, "compacted to {} bytes", j.file.len());
+        // Appends go to the new file.
+        j.append(5, &[boom(11)]).unwrap();
+        j.sync().unwrap();
+        let expect: Vec<_> = (7..12)
+            .enumerate()
+            .map(|(i, e)| (done + i as u64, boom(e)))
+            .collect();
+        assert_eq!(j.pending_of(5), expect);
+        drop(j);
+        let opened = Journal::open(&dir).unwrap();
+        assert!(opened.warning.is_none(), "{:?}", opened.warning);
+        assert_eq!(opened.journal.pending_of(5), expect);
+        // And the numbering goes on after them.
+        let mut j = opened.journal;
+        assert_eq!(j.append(5, &[boom(12)]).unwrap(), done + 5);
+    }
+
+    #[test]
+    fn a_stale_compaction_is_refused_and_the_journal_kept() {
+        let dir = temp("compact-stale");
+        let (mut j, done) = grown(&dir, &[boom(7), boom(8)]);
+        let mut first = j.mark_done(5, done).unwrap().expect("worth compacting");
+        let mut second = j.mark_done(5, done + 1).unwrap().expect("still big");
+        first.write().unwrap();
+        second.write().unwrap();
+        drop(j.finish_compaction(second).unwrap());
+        // `first` was made from the file `second` replaced: putting it in
+        // place would bring back the event confirmed since.
+        assert!(j.finish_compaction(first).is_err());
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("rewrite"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        j.append(5, &[boom(9)]).unwrap();
+        drop(j);
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(
+            opened.journal.pending_of(5),
+            vec![(done + 1, boom(8)), (done + 2, boom(9))]
+        );
+    }
+
+    #[test]
+    fn a_journal_of_mostly_pending_events_is_not_rewritten() {
+        let dir = temp("compact-backlog");
+        let (mut j, done) = grown(&dir, &[]);
+        // A chain that was down: nearly everything still pending, so a
+        // rewrite would shrink the file by one batch and come again after
+        // every batch while the backlog drains.
+        assert!(j.mark_done(5, 1000).unwrap().is_none());
+        assert_eq!(j.pending(), (done - 1000) as usize);
+        assert!(j.mark_done(5, done).unwrap().is_some());
     }
 }

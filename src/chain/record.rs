@@ -20,6 +20,10 @@ pub struct RecordFile {
     path: PathBuf,
     file: File,
     len: u64,
+    /// Rewrites finished so far: one begun before another finished is stale.
+    generation: u64,
+    /// Rewrites begun so far (each writes a file of its own).
+    begun: u64,
 }
 
 /// What opening a record file found.
@@ -87,6 +91,8 @@ impl RecordFile {
                 path: path.to_path_buf(),
                 file,
                 len: good,
+                generation: 0,
+                begun: 0,
             },
             records,
             warning,
@@ -152,28 +158,116 @@ impl RecordFile {
 
     /// Replaces the file with one holding just `bodies`: written beside it,
     /// synced, then renamed over it, so a crash leaves one or the other.
+    /// The three steps below in one go, for an owner nobody else writes
+    /// through meanwhile.
     pub fn rewrite<'a>(
         &mut self,
         magic: &[u8; 8],
         bodies: impl IntoIterator<Item = &'a [u8]>,
     ) -> io::Result<()> {
-        let tmp = self.path.with_extension("rewrite");
+        let mut rewrite = self.begin_rewrite(magic, bodies);
+        rewrite.write()?;
+        drop(self.finish_rewrite(rewrite)?);
+        sync_dir(&self.path)
+    }
+
+    /// Starts a rewrite holding just `bodies` (only framed here, in memory).
+    /// The slow part, [`Rewrite::write`], needs no access to this file, so
+    /// an owner that shares the file behind a lock runs it with the lock
+    /// released and appends go on meanwhile; [`RecordFile::finish_rewrite`]
+    /// then carries those appends over.
+    pub fn begin_rewrite<'a>(
+        &mut self,
+        magic: &[u8; 8],
+        bodies: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Rewrite {
         let mut buf = magic.to_vec();
         for body in bodies {
             frame(body, &mut buf);
         }
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
+        self.begun += 1;
+        Rewrite {
+            tmp: self.path.with_extension(format!("rewrite-{}", self.begun)),
+            buf,
+            from: self.len,
+            generation: self.generation,
+            created: false,
+            written: false,
         }
-        std::fs::rename(&tmp, &self.path)?;
-        sync_dir(&self.path)?;
-        self.file = OpenOptions::new()
+    }
+
+    /// Puts a written rewrite in place of the file: the records appended
+    /// since it was begun are copied after its own, then it is renamed over
+    /// the file and appends go to it. The rename is durable once the caller
+    /// has run [`sync_dir`] on the path (it may do so without its lock,
+    /// before it counts on a sync of anything appended since). A rewrite
+    /// begun on an earlier version of the file, or not written, is refused
+    /// and removed; the file is left as it was.
+    pub fn finish_rewrite(&mut self, mut rewrite: Rewrite) -> io::Result<Replaced> {
+        if rewrite.generation != self.generation || !rewrite.written || rewrite.from > self.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a rewrite begun on another version of the file, or never written",
+            ));
+        }
+        let mut tail = vec![0; (self.len - rewrite.from) as usize];
+        if !tail.is_empty() {
+            self.file.seek(SeekFrom::Start(rewrite.from))?;
+            let read = self.file.read_exact(&mut tail);
+            self.file.seek(SeekFrom::End(0))?;
+            read?;
+            let mut tmp = OpenOptions::new().append(true).open(&rewrite.tmp)?;
+            tmp.write_all(&tail)?;
+        }
+        std::fs::rename(&rewrite.tmp, &self.path)?;
+        rewrite.created = false;
+        let new = OpenOptions::new()
             .read(true)
             .append(true)
             .open(&self.path)?;
-        self.len = buf.len() as u64;
+        let old = std::mem::replace(&mut self.file, new);
+        self.len = (rewrite.buf.len() + tail.len()) as u64;
+        self.generation += 1;
+        Ok(Replaced(old))
+    }
+}
+
+/// The file a rewrite replaced, still open: closing it frees its blocks,
+/// which for a big file takes a millisecond or more, so an owner behind a
+/// lock drops this after releasing it.
+#[must_use = "dropped here, the old file is freed here"]
+pub struct Replaced(#[allow(dead_code)] File);
+
+/// A replacement for a record file being made (`RecordFile::begin_rewrite`);
+/// its file is removed if it is dropped before it took the old one's place.
+pub struct Rewrite {
+    tmp: PathBuf,
+    buf: Vec<u8>,
+    /// The file's length and version when the rewrite was begun.
+    from: u64,
+    generation: u64,
+    /// Its file may exist / is complete and synced.
+    created: bool,
+    written: bool,
+}
+
+impl Drop for Rewrite {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Rewrite {
+    /// Writes the new file beside the old one and syncs it.
+    pub fn write(&mut self) -> io::Result<()> {
+        // Marked first, so a half-written file is removed too.
+        self.created = true;
+        let mut f = File::create(&self.tmp)?;
+        f.write_all(&self.buf)?;
+        f.sync_all()?;
+        self.written = true;
         Ok(())
     }
 }
@@ -205,7 +299,8 @@ fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (records, at)
 }
 
-fn sync_dir(path: &Path) -> io::Result<()> {
+/// Makes a rename or creation in `path`'s directory durable.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => Ok(()),

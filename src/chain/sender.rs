@@ -6,7 +6,8 @@
 
 use super::backend::ChainError;
 use super::client::EventLog;
-use super::journal::{Batch, BatchRule, Journal};
+use super::journal::{Batch, BatchRule, Compaction, Journal};
+use super::record;
 use super::status::ChainStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -182,6 +183,17 @@ fn step(
     }
 }
 
+/// Rewrites the journal with only its pending events, holding it only to
+/// swap the files: the game's appends go on while the new file is written
+/// and synced.
+fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
+    c.write()?;
+    let path = c.path().to_path_buf();
+    let old = shared.journal().finish_compaction(c)?;
+    drop(old);
+    record::sync_dir(&path)
+}
+
 /// fsync of the journal, without holding it (appends go on meanwhile).
 fn sync_journal(shared: &Shared) -> Result<(), ChainError> {
     let handle = shared.journal().sync_handle();
@@ -191,10 +203,18 @@ fn sync_journal(shared: &Shared) -> Result<(), ChainError> {
 }
 
 fn mark_done(shared: &Shared, batch: &Batch, upto: u64, gas: u64) -> Result<(), ChainError> {
-    shared
+    let compaction = shared
         .journal()
         .mark_done(batch.session, upto)
         .map_err(|e| ChainError::Other(format!("cannot write the event journal ({e})")))?;
+    if let Some(c) = compaction
+        && let Err(e) = compact(shared, c)
+    {
+        // The journal is whole either way; the next batch tries again.
+        shared.status.fail(&format!(
+            "cannot compact the event journal ({e}); check the disk"
+        ));
+    }
     sync_journal(shared)?;
     shared
         .status
