@@ -655,7 +655,6 @@ fn band_pairs(
         while above < up_hi && unsafe { one(x, above) } <= left {
             above += 1;
         }
-        above_end = above_end.max(above);
         // SAFETY: as above.
         while above_end < up_hi && unsafe { one(x, above_end) } < right {
             above_end += 1;
