@@ -205,22 +205,6 @@ unsafe fn one(col: &[f32], j: usize) -> f32 {
     unsafe { *col.get_unchecked(j) }
 }
 
-/// `p + 1` when `p < end` and row `p`'s x is below `lim` (or equal to it,
-/// with `inclusive`), else `p`: one step of a run pointer, without a
-/// branch.
-///
-/// # Safety
-/// `x` is the x column of a `Cols` and `p <= end <= rows` (row `rows` is
-/// in the column's padding).
-#[inline(always)]
-unsafe fn step(x: &[f32], p: usize, end: usize, lim: f32, inclusive: bool) -> usize {
-    debug_assert!(p < x.len());
-    // SAFETY: `p <= rows < x.len()` by the caller's contract.
-    let v = unsafe { *x.get_unchecked(p) };
-    let ahead = if inclusive { v <= lim } else { v < lim };
-    p + usize::from((p < end) & ahead)
-}
-
 /// The sums one band task may write: rows `base..base + dx.len()` (its own
 /// band and the next).
 struct Sums<'a> {
@@ -634,29 +618,17 @@ fn band_pairs(
         // they bound all lie in `lo..up_hi`, checked above against the
         // columns' rows and the sums' window.
         let xi = unsafe { one(x, i) };
-        let (left, right) = (xi - reach, xi + reach);
-        // Each pointer moves one row per particle on average, but zero,
-        // one or two at random: two steps without a branch, then a loop
-        // for the rare longer move (a loop for all of it mispredicted its
-        // exit about once per pointer per particle).
-        // SAFETY: `same <= hi`, `above`, `above_end <= up_hi <= c.rows`.
-        unsafe {
-            same = same.max(i + 1);
-            same = step(x, step(x, same, hi, right, false), hi, right, false);
-            above = step(x, step(x, above, up_hi, left, true), up_hi, left, true);
-            above_end = above_end.max(above);
-            above_end = step(x, above_end, up_hi, right, false);
-            above_end = step(x, above_end, up_hi, right, false);
-        }
-        while same < hi && unsafe { one(x, same) } < right {
+        same = same.max(i + 1);
+        while same < hi && unsafe { one(x, same) } < xi + reach {
             same += 1;
         }
         // SAFETY: as above (`above`, `above_end < up_hi`).
-        while above < up_hi && unsafe { one(x, above) } <= left {
+        while above < up_hi && unsafe { one(x, above) } <= xi - reach {
             above += 1;
         }
+        above_end = above_end.max(above);
         // SAFETY: as above.
-        while above_end < up_hi && unsafe { one(x, above_end) } < right {
+        while above_end < up_hi && unsafe { one(x, above_end) } < xi + reach {
             above_end += 1;
         }
         if same == i + 1 && above == above_end {
