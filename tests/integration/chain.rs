@@ -121,6 +121,46 @@ fn ten_thousand_events_round_trip_through_anvil() {
 }
 
 #[test]
+fn a_journal_compacted_mid_session_loses_and_repeats_nothing() {
+    // Enough events for the journal to pass its 4 MiB compaction size
+    // while the game goes on recording: the sender rewrites it between
+    // batches, with appends landing while the new file is written.
+    let dir = scratch_dir("chain-compaction");
+    let config = ChainConfig {
+        data_dir: dir.to_string_lossy().into_owned(),
+        batch_ms: 20,
+        ..ChainConfig::default()
+    };
+    assert_eq!(config.backend, ChainBackend::Embedded);
+    let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+    let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let n = 160_000;
+    let events = stream(n, 0);
+    let journal = dir.join("journal.log");
+    let mut largest = 0;
+    for frame in events.chunks(1000) {
+        recorder.record(frame).unwrap();
+        largest = largest.max(std::fs::metadata(&journal).unwrap().len());
+    }
+    recorder.flush();
+    wait_confirmed(&recorder, n, Duration::from_secs(300));
+    let session = recorder.session();
+    let status = recorder.finish();
+    assert_eq!(status.pending, 0, "{status:?}");
+    assert!(status.last_error.is_none(), "{status:?}");
+    let size = std::fs::metadata(&journal).unwrap().len();
+    assert!(
+        size < 4 << 20 && size < largest,
+        "the journal was {largest} bytes at most and is {size} now: never compacted"
+    );
+    let back = on_chain(&config, session);
+    let seqs: Vec<u64> = back.keys().copied().collect();
+    assert_eq!(seqs, (0..n).collect::<Vec<_>>());
+    assert_eq!(back.into_values().collect::<Vec<_>>(), events);
+}
+
+#[test]
 fn anvil_killed_mid_stream_and_restarted_from_its_state_records_each_event_once() {
     let dir = scratch_dir("chain-anvil-restart");
     let state = dir.join("anvil-state.json");
