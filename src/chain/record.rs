@@ -210,25 +210,26 @@ impl RecordFile {
                 "a rewrite begun on another version of the file, or never written",
             ));
         }
+        // Opened before the rename, which it survives: once the rename is
+        // done nothing is left to fail, and appends go to the new file.
+        let mut new = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&rewrite.tmp)?;
         let mut tail = vec![0; (self.len - rewrite.from) as usize];
         if !tail.is_empty() {
             self.file.seek(SeekFrom::Start(rewrite.from))?;
             let read = self.file.read_exact(&mut tail);
             self.file.seek(SeekFrom::End(0))?;
             read?;
-            let mut tmp = OpenOptions::new().append(true).open(&rewrite.tmp)?;
-            tmp.write_all(&tail)?;
+            new.write_all(&tail)?;
         }
         std::fs::rename(&rewrite.tmp, &self.path)?;
         rewrite.created = false;
-        let new = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&self.path)?;
         let old = std::mem::replace(&mut self.file, new);
         self.len = (rewrite.buf.len() + tail.len()) as u64;
         self.generation += 1;
-        Ok(Replaced(old))
+        Ok(Replaced { _file: old })
     }
 }
 
@@ -236,7 +237,9 @@ impl RecordFile {
 /// which for a big file takes a millisecond or more, so an owner behind a
 /// lock drops this after releasing it.
 #[must_use = "dropped here, the old file is freed here"]
-pub struct Replaced(#[allow(dead_code)] File);
+pub struct Replaced {
+    _file: File,
+}
 
 /// A replacement for a record file being made (`RecordFile::begin_rewrite`);
 /// its file is removed if it is dropped before it took the old one's place.
