@@ -157,7 +157,7 @@ impl Journal {
             sessions,
             _lock: lock,
         };
-        if journal.file.len() > 64 << 10 {
+        if journal.worth_compacting(64 << 10) {
             journal.compact_now().map_err(|e| {
                 format!(
                     "cannot compact the event journal {} ({e}); check the disk",
@@ -221,11 +221,9 @@ impl Journal {
                 Some(Instant::now())
             };
         }
-        // Rewriting a file that is mostly pending would shrink it little,
-        // and would again after every batch while a backlog drains.
-        let worth_it =
-            self.file.len() > COMPACT_BYTES && self.file.len() > 2 * self.pending_bytes();
-        Ok(worth_it.then(|| self.begin_compaction()))
+        Ok(self
+            .worth_compacting(COMPACT_BYTES)
+            .then(|| self.begin_compaction()))
     }
 
     /// Puts a written compaction in place: the events appended while it was
@@ -307,6 +305,13 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         self.file.path()
+    }
+
+    /// Whether the file is past `size` and mostly confirmed events: a file
+    /// that is mostly pending would shrink little, and be rewritten again
+    /// after every batch while a backlog drains.
+    fn worth_compacting(&self, size: u64) -> bool {
+        self.file.len() > size && self.file.len() > 2 * self.pending_bytes()
     }
 
     /// Bytes the pending events' records take in the file.
@@ -630,6 +635,39 @@ mod tests {
             opened.journal.pending_of(5),
             vec![(done + 1, boom(8)), (done + 2, boom(9))]
         );
+    }
+
+    #[test]
+    fn opening_compacts_a_mostly_confirmed_journal_only() {
+        let dir = temp("compact-open");
+        let path = journal_path(&dir);
+        let many: Vec<_> = (0..4000).map(boom).collect();
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            j.append(3, &many).unwrap();
+            // Under the running game's size: stays as it is.
+            assert!(j.mark_done(3, 3990).unwrap().is_none());
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert!(before > 64 << 10, "{before} bytes");
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(opened.recovered, 10);
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < 4096, "{before} → {after} bytes");
+        assert_eq!(opened.journal.pending_of(3)[0], (3990, boom(3990)));
+        drop(opened);
+        // Mostly pending: opening leaves it alone.
+        let dir = temp("compact-open-pending");
+        let path = journal_path(&dir);
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            j.append(3, &many).unwrap();
+            j.mark_done(3, 10).unwrap();
+        }
+        let before = std::fs::metadata(&path).unwrap().len();
+        let opened = Journal::open(&dir).unwrap();
+        assert_eq!(opened.recovered, 3990);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
     }
 
     #[test]
