@@ -38,7 +38,11 @@ pub struct Opened {
 impl RecordFile {
     /// Opens (or creates) the file and reads every intact record. A file
     /// that does not start with `magic` is renamed aside, never deleted.
+    /// New files of rewrites that a crash cut short are removed (the file
+    /// itself was whole until a rewrite's rename). The caller holds
+    /// whatever keeps other writers out.
     pub fn open(path: &Path, magic: &[u8; 8]) -> io::Result<Opened> {
+        remove_unfinished_rewrites(path);
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -187,7 +191,7 @@ impl RecordFile {
         }
         self.begun += 1;
         Rewrite {
-            tmp: self.path.with_extension(format!("rewrite-{}", self.begun)),
+            tmp: rewrite_path(&self.path, self.begun),
             buf,
             from: self.len,
             generation: self.generation,
@@ -302,6 +306,37 @@ fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (records, at)
 }
 
+/// The new file of `path`'s `n`th rewrite.
+fn rewrite_path(path: &Path, n: u64) -> PathBuf {
+    path.with_extension(format!("rewrite-{n}"))
+}
+
+/// Removes the new files of `path`'s rewrites left behind (best effort:
+/// they only take room).
+fn remove_unfinished_rewrites(path: &Path) {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return;
+    };
+    let prefix = format!("{}.rewrite-", stem.to_string_lossy());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name.strip_prefix(&prefix)
+            && n.parse::<u64>().is_ok()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Makes a rename or creation in `path`'s directory durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {
@@ -403,6 +438,34 @@ mod tests {
             std::fs::read(aside[0].path()).unwrap(),
             b"hello, not a journal"
         );
+    }
+
+    #[test]
+    fn a_rewrite_cut_short_by_a_crash_is_cleared_on_opening() {
+        let path = temp("crashed-rewrite");
+        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        opened.file.append([&b"kept"[..]]).unwrap();
+        let mut rewrite = opened.file.begin_rewrite(MAGIC, [&b"new"[..]]);
+        rewrite.write().unwrap();
+        // The process dies here: no finish, no drop.
+        std::mem::forget(rewrite);
+        drop(opened);
+        let dir = path.parent().unwrap();
+        let other = dir.join("other.rewrite-1");
+        std::fs::write(&other, b"not ours").unwrap();
+        let left = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("file.rewrite-"))
+                .count()
+        };
+        assert_eq!(left(dir), 1);
+        let again = RecordFile::open(&path, MAGIC).unwrap();
+        assert_eq!(again.records, vec![b"kept".to_vec()]);
+        assert_eq!(left(dir), 0);
+        assert!(other.exists(), "another file's rewrite is not touched");
     }
 
     #[test]
