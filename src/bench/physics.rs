@@ -1022,7 +1022,7 @@ pub fn run(quick: bool) -> PhysicsReport {
     // (one pile stepped by both pools in turn would hand the 1-worker steps
     // a younger pile, and a settling pile grows dearer step by step). The
     // figure is the median of the rounds' ratios: each round's two halves
-    // run seconds apart, so a slow spell of the machine lands on both.
+    // run back to back, so a slow spell of the machine lands on both.
     let mut alone = Ours::new(&init, w, h, g);
     let mut paired = Ours::new(&init, w, h, g);
     let one = WorkerPool::new(1, 0).expect("pool");

@@ -190,6 +190,7 @@ fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
     c.write()?;
     let path = c.path().to_path_buf();
     let old = shared.journal().finish_compaction(c)?;
+    // Closing the old file frees its blocks: not under the lock.
     drop(old);
     record::sync_dir(&path)
 }
