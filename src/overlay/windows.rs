@@ -165,7 +165,12 @@ fn plot(id: &str) -> Plot<'_> {
         .allow_drag(false)
         .allow_zoom(false)
         .allow_scroll(false)
-        .legend(Legend::default())
+        // Small and opaque: the legend sits over the newest samples.
+        .legend(
+            Legend::default()
+                .text_style(egui::TextStyle::Small)
+                .background_alpha(1.0),
+        )
 }
 
 pub fn frame_window(
