@@ -1173,6 +1173,35 @@ mod tests {
         }
     }
 
+    /// Row `i`'s pairs with rows `lo..hi` through the four-candidate
+    /// kernel: the neighbours' shares go to `out`, `i`'s own is returned.
+    fn vector_run(
+        c: Cols<'_>,
+        i: usize,
+        (lo, hi): (usize, usize),
+        (h, stack): (f32, f32),
+        out: &mut [Vec<f32>; 4],
+    ) -> Acc {
+        assert!(i < c.rows && hi <= c.rows && out.iter().all(|o| o.len() >= hi));
+        // SAFETY: `i < rows` (checked above).
+        let one = unsafe { One::of(c, i, c.x[i]) };
+        let mut acc = Acc::zero();
+        // SAFETY: `hi <= rows` (checked above).
+        unsafe {
+            span_pairs(
+                &Me::splat(&one),
+                c,
+                lo,
+                hi,
+                h,
+                stack,
+                &mut sums_of(out),
+                &mut acc,
+            )
+        };
+        acc
+    }
+
     /// The band kernel gives every particle the sums of all its contacts,
     /// as brute force over all pairs does: none missed or found twice
     /// across bands, both paths (one by one, four at a time) agreeing with
@@ -1259,22 +1288,7 @@ mod tests {
         for i in 0..cloud.n - 1 {
             let (lo, hi) = (i + 1, cloud.n.min(i + 1 + (i % 9)));
             let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; cloud.n]);
-            // SAFETY: `i < n`, the rows of `c`.
-            let one = unsafe { One::of(c, i, cloud.x[i]) };
-            let mut acc = Acc::zero();
-            // SAFETY: `hi <= n`, the rows of `c`.
-            unsafe {
-                span_pairs(
-                    &Me::splat(&one),
-                    c,
-                    lo,
-                    hi,
-                    h,
-                    stack,
-                    &mut sums_of(&mut out),
-                    &mut acc,
-                )
-            };
+            let acc = vector_run(c, i, (lo, hi), (h, stack), &mut out);
             let mine = acc.reduce_onto(&One::default());
             let (mut want_x, mut want_y) = (0.0, 0.0);
             for j in lo..hi {
@@ -1314,22 +1328,9 @@ mod tests {
             let mut out: [[Vec<f32>; 4]; 2] =
                 std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; n]));
             let [a, b] = &mut out;
+            let acc = vector_run(c, i, (lo, hi), (h, stack), a);
             // SAFETY: `i < n`, the rows of `c`.
             let one = unsafe { One::of(c, i, c.x[i]) };
-            let mut acc = Acc::zero();
-            // SAFETY: `hi <= n`, the rows of `c`.
-            unsafe {
-                span_pairs(
-                    &Me::splat(&one),
-                    c,
-                    lo,
-                    hi,
-                    h,
-                    stack,
-                    &mut sums_of(a),
-                    &mut acc,
-                )
-            };
             let mut acc1 = One::default();
             let mut sums = sums_of(b);
             assert!(sums.covers(lo, hi));
