@@ -205,10 +205,7 @@ impl Journal {
     /// needs no access to the journal, so the caller runs it without the
     /// lock and then hands it back to [`Journal::finish_compaction`].
     pub fn mark_done(&mut self, session: u64, next: u64) -> io::Result<Option<Compaction>> {
-        let mut body = vec![TAG_DONE];
-        body.extend_from_slice(&session.to_le_bytes());
-        body.extend_from_slice(&next.to_le_bytes());
-        self.file.append([body.as_slice()])?;
+        self.file.append([encode_done(session, next).as_slice()])?;
         if let Some(s) = self.sessions.get_mut(&session) {
             while s.done < next && !s.pending.is_empty() {
                 s.pending.pop_front();
@@ -325,46 +322,36 @@ impl Journal {
 
     /// Rewrites the file with only the pending events, in one go.
     fn compact_now(&mut self) -> io::Result<()> {
-        let mut compaction = self.begin_compaction();
-        compaction.write()?;
-        let path = self.path().to_path_buf();
-        drop(self.finish_compaction(compaction)?);
-        super::record::sync_dir(&path)
+        let records = self.pending_records();
+        self.file
+            .rewrite(MAGIC, records.iter().map(|b| b.as_slice()))
     }
 
     /// A rewrite holding the pending events as they are now.
     fn begin_compaction(&mut self) -> Compaction {
-        let bodies: Vec<Vec<u8>> = self
-            .sessions
-            .iter()
-            .flat_map(|(&id, s)| {
-                s.pending
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, (e, _))| encode_event(id, s.done + i as u64, e))
-            })
-            .collect();
-        // A done mark per session keeps its numbering across the rewrite;
-        // sessions with nothing pending are finished and leave the file.
-        let marks: Vec<Vec<u8>> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| !s.pending.is_empty())
-            .map(|(&id, s)| {
-                let mut b = vec![TAG_DONE];
-                b.extend_from_slice(&id.to_le_bytes());
-                b.extend_from_slice(&s.done.to_le_bytes());
-                b
-            })
-            .collect();
+        let records = self.pending_records();
         let path = self.path().to_path_buf();
         Compaction {
-            rewrite: self.file.begin_rewrite(
-                MAGIC,
-                marks.iter().chain(bodies.iter()).map(|b| b.as_slice()),
-            ),
+            rewrite: self
+                .file
+                .begin_rewrite(MAGIC, records.iter().map(|b| b.as_slice())),
             path,
         }
+    }
+
+    /// What a compacted file holds: a done mark per session with events
+    /// pending (it keeps the session's numbering; sessions with nothing
+    /// pending are finished and leave the file), then those events.
+    fn pending_records(&self) -> Vec<Vec<u8>> {
+        let open = self.sessions.iter().filter(|(_, s)| !s.pending.is_empty());
+        let marks = open.clone().map(|(&id, s)| encode_done(id, s.done));
+        let events = open.flat_map(|(&id, s)| {
+            s.pending
+                .iter()
+                .enumerate()
+                .map(move |(i, (e, _))| encode_event(id, s.done + i as u64, e))
+        });
+        marks.chain(events).collect()
     }
 }
 
@@ -395,6 +382,14 @@ pub fn journal_path(dir: &Path) -> PathBuf {
 enum Entry {
     Event(u64, u64, GameEvent),
     Done(u64, u64),
+}
+
+/// A done mark: `session`'s events below `next` are confirmed.
+fn encode_done(session: u64, next: u64) -> Vec<u8> {
+    let mut body = vec![TAG_DONE];
+    body.extend_from_slice(&session.to_le_bytes());
+    body.extend_from_slice(&next.to_le_bytes());
+    body
 }
 
 fn encode_event(session: u64, seq: u64, event: &GameEvent) -> Vec<u8> {
