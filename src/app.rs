@@ -1,13 +1,19 @@
 //! The windowed game: Bevy's default plugins plus the game, input, renderer
 //! and overlay plugins; optionally a frame limit and a screenshot on exit.
+//! Offscreen, the same game renders into an image instead of a window: no
+//! display needed, only a Vulkan device (a GPU server, or lavapipe).
 
 use crate::game::{Config, GamePlugin, input::InputToolsPlugin};
 use crate::overlay::OverlayPlugin;
 use crate::render::ParticleRenderPlugin;
+use bevy::app::ScheduleRunnerPlugin;
+use bevy::camera::RenderTarget;
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
-use bevy::window::{PresentMode, WindowResolution};
+use bevy::window::{ExitCondition, PresentMode, WindowResolution};
+use bevy::winit::WinitPlugin;
 use bevy_egui::EguiPlugin;
 use std::path::PathBuf;
 
@@ -20,15 +26,28 @@ pub struct FrameLimit {
     requested: bool,
 }
 
+/// Offscreen runs: the image the game's camera renders into.
+#[derive(Resource, Debug, Clone)]
+pub struct OffscreenTarget(pub Handle<Image>);
+
+impl OffscreenTarget {
+    /// The camera's render target, in an offscreen run.
+    pub fn render_target(target: Option<Res<OffscreenTarget>>) -> Option<RenderTarget> {
+        target.map(|t| RenderTarget::Image(t.0.clone().into()))
+    }
+}
+
 /// Frames to wait for the screenshot after asking for it before giving up.
 const SCREENSHOT_PATIENCE: u64 = 300;
 
-/// Builds and runs the windowed game; returns the process exit code.
+/// Builds and runs the windowed game (or, `offscreen`, the same game drawn
+/// into an image); returns the process exit code.
 pub fn run_windowed(
     config: Config,
     autoplay: bool,
     frames: Option<u64>,
     screenshot: Option<PathBuf>,
+    offscreen: bool,
 ) -> Result<u8, String> {
     let window = Window {
         title: "Particle Forge".into(),
@@ -42,23 +61,43 @@ pub fn run_windowed(
         resizable: true,
         ..default()
     };
+    let (width, height) = (config.window.width, config.window.height);
+    let plugins = DefaultPlugins
+        .set(crate::game::bevy_task_pools())
+        .set(LogPlugin {
+            filter: "warn,particle_forge=info,bevy_render::renderer=info,wgpu=error,naga=warn"
+                .into(),
+            ..default()
+        });
     let mut app = App::new();
-    app.add_plugins(
-        DefaultPlugins
-            .set(crate::game::bevy_task_pools())
-            .set(WindowPlugin {
-                primary_window: Some(window),
-                ..default()
-            })
-            .set(LogPlugin {
-                filter: "warn,particle_forge=info,bevy_render::renderer=info,wgpu=error,naga=warn"
-                    .into(),
-                ..default()
-            }),
-    )
-    .add_plugins(EguiPlugin::default())
-    .add_plugins(GamePlugin::new(config, autoplay)?)
-    .add_plugins((InputToolsPlugin, ParticleRenderPlugin, OverlayPlugin));
+    if offscreen {
+        // No window and no event loop: Bevy's own loop runs the frames
+        // back to back.
+        app.add_plugins(
+            plugins
+                .set(WindowPlugin {
+                    primary_window: None,
+                    exit_condition: ExitCondition::DontExit,
+                    ..default()
+                })
+                .disable::<WinitPlugin>()
+                .add(ScheduleRunnerPlugin::run_loop(std::time::Duration::ZERO)),
+        );
+        let mut image =
+            Image::new_target_texture(width, height, TextureFormat::Rgba8UnormSrgb, None);
+        // The screenshot copies the picture out of the texture.
+        image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+        let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
+        app.insert_resource(OffscreenTarget(handle));
+    } else {
+        app.add_plugins(plugins.set(WindowPlugin {
+            primary_window: Some(window),
+            ..default()
+        }));
+    }
+    app.add_plugins(EguiPlugin::default())
+        .add_plugins(GamePlugin::new(config, autoplay)?)
+        .add_plugins((InputToolsPlugin, ParticleRenderPlugin, OverlayPlugin));
     if let Some(frames) = frames {
         app.insert_resource(FrameLimit {
             frames,
@@ -77,6 +116,7 @@ pub fn run_windowed(
 fn count_frames(
     mut commands: Commands,
     mut limit: ResMut<FrameLimit>,
+    offscreen: Option<Res<OffscreenTarget>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     limit.counted += 1;
@@ -89,7 +129,11 @@ fn count_frames(
     };
     if !limit.requested {
         limit.requested = true;
-        commands.spawn(Screenshot::primary_window()).observe(
+        let screenshot = match offscreen {
+            Some(target) => Screenshot::image(target.0.clone()),
+            None => Screenshot::primary_window(),
+        };
+        commands.spawn(screenshot).observe(
             move |captured: On<ScreenshotCaptured>, mut exit: MessageWriter<AppExit>| {
                 exit.write(save_png(&captured.image, &path));
             },

@@ -99,6 +99,11 @@ pub struct Cli {
     #[arg(long, value_name = "KIB")]
     pub pool_buffer_kib: Option<usize>,
 
+    /// Draw the frames into an image instead of a window: no display needed,
+    /// only a Vulkan device (default 60 frames; with --screenshot, saves it).
+    #[arg(long)]
+    pub offscreen: bool,
+
     /// Start with the debug overlay open [config: window.overlay].
     #[arg(long)]
     pub overlay: bool,
@@ -224,6 +229,8 @@ pub enum Mode {
     Window {
         frames: Option<u64>,
         screenshot: Option<PathBuf>,
+        /// Into an image, with no window (`--offscreen`).
+        offscreen: bool,
     },
 }
 
@@ -316,11 +323,14 @@ impl Cli {
             return Ok((config, Mode::PrintConfig));
         }
         if self.headless {
+            if self.offscreen {
+                return Err("--offscreen draws the game and --headless does not; pick one".into());
+            }
             if self.screenshot.is_some() {
-                return Err("--screenshot needs a window; drop --headless (under no display, run it with xvfb-run)".into());
+                return Err("--screenshot needs a window; drop --headless (with no display, add --offscreen or run it under xvfb-run)".into());
             }
             if self.overlay {
-                return Err("--overlay needs a window; drop --headless (under no display, run it with xvfb-run)".into());
+                return Err("--overlay needs a window; drop --headless (with no display, add --offscreen or run it under xvfb-run)".into());
             }
             return Ok((
                 config,
@@ -338,13 +348,18 @@ impl Cli {
         if let Some(path) = &self.screenshot {
             check_screenshot_path(path)?;
         }
-        check_display()?;
-        let frames = self.frames.or(self.screenshot.as_ref().map(|_| 60));
+        if !self.offscreen {
+            check_display()?;
+        }
+        let frames = self
+            .frames
+            .or((self.screenshot.is_some() || self.offscreen).then_some(60));
         Ok((
             config,
             Mode::Window {
                 frames,
                 screenshot: self.screenshot.clone(),
+                offscreen: self.offscreen,
             },
         ))
     }

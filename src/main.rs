@@ -102,8 +102,10 @@ fn run(cli: &Cli) -> Result<u8, String> {
             }
             Ok(0)
         }
-        Mode::Window { frames, screenshot } => {
-            app::run_windowed(config, cli.autoplay, frames, screenshot)
-        }
+        Mode::Window {
+            frames,
+            screenshot,
+            offscreen,
+        } => app::run_windowed(config, cli.autoplay, frames, screenshot, offscreen),
     }
 }

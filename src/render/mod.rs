@@ -91,9 +91,13 @@ impl Plugin for ParticleRenderPlugin {
     }
 }
 
-fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
+fn spawn_camera_and_layer(
+    mut commands: Commands,
+    sandbox: Res<Sandbox>,
+    offscreen: Option<Res<crate::app::OffscreenTarget>>,
+) {
     let (w, h) = (sandbox.width(), sandbox.height());
-    commands.spawn((
+    let mut camera = commands.spawn((
         Camera2d,
         WorldCamera,
         Projection::Orthographic(OrthographicProjection {
@@ -111,6 +115,9 @@ fn spawn_camera_and_layer(mut commands: Commands, sandbox: Res<Sandbox>) {
         // The overlay runs this camera's egui pass itself (`overlay::pass`).
         crate::overlay::pass::manual_settings(),
     ));
+    if let Some(target) = crate::app::OffscreenTarget::render_target(offscreen) {
+        camera.insert(target);
+    }
     commands.spawn(ParticleLayer);
 }
 

@@ -229,3 +229,12 @@ fn overlay_needs_a_window() {
     let line = user_error(&["--headless", "--overlay"]);
     assert!(line.contains("--overlay needs a window"), "{line}");
 }
+
+#[test]
+fn offscreen_and_headless_do_not_mix() {
+    let line = user_error(&["--headless", "--offscreen"]);
+    assert!(line.contains("pick one"), "{line}");
+    // With no display, the window's error points at the offscreen mode.
+    let line = user_error(&["--headless", "--screenshot", "shot.png"]);
+    assert!(line.contains("--offscreen"), "{line}");
+}

@@ -1,6 +1,7 @@
 //! A real window under Xvfb with Mesa's software Vulkan driver: the
 //! screenshot mode writes a PNG that shows the particles where they were
-//! spawned.
+//! spawned. Offscreen, with no display at all, the same picture comes out
+//! of an image render target.
 
 use super::{game, run, scratch_dir};
 use std::process::Command;
@@ -44,45 +45,58 @@ fn screenshot_shows_particles_where_they_were_spawned() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let img = image::open(&png).expect("a readable PNG").to_rgb8();
-    assert_eq!((img.width(), img.height()), (1280, 720));
-    let count = |x0: u32, x1: u32, y0: u32, y1: u32, what: &str| {
-        let mut n = 0;
-        for y in y0..y1 {
-            for x in x0..x1 {
-                if classify(&img.get_pixel(x, y).0) == what {
-                    n += 1;
-                }
-            }
-        }
-        n
-    };
-    // The initial blocks stand on the floor between 5% and 95% of the
-    // width: sand in the first fifth (64–294 px), water in the second
-    // (294–524 px).
-    let band = (640, 700);
-    let sand = count(100, 260, band.0, band.1, "sand");
-    let water = count(330, 490, band.0, band.1, "water");
-    let area = 160 * (band.1 - band.0);
-    assert!(sand * 3 > area, "sand block: {sand} of {area} pixels");
-    assert!(water * 3 > area, "water block: {water} of {area} pixels");
+    assert_blocks_on_the_floor(&img);
     // Above the blocks and beside them the box is empty.
-    let sky = count(300, 1000, 40, 150, "background");
+    let sky = count_class(&img, (300, 1000, 40, 150), "background");
     assert!(
         sky > 700 * 110 * 99 / 100,
         "the sky has {sky} background pixels"
     );
-    let right = count(1225, 1275, 300, 700, "background");
+    let right = count_class(&img, (1225, 1275, 300, 700), "background");
     assert!(right > 50 * 400 * 95 / 100, "right of the blocks: {right}");
 }
 
-/// Takes a screenshot with or without the overlay; returns the image.
-fn shot(name: &str, overlay: bool) -> image::RgbImage {
+/// Pixels of class `what` in the rectangle `(x0, x1, y0, y1)`.
+fn count_class(img: &image::RgbImage, (x0, x1, y0, y1): (u32, u32, u32, u32), what: &str) -> u32 {
+    let mut n = 0;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            if classify(&img.get_pixel(x, y).0) == what {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The initial blocks stand on the floor between 5% and 95% of the width:
+/// sand in the first fifth (64–294 px), water in the second (294–524 px).
+fn assert_blocks_on_the_floor(img: &image::RgbImage) {
+    assert_eq!((img.width(), img.height()), (1280, 720));
+    let band = (640, 700);
+    let sand = count_class(img, (100, 260, band.0, band.1), "sand");
+    let water = count_class(img, (330, 490, band.0, band.1), "water");
+    let area = 160 * (band.1 - band.0);
+    assert!(sand * 3 > area, "sand block: {sand} of {area} pixels");
+    assert!(water * 3 > area, "water block: {water} of {area} pixels");
+}
+
+/// Takes a screenshot with or without the overlay, in a window under Xvfb
+/// or offscreen with no display; returns the image.
+fn shot(name: &str, overlay: bool, offscreen: bool) -> image::RgbImage {
     let dir = scratch_dir(name);
     let png = dir.join("shot.png");
-    let mut cmd = Command::new("xvfb-run");
-    cmd.args(["-a", "-s", "-screen 0 1280x720x24"])
-        .arg(game().get_program())
-        .args(["--frames", "40", "--particles", "20000", "--seed", "2"])
+    let mut cmd = if offscreen {
+        let mut cmd = game();
+        cmd.env_remove("DISPLAY").arg("--offscreen");
+        cmd
+    } else {
+        let mut cmd = Command::new("xvfb-run");
+        cmd.args(["-a", "-s", "-screen 0 1280x720x24"])
+            .arg(game().get_program());
+        cmd
+    };
+    cmd.args(["--frames", "40", "--particles", "20000", "--seed", "2"])
         .arg("--data-dir")
         .arg(dir.join("data"));
     if overlay {
@@ -95,10 +109,28 @@ fn shot(name: &str, overlay: bool) -> image::RgbImage {
     image::open(&png).expect("a readable PNG").to_rgb8()
 }
 
+/// The Frame window's plot lines, in their own colours.
+const FRAME_LINE: [u8; 3] = [255, 170, 60];
+const PHYSICS_LINE: [u8; 3] = [60, 220, 120];
+
+/// Pixels near colour `c` where the Frame window's plot is.
+fn plot_pixels(img: &image::RgbImage, c: [u8; 3]) -> u32 {
+    let near = |p: [u8; 3]| (0..3).all(|k| (p[k] as i32 - c[k] as i32).abs() < 30);
+    let mut n = 0;
+    for y in 150..300 {
+        for x in 60..310 {
+            if near(img.get_pixel(x, y).0) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 #[test]
 fn the_overlay_shows_its_windows_and_graph_lines() {
-    let off = shot("overlay-off", false);
-    let on = shot("overlay-on", true);
+    let off = shot("overlay-off", false, false);
+    let on = shot("overlay-on", true, false);
     // Where the Frame, Memory and Hotspots windows open (top left to the
     // middle right, above the particle blocks), the pictures differ.
     let mut differ = 0;
@@ -114,22 +146,24 @@ fn the_overlay_shows_its_windows_and_graph_lines() {
     }
     let area = (x1 - x0) * (y1 - y0);
     assert!(differ * 4 > area, "only {differ} of {area} pixels changed");
-    // The frame-time plot draws its lines in its own colours.
-    let near = |p: [u8; 3], c: [u8; 3]| (0..3).all(|k| (p[k] as i32 - c[k] as i32).abs() < 30);
-    let count = |img: &image::RgbImage, c: [u8; 3]| {
-        let mut n = 0;
-        for y in 150..300 {
-            for x in 60..310 {
-                if near(img.get_pixel(x, y).0, c) {
-                    n += 1;
-                }
-            }
-        }
-        n
-    };
-    let frame_line = count(&on, [255, 170, 60]);
-    let physics_line = count(&on, [60, 220, 120]);
+    let frame_line = plot_pixels(&on, FRAME_LINE);
+    let physics_line = plot_pixels(&on, PHYSICS_LINE);
     assert!(frame_line > 100, "frame line: {frame_line} pixels");
     assert!(physics_line > 100, "physics line: {physics_line} pixels");
-    assert!(count(&off, [255, 170, 60]) < frame_line / 10);
+    assert!(plot_pixels(&off, FRAME_LINE) < frame_line / 10);
+}
+
+#[test]
+fn offscreen_draws_the_game_and_the_overlay_with_no_display() {
+    let game = shot("offscreen-off", false, true);
+    assert_blocks_on_the_floor(&game);
+    let sky = count_class(&game, (300, 1000, 40, 150), "background");
+    assert!(
+        sky > 700 * 110 * 99 / 100,
+        "the sky has {sky} background pixels"
+    );
+    let overlay = shot("offscreen-on", true, true);
+    let frame_line = plot_pixels(&overlay, FRAME_LINE);
+    assert!(frame_line > 100, "frame line: {frame_line} pixels");
+    assert!(plot_pixels(&game, FRAME_LINE) < frame_line / 10);
 }
