@@ -105,7 +105,12 @@ impl Plugin for OverlayPlugin {
             .init_resource::<pass::PassRate>()
             .add_systems(
                 PostUpdate,
-                pass::egui_pass.in_set(bevy_egui::EguiPostUpdateSet::EndPass),
+                (
+                    pass::egui_pass.in_set(bevy_egui::EguiPostUpdateSet::EndPass),
+                    pass::keep_triangles
+                        .after(bevy_egui::EguiPostUpdateSet::ProcessOutput)
+                        .before(bevy_egui::EguiPostUpdateSet::PostProcessOutput),
+                ),
             )
             .add_systems(EguiPrimaryContextPass, draw_ui);
     }

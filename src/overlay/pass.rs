@@ -2,17 +2,18 @@
 //! own rate: every frame while the UI is in use (a drag under way, a text
 //! field wanting the keyboard, a click, key or scroll waiting) or the
 //! overlay is closed (the status line costs nothing); otherwise every
-//! `IDLE_EVERY`th frame, and in between the last pass's shapes are drawn
+//! `IDLE_EVERY`th frame, and in between the last pass's triangles are drawn
 //! again. At 60 frames a second the open overlay's figures refresh 20 times
-//! a second, and egui's layout — the overlay's CPU cost — is paid a third
-//! as often. Input that arrives between passes waits in `EguiInput` for
-//! the next one (bevy_egui appends to it until a pass takes it).
+//! a second, and egui's layout and tessellation — the overlay's CPU cost —
+//! are paid a third as often. Input that arrives between passes waits in
+//! `EguiInput` for the next one (bevy_egui appends to it until a pass
+//! takes it).
 
 use crate::game::{PlayerState, input::UiCapturesInput};
 use bevy::prelude::*;
 use bevy_egui::{
     EguiContext, EguiContextSettings, EguiFullOutput, EguiInput, EguiPrimaryContextPass,
-    PrimaryEguiContext, egui,
+    EguiRenderOutput, PrimaryEguiContext, egui,
 };
 
 /// Frames between passes while nobody uses the UI.
@@ -25,7 +26,12 @@ const SETTLE_FRAMES: u64 = 30;
 pub struct PassRate {
     pub frames: u64,
     pub passes: u64,
-    last: Option<(Vec<egui::epaint::ClippedShape>, f32)>,
+    /// Whether this frame ran a pass (else it replays `triangles`).
+    ran: bool,
+    /// The last pass's shapes as bevy_egui tessellated them.
+    triangles: Option<Vec<egui::ClippedPrimitive>>,
+    /// The last pass's scale.
+    pixels_per_point: f32,
 }
 
 /// Whether frame `frame` runs the egui pass.
@@ -84,7 +90,8 @@ pub fn egui_pass(world: &mut World) {
     let mut rate = world.resource_mut::<PassRate>();
     let frame = rate.frames;
     rate.frames += 1;
-    let run = runs_pass(frame, overlay_open, busy) || rate.last.is_none();
+    let run = runs_pass(frame, overlay_open, busy) || rate.triangles.is_none();
+    rate.ran = run;
     let output = if run {
         // Take the input only when a pass runs: until then it keeps
         // collecting.
@@ -100,10 +107,10 @@ pub fn egui_pass(world: &mut World) {
         let output = ctx.end_pass();
         let mut rate = world.resource_mut::<PassRate>();
         rate.passes += 1;
-        rate.last = Some((output.shapes.clone(), output.pixels_per_point));
+        rate.pixels_per_point = output.pixels_per_point;
         output
     } else {
-        let (shapes, pixels_per_point) = rate.last.clone().expect("checked above");
+        let pixels_per_point = rate.pixels_per_point;
         // The game's tools ask whether the pointer is over the UI every
         // frame: answer from where it is now and the windows as last laid
         // out (the pass that would have answered did not run).
@@ -119,8 +126,9 @@ pub fn egui_pass(world: &mut World) {
             captures.pointer = over || ctx.egui_is_using_pointer();
             captures.keyboard = ctx.egui_wants_keyboard_input();
         }
+        // Nothing to tessellate: `keep_triangles` puts the last pass's
+        // triangles back once bevy_egui has processed this output.
         egui::FullOutput {
-            shapes,
             pixels_per_point,
             ..Default::default()
         }
@@ -128,6 +136,23 @@ pub fn egui_pass(world: &mut World) {
     let mut outputs = world.query::<&mut EguiFullOutput>();
     if let Ok(mut slot) = outputs.get_mut(world, entity) {
         slot.0 = Some(output);
+    }
+}
+
+/// After bevy_egui has tessellated the output: a pass's triangles are kept,
+/// and a frame without a pass draws the kept ones again (tessellating the
+/// same shapes again cost about as much as a third of a pass).
+pub fn keep_triangles(
+    mut rate: ResMut<PassRate>,
+    mut outputs: Query<&mut EguiRenderOutput, With<PrimaryEguiContext>>,
+) {
+    let Ok(mut output) = outputs.single_mut() else {
+        return;
+    };
+    if rate.ran {
+        rate.triangles = Some(output.paint_jobs.clone());
+    } else if let Some(triangles) = &rate.triangles {
+        output.paint_jobs = triangles.clone();
     }
 }
 
@@ -161,5 +186,58 @@ mod tests {
         };
         assert!(input_waiting(&[moved.clone(), click]));
         assert!(input_waiting(&[egui::Event::Text("a".into())]));
+    }
+
+    #[test]
+    fn frames_without_a_pass_draw_the_last_pass_triangles() {
+        use bevy::ecs::system::RunSystemOnce;
+        let mesh = |n: u32| egui::ClippedPrimitive {
+            clip_rect: egui::Rect::EVERYTHING,
+            primitive: egui::epaint::Primitive::Mesh(egui::Mesh {
+                indices: (0..n).collect(),
+                ..Default::default()
+            }),
+        };
+        let indices = |out: &EguiRenderOutput| -> Vec<usize> {
+            out.paint_jobs
+                .iter()
+                .map(|c| match &c.primitive {
+                    egui::epaint::Primitive::Mesh(m) => m.indices.len(),
+                    _ => 0,
+                })
+                .collect()
+        };
+        let mut world = World::new();
+        let camera = world
+            .spawn((
+                EguiRenderOutput {
+                    paint_jobs: vec![mesh(3), mesh(6)],
+                    ..Default::default()
+                },
+                PrimaryEguiContext,
+            ))
+            .id();
+        // A pass ran: its triangles are kept and drawn as they are.
+        world.insert_resource(PassRate {
+            ran: true,
+            ..Default::default()
+        });
+        world.run_system_once(keep_triangles).unwrap();
+        let out = world.get::<EguiRenderOutput>(camera).unwrap();
+        assert_eq!(indices(out), [3, 6]);
+        // The renderer took them; the next frame runs no pass and bevy_egui
+        // tessellated nothing: the kept triangles are drawn again.
+        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = Vec::new();
+        world.resource_mut::<PassRate>().ran = false;
+        world.run_system_once(keep_triangles).unwrap();
+        assert_eq!(indices(world.get::<EguiRenderOutput>(camera).unwrap()), [3, 6]);
+        // A new pass replaces them.
+        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = vec![mesh(9)];
+        world.resource_mut::<PassRate>().ran = true;
+        world.run_system_once(keep_triangles).unwrap();
+        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = Vec::new();
+        world.resource_mut::<PassRate>().ran = false;
+        world.run_system_once(keep_triangles).unwrap();
+        assert_eq!(indices(world.get::<EguiRenderOutput>(camera).unwrap()), [9]);
     }
 }
