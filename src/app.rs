@@ -49,6 +49,7 @@ pub fn run_windowed(
     screenshot: Option<PathBuf>,
     offscreen: bool,
 ) -> Result<u8, String> {
+    check_vulkan_device()?;
     let window = Window {
         title: "Particle Forge".into(),
         resolution: WindowResolution::new(config.window.width, config.window.height)
@@ -111,6 +112,19 @@ pub fn run_windowed(
         AppExit::Success => 0,
         AppExit::Error(code) => code.get(),
     })
+}
+
+/// Bevy's renderer panics when it finds no GPU; ask Vulkan first, so the
+/// player gets one sentence that says what to install instead.
+fn check_vulkan_device() -> Result<(), String> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = wgpu::Backends::VULKAN;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = bevy::tasks::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN));
+    if adapters.is_empty() {
+        return Err("no Vulkan device found; install a Vulkan driver (on Debian: apt install mesa-vulkan-drivers libvulkan1) or run with --headless".into());
+    }
+    Ok(())
 }
 
 fn count_frames(

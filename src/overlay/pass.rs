@@ -227,15 +227,27 @@ mod tests {
         assert_eq!(indices(out), [3, 6]);
         // The renderer took them; the next frame runs no pass and bevy_egui
         // tessellated nothing: the kept triangles are drawn again.
-        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = Vec::new();
+        world
+            .get_mut::<EguiRenderOutput>(camera)
+            .unwrap()
+            .paint_jobs = Vec::new();
         world.resource_mut::<PassRate>().ran = false;
         world.run_system_once(keep_triangles).unwrap();
-        assert_eq!(indices(world.get::<EguiRenderOutput>(camera).unwrap()), [3, 6]);
+        assert_eq!(
+            indices(world.get::<EguiRenderOutput>(camera).unwrap()),
+            [3, 6]
+        );
         // A new pass replaces them.
-        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = vec![mesh(9)];
+        world
+            .get_mut::<EguiRenderOutput>(camera)
+            .unwrap()
+            .paint_jobs = vec![mesh(9)];
         world.resource_mut::<PassRate>().ran = true;
         world.run_system_once(keep_triangles).unwrap();
-        world.get_mut::<EguiRenderOutput>(camera).unwrap().paint_jobs = Vec::new();
+        world
+            .get_mut::<EguiRenderOutput>(camera)
+            .unwrap()
+            .paint_jobs = Vec::new();
         world.resource_mut::<PassRate>().ran = false;
         world.run_system_once(keep_triangles).unwrap();
         assert_eq!(indices(world.get::<EguiRenderOutput>(camera).unwrap()), [9]);

@@ -238,3 +238,18 @@ fn offscreen_and_headless_do_not_mix() {
     let line = user_error(&["--headless", "--screenshot", "shot.png"]);
     assert!(line.contains("--offscreen"), "{line}");
 }
+
+#[test]
+fn no_vulkan_device_is_explained() {
+    // The Vulkan loader finds no driver at all.
+    let (code, stdout, stderr) = run(game()
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .args(["--offscreen", "--frames", "5", "--particles", "2000"]));
+    assert_eq!(code, 2, "stderr: {stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("no Vulkan device found"), "{stderr}");
+}
