@@ -143,6 +143,13 @@ fn report_frames_on_exit(mut exits: MessageReader<AppExit>, history: Res<FrameHi
         p.mean,
         p.p50
     );
+    // What each kind of thread cost the whole run: two runs of the same seed
+    // differ here by what one of them did more (the overlay, say).
+    let cpu: Vec<String> = crate::workers::cpu::thread_cpu_by_group()
+        .iter()
+        .map(|(group, s)| format!("{group} {s:.2}"))
+        .collect();
+    info!("CPU seconds by thread: {}", cpu.join(", "));
 }
 
 const CONTROLS: [(&str, &str); 11] = [

@@ -28,6 +28,7 @@
 //! under valgrind too.
 
 mod balance;
+pub mod cpu;
 mod events;
 mod graph;
 mod job;
