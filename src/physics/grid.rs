@@ -59,9 +59,13 @@ pub struct Grid {
     order: Vec<u32>,
 }
 
-/// Particles per chunk of the counting sort; few chunks keep the
-/// (chunk × band) table small.
+/// Most particles per chunk of the counting sort; few chunks keep the
+/// (chunk × band) table small...
 const SORT_CHUNK: usize = 1 << 16;
+/// ...but every worker gets a couple of chunks to count and scatter, down to
+/// chunks this small (at 200,000 particles, 64k-particle chunks made four
+/// tasks, and the grid stopped scaling past four workers).
+const MIN_SORT_CHUNK: usize = 1 << 13;
 /// Particles per parallel task in the per-particle passes.
 const GRAIN: usize = 8192;
 
@@ -116,7 +120,13 @@ impl Grid {
     pub fn rebuild(&mut self, store: &mut ParticleStore, pool: &WorkerPool) {
         let n = store.len();
         let bands = self.bands as usize;
-        let chunks = n.div_ceil(SORT_CHUNK).max(1);
+        // The result does not depend on the chunking: chunk c's particles of
+        // band b go after every earlier chunk's, so each band keeps the input
+        // order before its x sort.
+        let chunk_len = n
+            .div_ceil(2 * pool.compute_workers().max(1))
+            .clamp(MIN_SORT_CHUNK, SORT_CHUNK);
+        let chunks = n.div_ceil(chunk_len).max(1);
         let (x, y, radius) = {
             let s = store.slices();
             (s.x, s.y, s.radius)
@@ -131,10 +141,10 @@ impl Grid {
         {
             let mut work: Vec<(&mut [u32], &mut [u32], usize)> = self
                 .band
-                .chunks_mut(SORT_CHUNK)
+                .chunks_mut(chunk_len)
                 .zip(self.cursor.chunks_mut(bands))
                 .enumerate()
-                .map(|(c, (keys, counts))| (keys, counts, c * SORT_CHUNK))
+                .map(|(c, (keys, counts))| (keys, counts, c * chunk_len))
                 .collect();
             pool.for_each_mut(&mut work, |(keys, counts, base)| {
                 for ((k, &y), &r) in keys.iter_mut().zip(&y[*base..]).zip(&radius[*base..]) {
@@ -174,10 +184,10 @@ impl Grid {
                 .cursor
                 .chunks_mut(bands)
                 .enumerate()
-                .map(|(c, cursors)| (cursors, c * SORT_CHUNK))
+                .map(|(c, cursors)| (cursors, c * chunk_len))
                 .collect();
             pool.for_each_mut(&mut work, |(cursors, base)| {
-                let end = (*base + SORT_CHUNK).min(n);
+                let end = (*base + chunk_len).min(n);
                 for (i, &b) in band[*base..end].iter().enumerate() {
                     let at = &mut cursors[b as usize];
                     scattered[*at as usize].store((*base + i) as u32, Ordering::Relaxed);
@@ -315,5 +325,42 @@ mod tests {
                 *y += ((i * 104_729) % 11) as f32 * 0.1 - 0.5;
             }
         }
+    }
+
+    #[test]
+    fn the_order_does_not_depend_on_the_chunking() {
+        // 1 worker sorts 30,000 particles in two chunks, 4 workers in four,
+        // 8 in four of the smallest size: the same rows either way.
+        let build = || {
+            let mut rng = crate::game::rng::Rng::new(4);
+            let mut store = ParticleStore::with_limit(30_000);
+            for i in 0..30_000 {
+                store
+                    .spawn(crate::particles::NewParticle {
+                        // Few bands, so every band spans several chunks.
+                        x: rng.range(0.0, 400.0),
+                        y: rng.range(0.0, 12.0),
+                        vx: 0.0,
+                        vy: 0.0,
+                        radius: if i % 7 == 0 { 1.9 } else { 1.0 },
+                        inv_mass: 1.0,
+                        kind: 0,
+                    })
+                    .unwrap();
+            }
+            store
+        };
+        let rows = |workers: usize| {
+            let mut store = build();
+            let pool = WorkerPool::new(workers, 0).unwrap();
+            let mut grid = Grid::default();
+            grid.configure(12.0, 1.0, 1.9);
+            grid.rebuild(&mut store, &pool);
+            let s = store.slices();
+            (grid.band_start.clone(), s.x.to_vec(), s.y.to_vec())
+        };
+        let one = rows(1);
+        assert_eq!(one, rows(4));
+        assert_eq!(one, rows(8));
     }
 }
