@@ -1,8 +1,8 @@
 //! The overlay's data shaping, kept apart from drawing so it can be tested:
-//! bounded histories, hotspot ranking, the leak badge, the bottleneck pick
-//! and the "mark epoch" comparison.
+//! bounded histories, hotspot ranking, the leak badge, the bottleneck pick,
+//! the "mark epoch" comparison and the job caches' line.
 
-use crate::memory::{Component, LeakWarning};
+use crate::memory::{CacheStats, Component, LeakWarning};
 use std::collections::{HashMap, VecDeque};
 
 /// A time series that forgets samples older than `span_s`.
@@ -128,6 +128,46 @@ pub fn since_mark(mark: &HashMap<String, i64>, now: &HashMap<String, i64>) -> Ve
     v
 }
 
+/// Workers listed one by one in the job caches' line; past this many the
+/// line sums them up (with 16 workers the list took seven lines).
+pub const CACHES_LISTED: usize = 4;
+
+/// The job caches' line of the Memory window: each worker's hit rate and
+/// pages, or for many workers the range of hit rates over those in use.
+pub fn job_cache_line(caches: &[CacheStats]) -> String {
+    if caches.len() <= CACHES_LISTED {
+        let rates: Vec<String> = caches
+            .iter()
+            .enumerate()
+            .map(|(w, c)| format!("#{w} {:.1}% ({} pages)", c.hit_rate() * 100.0, c.pages))
+            .collect();
+        return format!("job caches (slab, per worker): {}", rates.join(" · "));
+    }
+    let used: Vec<(usize, &CacheStats)> = caches
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.hits + c.misses > 0)
+        .collect();
+    let pages: i64 = caches.iter().map(|c| c.pages).sum();
+    let lowest = used
+        .iter()
+        .min_by(|a, b| a.1.hit_rate().total_cmp(&b.1.hit_rate()));
+    let highest = used.iter().map(|(_, c)| c.hit_rate()).fold(0.0, f64::max);
+    match lowest {
+        Some((w, c)) => format!(
+            "job caches (slab): {} of {} workers in use, hit rate {:.1}% (#{w}) to {:.1}%, {pages} pages",
+            used.len(),
+            caches.len(),
+            c.hit_rate() * 100.0,
+            highest * 100.0,
+        ),
+        None => format!(
+            "job caches (slab): none of {} workers in use yet",
+            caches.len()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -242,5 +282,31 @@ mod tests {
             since_mark(&mark, &now),
             vec![("b".to_string(), 30), ("c".to_string(), 10)]
         );
+    }
+
+    #[test]
+    fn the_job_cache_line_lists_few_workers_and_sums_up_many() {
+        let cache = |hits: u64, misses: u64, pages: i64| CacheStats {
+            hits,
+            misses,
+            pages,
+            ..Default::default()
+        };
+        let few = job_cache_line(&[cache(99, 1, 2), cache(0, 0, 0)]);
+        assert_eq!(
+            few,
+            "job caches (slab, per worker): #0 99.0% (2 pages) · #1 0.0% (0 pages)"
+        );
+        let mut many: Vec<CacheStats> = (0..16).map(|_| cache(995, 5, 2)).collect();
+        many[7] = cache(90, 10, 3);
+        many.push(cache(0, 0, 0));
+        many.push(cache(0, 0, 0));
+        let line = job_cache_line(&many);
+        assert_eq!(
+            line,
+            "job caches (slab): 16 of 18 workers in use, hit rate 90.0% (#7) to 99.5%, 33 pages"
+        );
+        let idle = job_cache_line(&[cache(0, 0, 0); 6]);
+        assert_eq!(idle, "job caches (slab): none of 6 workers in use yet");
     }
 }

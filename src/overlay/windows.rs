@@ -445,16 +445,7 @@ pub fn memory_window(
                 strip(ui, "job-cache pages", &used);
             }
             if !snap.caches.is_empty() {
-                let rates: Vec<String> = snap
-                    .caches
-                    .iter()
-                    .enumerate()
-                    .map(|(w, c)| format!("#{w} {:.1}% ({} pages)", c.hit_rate() * 100.0, c.pages))
-                    .collect();
-                ui.label(format!(
-                    "job caches (slab, per worker): {}",
-                    rates.join(" · ")
-                ));
+                ui.label(data::job_cache_line(&snap.caches));
             }
         });
 }
@@ -547,6 +538,35 @@ pub fn leaks_window(ctx: &egui::Context, state: &mut OverlayState, memory: &Memo
         });
 }
 
+/// Height of the workers' bars before they scroll: four rows.
+const WORKER_BARS_HEIGHT: f32 = 86.0;
+
+/// A worker's row in the timeline: 14 px up to four workers, thinner past
+/// that (down to 3 px) so the timeline stays under ~60 px.
+pub fn timeline_row_height(workers: usize) -> f32 {
+    (56.0 / workers.max(1) as f32).clamp(3.0, 14.0)
+}
+
+/// One utilization bar and counters line per worker.
+fn worker_bars(ui: &mut egui::Ui, stats: &WorkerStats) {
+    for w in &stats.rates {
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::ProgressBar::new(w.utilization as f32)
+                    .desired_width(110.0)
+                    .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
+            );
+            ui.label(
+                egui::RichText::new(format!(
+                    "{:.0}/s · {:.0} stolen · q {} · p99 {:.0} µs · {} failed",
+                    w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us, w.failed
+                ))
+                .small(),
+            );
+        });
+    }
+}
+
 pub fn workers_window(
     ctx: &egui::Context,
     sandbox: &Sandbox,
@@ -557,23 +577,14 @@ pub fn workers_window(
         .default_pos([8.0, 300.0])
         .default_width(300.0)
         .show(ctx, |ui| {
-            for w in &stats.rates {
-                ui.horizontal(|ui| {
-                    ui.add(
-                        egui::ProgressBar::new(w.utilization as f32)
-                            .desired_width(110.0)
-                            .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
-                    );
-                    let failed = w.failed;
-                    ui.label(
-                        egui::RichText::new(format!(
-                            "{:.0}/s · {:.0} stolen · q {} · p99 {:.0} µs · {} failed",
-                            w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us, failed
-                        ))
-                        .small(),
-                    );
-                });
-            }
+            // On a many-core machine the bars scroll and the timeline's rows
+            // get thinner, so the window keeps its size (with 16 workers it
+            // grew taller than the screen and egui moved it over the Frame
+            // window).
+            egui::ScrollArea::vertical()
+                .id_salt("worker_bars")
+                .max_height(WORKER_BARS_HEIGHT)
+                .show(ui, |ui| worker_bars(ui, stats));
             // The timeline of the last three frames: one row per worker.
             let span_ms: f64 = history.samples.iter().rev().take(3).map(|s| s.0).sum();
             let now = sandbox.pool.now_ns();
@@ -583,9 +594,10 @@ pub fn workers_window(
             ui.label(format!(
                 "last 3 frames ({span_ms:.1} ms), coloured by kind of work"
             ));
+            let row = timeline_row_height(rows);
             let width = ui.available_width().max(200.0);
             let (rect, _) =
-                ui.allocate_exact_size(egui::vec2(width, 14.0 * rows as f32), egui::Sense::hover());
+                ui.allocate_exact_size(egui::vec2(width, row * rows as f32), egui::Sense::hover());
             let painter = ui.painter_at(rect);
             painter.rect_filled(rect, 0.0, egui::Color32::from_gray(30));
             let span = (now - since).max(1) as f32;
@@ -595,10 +607,11 @@ pub fn workers_window(
                 }
                 let x0 = rect.left() + (start_ns.max(since) - since) as f32 / span * rect.width();
                 let x1 = rect.left() + (end_ns.saturating_sub(since)) as f32 / span * rect.width();
-                let y = rect.top() + worker as f32 * 14.0;
+                let y = rect.top() + worker as f32 * row;
+                let gap = (row / 14.0).min(1.0);
                 let r = egui::Rect::from_min_max(
-                    egui::pos2(x0, y + 1.0),
-                    egui::pos2(x1.max(x0 + 1.0), y + 13.0),
+                    egui::pos2(x0, y + gap),
+                    egui::pos2(x1.max(x0 + 1.0), y + row - gap),
                 );
                 painter.rect_filled(r, 0.0, capability_color(capability));
             }
@@ -853,5 +866,18 @@ mod tests {
         assert!(e.contains("pool_buffer_kib"), "{e}");
         assert_eq!(memory.instance_pool.stats().buffer_bytes, 256 << 10);
         assert_eq!(config.0.memory.pool_buffer_kib, 256);
+    }
+
+    #[test]
+    fn the_timeline_keeps_its_height_with_many_workers() {
+        // Up to four workers: full 14 px rows, as before.
+        assert_eq!(timeline_row_height(1), 14.0);
+        assert_eq!(timeline_row_height(4), 14.0);
+        // Sixteen compute and two io workers: thinner rows, about as tall
+        // in all as four workers' rows.
+        let h = timeline_row_height(18) * 18.0;
+        assert!((50.0..=60.0).contains(&h), "{h}");
+        // Never thinner than 3 px.
+        assert_eq!(timeline_row_height(200), 3.0);
     }
 }
