@@ -49,7 +49,13 @@ pub fn run_windowed(
     screenshot: Option<PathBuf>,
     offscreen: bool,
 ) -> Result<u8, String> {
-    check_vulkan_device()?;
+    let largest_image = check_vulkan_device()?;
+    if offscreen && config.window.width.max(config.window.height) > largest_image {
+        return Err(format!(
+            "an offscreen image of {} × {} pixels is larger than this device draws ({largest_image} pixels a side at most); pick a smaller --width/--height",
+            config.window.width, config.window.height
+        ));
+    }
     let window = Window {
         title: "Particle Forge".into(),
         resolution: WindowResolution::new(config.window.width, config.window.height)
@@ -115,16 +121,18 @@ pub fn run_windowed(
 }
 
 /// Bevy's renderer panics when it finds no GPU; ask Vulkan first, so the
-/// player gets one sentence that says what to install instead.
-fn check_vulkan_device() -> Result<(), String> {
+/// player gets one sentence that says what to install instead. Returns the
+/// largest image side the devices can draw.
+fn check_vulkan_device() -> Result<u32, String> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::VULKAN;
     let instance = wgpu::Instance::new(desc);
     let adapters = bevy::tasks::block_on(instance.enumerate_adapters(wgpu::Backends::VULKAN));
-    if adapters.is_empty() {
-        return Err("no Vulkan device found; install a Vulkan driver (on Debian: apt install mesa-vulkan-drivers libvulkan1) or run with --headless".into());
-    }
-    Ok(())
+    adapters
+        .iter()
+        .map(|a| a.limits().max_texture_dimension_2d)
+        .max()
+        .ok_or_else(|| "no Vulkan device found; install a Vulkan driver (on Debian: apt install mesa-vulkan-drivers libvulkan1) or run with --headless".into())
 }
 
 fn count_frames(

@@ -253,3 +253,31 @@ fn no_vulkan_device_is_explained() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("no Vulkan device found"), "{stderr}");
 }
+
+#[test]
+fn an_offscreen_image_too_large_for_the_device_is_refused() {
+    // lavapipe draws at most 16384 pixels a side. A desktop session has
+    // XDG_RUNTIME_DIR; without it the system's Wayland client library,
+    // loaded by the Vulkan driver, prints its own complaint to stderr.
+    let runtime = super::scratch_dir("xdg-runtime");
+    let (code, stdout, stderr) = run(game().env("XDG_RUNTIME_DIR", &runtime).args([
+        "--offscreen",
+        "--frames",
+        "3",
+        "--particles",
+        "2000",
+        "--width",
+        "20000",
+        "--height",
+        "20000",
+    ]));
+    assert_eq!(code, 2, "stderr: {stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("larger than this device draws"),
+        "{stderr}"
+    );
+    assert!(lines[0].contains("--width/--height"), "{stderr}");
+}
