@@ -75,6 +75,9 @@ pub(crate) trait Latch {
 
 impl Latch for LockLatch {
     unsafe fn set(this: *const Self) {
+        // A thread that is not a worker waits on this latch and may read the
+        // metrics as soon as it returns: count the busy time first.
+        super::registry::WorkerThread::count_busy_before_handover();
         // SAFETY: valid on entry (caller's contract). The waiter can only
         // return after taking the mutex, which `set` holds until it is done.
         unsafe { (*this).set() }

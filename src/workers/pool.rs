@@ -634,6 +634,7 @@ impl<T> Default for HandleSlot<T> {
 
 impl<T> HandleSlot<T> {
     fn fill(&self, v: Result<T, TaskError>) {
+        super::registry::WorkerThread::count_busy_before_handover();
         *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
         self.ready.notify_all();
     }

@@ -330,6 +330,8 @@ pub(crate) struct WorkerThread {
     deques: Levels<Worker<JobRef>>,
     priority: Cell<Priority>,
     depth: Cell<u32>,
+    /// Since when the running outer task's busy time is not yet counted.
+    busy_from: Cell<u64>,
     slept_ns: Cell<u64>,
     rotate: Cell<usize>,
     cache: RefCell<Option<LocalCache>>,
@@ -530,8 +532,8 @@ impl WorkerThread {
             bump(&m.tasks_stolen, 1);
         }
         let outer = self.depth.get() == 0;
-        let start = if outer { reg.now_ns() } else { 0 };
         if outer {
+            self.busy_from.set(reg.now_ns());
             self.slept_ns.set(0);
             self.info().busy.store(true, Ordering::Relaxed);
         }
@@ -544,11 +546,30 @@ impl WorkerThread {
         self.priority.set(prev);
         if outer {
             self.info().busy.store(false, Ordering::Relaxed);
-            let busy = reg
-                .now_ns()
-                .saturating_sub(start)
-                .saturating_sub(self.slept_ns.get());
-            bump(&m.busy_ns, busy);
+            self.count_busy();
+        }
+    }
+
+    /// Adds the busy time since the last count (less the time parked in
+    /// nested waits) to this worker's metrics.
+    fn count_busy(&self) {
+        let now = self.registry.now_ns();
+        let busy = now
+            .saturating_sub(self.busy_from.get())
+            .saturating_sub(self.slept_ns.get());
+        bump(&self.registry.workers[self.index].metrics.busy_ns, busy);
+        self.busy_from.set(now);
+        self.slept_ns.set(0);
+    }
+
+    /// Called just before a task's result is handed to a thread that is
+    /// not a worker: counts the busy time so far, so that thread, reading
+    /// the metrics once it has the result, finds this task's time in them.
+    pub fn count_busy_before_handover() {
+        if let Some(w) = Self::current()
+            && w.depth.get() > 0
+        {
+            w.count_busy();
         }
     }
 
@@ -584,6 +605,7 @@ impl WorkerThread {
             deques,
             priority: Cell::new(Priority::Normal),
             depth: Cell::new(0),
+            busy_from: Cell::new(0),
             slept_ns: Cell::new(0),
             rotate: Cell::new(index),
             cache: RefCell::new(None),

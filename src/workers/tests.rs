@@ -379,6 +379,41 @@ fn metrics_count_tasks_latency_and_busy_time() {
 }
 
 #[test]
+fn busy_time_is_counted_before_a_result_is_handed_over() {
+    let pool = WorkerPool::new(1, 0).unwrap();
+    let busy =
+        |pool: &WorkerPool| -> u64 { pool.metrics().workers.iter().map(|w| w.busy_ns).sum() };
+    // Inside a running task: the count at handover adds the time so far,
+    // before the task has ended.
+    let (seen, ()) = pool.join(
+        || {
+            std::thread::sleep(Duration::from_millis(60));
+            registry::WorkerThread::count_busy_before_handover();
+            busy(&pool)
+        },
+        || {},
+    );
+    assert!(seen >= 50_000_000, "busy {seen} ns inside the task");
+    // A spawned task's time is in the metrics as soon as `join` returns, and
+    // counted once: the end of the task adds only what came after.
+    let before = busy(&pool);
+    pool.spawn(TaskSpec::new("sleep", Capability::Physics), || {
+        std::thread::sleep(Duration::from_millis(60))
+    })
+    .join()
+    .unwrap();
+    let after = busy(&pool);
+    assert!(after - before >= 50_000_000, "busy {} ns", after - before);
+    std::thread::sleep(Duration::from_millis(20));
+    let settled = busy(&pool);
+    assert!(
+        settled - before < 75_000_000,
+        "counted twice: {} ns",
+        settled - before
+    );
+}
+
+#[test]
 fn latency_buckets_are_monotone_and_tight() {
     use super::metrics::{BUCKETS, bucket_of, bucket_value, percentile};
     let mut last = 0;
