@@ -128,6 +128,12 @@ pub fn since_mark(mark: &HashMap<String, i64>, now: &HashMap<String, i64>) -> Ve
     v
 }
 
+/// Whether a component's live bytes exceed its budget (a budget of 0 means
+/// none was set).
+pub fn over_budget(live: i64, budget: u64) -> bool {
+    budget > 0 && live > 0 && live as u64 > budget
+}
+
 /// Workers listed one by one in the job caches' line; past this many the
 /// line sums them up (with 16 workers the list took seven lines).
 pub const CACHES_LISTED: usize = 4;
@@ -308,5 +314,13 @@ mod tests {
         );
         let idle = job_cache_line(&[cache(0, 0, 0); 6]);
         assert_eq!(idle, "job caches (slab): none of 6 workers in use yet");
+    }
+
+    #[test]
+    fn a_component_is_over_budget_only_past_a_set_budget() {
+        assert!(over_budget(2 << 20, 1 << 20));
+        assert!(!over_budget(1 << 20, 1 << 20));
+        assert!(!over_budget(5 << 20, 0));
+        assert!(!over_budget(-1, 1 << 20));
     }
 }

@@ -22,6 +22,9 @@ use std::time::Instant;
 pub const FRAME_COLOR: egui::Color32 = egui::Color32::from_rgb(255, 170, 60);
 pub const PHYSICS_COLOR: egui::Color32 = egui::Color32::from_rgb(60, 220, 120);
 
+/// A live figure above its budget.
+const OVER_BUDGET_COLOR: egui::Color32 = egui::Color32::from_rgb(255, 120, 90);
+
 const COMPONENT_COLORS: [egui::Color32; Component::COUNT] = [
     egui::Color32::from_rgb(60, 220, 120),
     egui::Color32::from_rgb(90, 160, 255),
@@ -390,7 +393,16 @@ pub fn memory_window(
                 ui.end_row();
                 for (k, row) in snap.components.iter().enumerate() {
                     ui.colored_label(COMPONENT_COLORS[k % Component::COUNT], row.component);
-                    ui.label(format!("{:.2}", mib(row.totals.live())));
+                    let live = egui::RichText::new(format!("{:.2}", mib(row.totals.live())));
+                    if data::over_budget(row.totals.live(), row.totals.budget) {
+                        // Budgets follow demand once per epoch, so a
+                        // component can be over for a moment; say so.
+                        ui.label(live.color(OVER_BUDGET_COLOR)).on_hover_text(
+                            "over its budget: the budget follows demand at the next epoch",
+                        );
+                    } else {
+                        ui.label(live);
+                    }
                     ui.label(format!("{:.2}", mib(row.totals.reserved)));
                     ui.label(format!("{:.1}", mib(row.totals.budget as i64)));
                     ui.label(format!("{:.0}", row.allocs_per_s));
