@@ -17,6 +17,8 @@
 //! - `balance`: cost-measured chunking and placement for uneven work.
 //! - `metrics`, `events`: per-worker counters and latency histograms
 //!   (cache-line padded, written only by their worker), and the event bus.
+//! - `cpu`: the CPU time each kind of thread in the process used (/proc),
+//!   for comparing runs.
 //!
 //! Default layout (`WorkerPool::for_this_machine`): one compute worker per
 //! core (Management + Physics + Rendering) and I/O workers (Blockchain),
