@@ -209,47 +209,27 @@ mod tests {
         };
         let mut world = World::new();
         let camera = world
-            .spawn((
-                EguiRenderOutput {
-                    paint_jobs: vec![mesh(3), mesh(6)],
-                    ..Default::default()
-                },
-                PrimaryEguiContext,
-            ))
+            .spawn((EguiRenderOutput::default(), PrimaryEguiContext))
             .id();
-        // A pass ran: its triangles are kept and drawn as they are.
-        world.insert_resource(PassRate {
-            ran: true,
-            ..Default::default()
-        });
-        world.run_system_once(keep_triangles).unwrap();
-        let out = world.get::<EguiRenderOutput>(camera).unwrap();
-        assert_eq!(indices(out), [3, 6]);
-        // The renderer took them; the next frame runs no pass and bevy_egui
-        // tessellated nothing: the kept triangles are drawn again.
-        world
-            .get_mut::<EguiRenderOutput>(camera)
-            .unwrap()
-            .paint_jobs = Vec::new();
-        world.resource_mut::<PassRate>().ran = false;
-        world.run_system_once(keep_triangles).unwrap();
-        assert_eq!(
-            indices(world.get::<EguiRenderOutput>(camera).unwrap()),
-            [3, 6]
-        );
+        world.init_resource::<PassRate>();
+        // One frame: bevy_egui leaves `tessellated` (nothing on a frame
+        // without a pass), then `keep_triangles` runs; what is drawn.
+        let mut frame = |ran: bool, tessellated: Vec<egui::ClippedPrimitive>| {
+            world
+                .get_mut::<EguiRenderOutput>(camera)
+                .unwrap()
+                .paint_jobs = tessellated;
+            world.resource_mut::<PassRate>().ran = ran;
+            world.run_system_once(keep_triangles).unwrap();
+            indices(world.get::<EguiRenderOutput>(camera).unwrap())
+        };
+        // A pass ran: its triangles are drawn as they are, and kept.
+        assert_eq!(frame(true, vec![mesh(3), mesh(6)]), [3, 6]);
+        // No pass: the kept triangles are drawn again, frame after frame.
+        assert_eq!(frame(false, Vec::new()), [3, 6]);
+        assert_eq!(frame(false, Vec::new()), [3, 6]);
         // A new pass replaces them.
-        world
-            .get_mut::<EguiRenderOutput>(camera)
-            .unwrap()
-            .paint_jobs = vec![mesh(9)];
-        world.resource_mut::<PassRate>().ran = true;
-        world.run_system_once(keep_triangles).unwrap();
-        world
-            .get_mut::<EguiRenderOutput>(camera)
-            .unwrap()
-            .paint_jobs = Vec::new();
-        world.resource_mut::<PassRate>().ran = false;
-        world.run_system_once(keep_triangles).unwrap();
-        assert_eq!(indices(world.get::<EguiRenderOutput>(camera).unwrap()), [9]);
+        assert_eq!(frame(true, vec![mesh(9)]), [9]);
+        assert_eq!(frame(false, Vec::new()), [9]);
     }
 }
