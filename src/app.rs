@@ -5,9 +5,8 @@
 
 use crate::game::{Config, GamePlugin, input::InputToolsPlugin};
 use crate::overlay::OverlayPlugin;
-use crate::render::ParticleRenderPlugin;
+use crate::render::{OffscreenTarget, ParticleRenderPlugin};
 use bevy::app::ScheduleRunnerPlugin;
-use bevy::camera::RenderTarget;
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
@@ -24,17 +23,6 @@ pub struct FrameLimit {
     pub screenshot: Option<PathBuf>,
     counted: u64,
     requested: bool,
-}
-
-/// Offscreen runs: the image the game's camera renders into.
-#[derive(Resource, Debug, Clone)]
-pub struct OffscreenTarget(pub Handle<Image>);
-
-impl OffscreenTarget {
-    /// The camera's render target, in an offscreen run.
-    pub fn render_target(target: Option<Res<OffscreenTarget>>) -> Option<RenderTarget> {
-        target.map(|t| RenderTarget::Image(t.0.clone().into()))
-    }
 }
 
 /// Frames to wait for the screenshot after asking for it before giving up.

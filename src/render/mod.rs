@@ -12,7 +12,7 @@ pub mod instance;
 use crate::game::{GameSet, Sandbox, input::WorldCamera, memory::MemorySystem};
 use crate::workers::{Capability, Priority, TaskGraph, TaskSpec};
 use bevy::{
-    camera::ScalingMode,
+    camera::{RenderTarget, ScalingMode},
     core_pipeline::core_2d::{CORE_2D_DEPTH_FORMAT, Transparent2d},
     ecs::{
         query::ROQueryItem,
@@ -47,6 +47,11 @@ use instance::{InstanceChunks, Palette, ParticleInstance};
 /// The packed particles of this frame, in memory-pool buffers.
 #[derive(Resource, Default)]
 pub struct ParticleInstances(pub InstanceChunks);
+
+/// Offscreen runs (`--offscreen`): the image the game's camera draws into
+/// instead of a window.
+#[derive(Resource, Debug, Clone)]
+pub struct OffscreenTarget(pub Handle<Image>);
 
 /// The one entity that stands for all particles in the render phase.
 #[derive(Component, Default)]
@@ -94,7 +99,7 @@ impl Plugin for ParticleRenderPlugin {
 fn spawn_camera_and_layer(
     mut commands: Commands,
     sandbox: Res<Sandbox>,
-    offscreen: Option<Res<crate::app::OffscreenTarget>>,
+    offscreen: Option<Res<OffscreenTarget>>,
 ) {
     let (w, h) = (sandbox.width(), sandbox.height());
     let mut camera = commands.spawn((
@@ -115,8 +120,8 @@ fn spawn_camera_and_layer(
         // The overlay runs this camera's egui pass itself (`overlay::pass`).
         crate::overlay::pass::manual_settings(),
     ));
-    if let Some(target) = crate::app::OffscreenTarget::render_target(offscreen) {
-        camera.insert(target);
+    if let Some(target) = offscreen {
+        camera.insert(RenderTarget::Image(target.0.clone().into()));
     }
     commands.spawn(ParticleLayer);
 }
