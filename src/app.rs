@@ -44,19 +44,6 @@ pub fn run_windowed(
             config.window.width, config.window.height
         ));
     }
-    let window = Window {
-        title: "Particle Forge".into(),
-        resolution: WindowResolution::new(config.window.width, config.window.height)
-            .with_scale_factor_override(1.0),
-        present_mode: if config.window.vsync {
-            PresentMode::AutoVsync
-        } else {
-            PresentMode::AutoNoVsync
-        },
-        resizable: true,
-        ..default()
-    };
-    let (width, height) = (config.window.width, config.window.height);
     let plugins = DefaultPlugins
         .set(crate::game::bevy_task_pools())
         .set(LogPlugin {
@@ -78,6 +65,7 @@ pub fn run_windowed(
                 .disable::<WinitPlugin>()
                 .add(ScheduleRunnerPlugin::run_loop(std::time::Duration::ZERO)),
         );
+        let (width, height) = (config.window.width, config.window.height);
         let mut image =
             Image::new_target_texture(width, height, TextureFormat::Rgba8UnormSrgb, None);
         // The screenshot copies the picture out of the texture.
@@ -85,6 +73,18 @@ pub fn run_windowed(
         let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
         app.insert_resource(OffscreenTarget(handle));
     } else {
+        let window = Window {
+            title: "Particle Forge".into(),
+            resolution: WindowResolution::new(config.window.width, config.window.height)
+                .with_scale_factor_override(1.0),
+            present_mode: if config.window.vsync {
+                PresentMode::AutoVsync
+            } else {
+                PresentMode::AutoNoVsync
+            },
+            resizable: true,
+            ..default()
+        };
         app.add_plugins(plugins.set(WindowPlugin {
             primary_window: Some(window),
             ..default()
