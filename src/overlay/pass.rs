@@ -63,7 +63,8 @@ pub fn manual_settings() -> EguiContextSettings {
 }
 
 /// Runs the egui pass (the `EguiPrimaryContextPass` schedule, where the
-/// overlay draws) or hands bevy_egui the last pass's shapes again.
+/// overlay draws), or on a frame without one hands bevy_egui an empty
+/// output (`keep_triangles` then draws the last pass's triangles).
 pub fn egui_pass(world: &mut World) {
     let overlay_open = world
         .get_resource::<PlayerState>()
