@@ -204,23 +204,31 @@ fn draw_ui(
     let kinds = sandbox.kinds;
 
     egui::Area::new(egui::Id::new("status"))
-        .anchor(egui::Align2::LEFT_TOP, [8.0, 6.0])
+        .anchor(egui::Align2::LEFT_TOP, [6.0, 4.0])
         .interactable(false)
         .show(ctx, |ui| {
-            ui.horizontal(|ui| {
-                ui.label(
-                    egui::RichText::new(player.kind.name())
-                        .color(kind_color(&kinds, player.kind))
-                        .strong(),
-                );
-                ui.label(
-                    egui::RichText::new(format!(
-                        "{} particles{}   H help · F3 debug",
-                        sandbox.store.len(),
-                        if player.paused { " · PAUSED" } else { "" }
-                    ))
-                    .color(egui::Color32::from_gray(200)),
-                );
+            // A dark band behind the text: over a bright pile the bare
+            // letters were hard to read.
+            let band = egui::Frame::new()
+                .fill(egui::Color32::from_black_alpha(170))
+                .corner_radius(4.0)
+                .inner_margin(egui::Margin::symmetric(6, 2));
+            band.show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(
+                        egui::RichText::new(player.kind.name())
+                            .color(kind_color(&kinds, player.kind))
+                            .strong(),
+                    );
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} particles{}   H help · F3 debug",
+                            sandbox.store.len(),
+                            if player.paused { " · PAUSED" } else { "" }
+                        ))
+                        .color(egui::Color32::from_gray(200)),
+                    );
+                });
             });
         });
 
