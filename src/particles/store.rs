@@ -127,6 +127,9 @@ struct Columns {
     owner: Column<u32>,
 }
 
+/// How many columns a store has (`Columns`' fields).
+const COLUMNS: usize = 10;
+
 /// Applies `$f` to each column of `$c` with a shared set of arguments.
 macro_rules! each_column {
     ($c:expr, |$col:ident| $body:expr) => {{
@@ -470,34 +473,34 @@ impl ParticleStore {
     /// Reorders the rows: new row `i` is old row `order[i]`. `order` must be a
     /// permutation of `0..len` (the counting sort in `physics::grid` makes one).
     /// Handles stay valid. With a pool, each column is gathered by its own
-    /// task.
+    /// tasks: one per column, or row pieces of each column when the pool has
+    /// more than five workers (ten whole columns would leave the rest idle).
     pub fn permute(&mut self, order: &[u32], pool: Option<&WorkerPool>) {
         let n = self.len();
         assert_eq!(order.len(), n, "permute: order has the wrong length");
-        // Checked once here (a vectorized max), so the ten gathers below
-        // need no check per row.
+        // Checked once here (a vectorized max), so the gathers below need no
+        // check per row.
         assert!(
             order.iter().copied().max().is_none_or(|m| (m as usize) < n),
             "permute: order names a row past the end"
         );
         each_column!(self.scratch, |c| c.resize_zeroed(n));
         let (src, dst) = (&self.cols, &mut self.scratch);
-        // SAFETY (every `gather` below): every value of `order` is below
-        // `n`, the length of every column (checked above).
-        let jobs: [Box<dyn FnOnce() + Send + '_>; 10] = unsafe {
-            [
-                Box::new(|| gather(&mut dst.x, &src.x, order)),
-                Box::new(|| gather(&mut dst.y, &src.y, order)),
-                Box::new(|| gather(&mut dst.vx, &src.vx, order)),
-                Box::new(|| gather(&mut dst.vy, &src.vy, order)),
-                Box::new(|| gather(&mut dst.radius, &src.radius, order)),
-                Box::new(|| gather(&mut dst.inv_mass, &src.inv_mass, order)),
-                Box::new(|| gather(&mut dst.age, &src.age, order)),
-                Box::new(|| gather(&mut dst.contacts, &src.contacts, order)),
-                Box::new(|| gather(&mut dst.kind, &src.kind, order)),
-                Box::new(|| gather(&mut dst.owner, &src.owner, order)),
-            ]
-        };
+        // About two tasks per worker in all.
+        let pieces = pool.map_or(1, |p| (2 * p.compute_workers()).div_ceil(COLUMNS));
+        let piece = n.div_ceil(pieces).max(1);
+        let mut jobs: Vec<Box<dyn FnOnce() + Send + '_>> = Vec::with_capacity(COLUMNS * pieces);
+        macro_rules! gather_in_pieces {
+            ($($field:ident),*) => {$(
+                let src_col = src.$field.as_slice();
+                for (d, o) in dst.$field.as_mut_slice().chunks_mut(piece).zip(order.chunks(piece)) {
+                    // SAFETY: every value of `order` is below `n`, the length
+                    // of every column (checked above).
+                    jobs.push(Box::new(move || unsafe { gather(d, src_col, o) }));
+                }
+            )*};
+        }
+        gather_in_pieces!(x, y, vx, vy, radius, inv_mass, age, contacts, kind, owner);
         if let Some(pool) = pool {
             pool.scope(|s| {
                 for job in jobs {
@@ -560,9 +563,8 @@ impl ParticleStore {
 ///
 /// # Safety
 /// Every value of `order` is below `src.len()`.
-unsafe fn gather<T: Pod>(dst: &mut Column<T>, src: &Column<T>, order: &[u32]) {
-    let src = src.as_slice();
-    for (d, &o) in dst.as_mut_slice().iter_mut().zip(order) {
+unsafe fn gather<T: Pod>(dst: &mut [T], src: &[T], order: &[u32]) {
+    for (d, &o) in dst.iter_mut().zip(order) {
         debug_assert!((o as usize) < src.len());
         // SAFETY: `o < src.len()` by the caller's contract.
         *d = unsafe { *src.get_unchecked(o as usize) };

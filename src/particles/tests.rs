@@ -131,28 +131,43 @@ fn unknown_slot_is_an_error_not_a_panic() {
 
 #[test]
 fn parallel_permute_matches_sequential() {
-    let mut a = ParticleStore::with_limit(10_000);
-    let mut b = ParticleStore::with_limit(10_000);
-    let mut handles = Vec::new();
-    // A prime count: the row pieces come out uneven.
-    for i in 0..5003 {
-        handles.push(a.spawn(particle(i as f32)).unwrap());
-        b.spawn(particle(i as f32)).unwrap();
+    // 2 workers gather whole columns; 8 and 16 gather each column in 2 and
+    // 4 row pieces.
+    for workers in [2, 8, 16] {
+        let mut a = ParticleStore::with_limit(10_000);
+        let mut b = ParticleStore::with_limit(10_000);
+        let mut handles = Vec::new();
+        // A prime count: the row pieces come out uneven.
+        for i in 0..5003 {
+            handles.push(a.spawn(particle(i as f32)).unwrap());
+            b.spawn(particle(i as f32)).unwrap();
+        }
+        // A scrambling permutation: multiply by a unit modulo n.
+        let order: Vec<u32> = (0..5003u32).map(|i| (i * 7919) % 5003).collect();
+        let pool = crate::workers::WorkerPool::new(workers, 0).unwrap();
+        a.permute(&order, Some(&pool));
+        b.permute(&order, None);
+        let (sa, sb) = (a.slices(), b.slices());
+        assert_eq!(sa.x, sb.x, "{workers} workers");
+        assert_eq!(sa.y, sb.y, "{workers} workers");
+        assert_eq!(sa.vx, sb.vx, "{workers} workers");
+        assert_eq!(sa.vy, sb.vy, "{workers} workers");
+        assert_eq!(sa.radius, sb.radius, "{workers} workers");
+        assert_eq!(sa.inv_mass, sb.inv_mass, "{workers} workers");
+        assert_eq!(sa.age, sb.age, "{workers} workers");
+        assert_eq!(sa.contacts, sb.contacts, "{workers} workers");
+        assert_eq!(sa.kind, sb.kind, "{workers} workers");
+        // Row i came from row order[i]: the particle spawned i-th sits at
+        // the row whose order entry is i.
+        for (row, &from) in order.iter().enumerate() {
+            assert_eq!(sa.x[row], from as f32, "{workers} workers, row {row}");
+        }
+        for h in handles {
+            let i = a.index_of(h).unwrap();
+            assert_eq!(a.slices().x[i], h.slot as f32);
+        }
+        a.check_invariants().unwrap();
     }
-    // A scrambling permutation: multiply by a unit modulo n.
-    let order: Vec<u32> = (0..5003u32).map(|i| (i * 7919) % 5003).collect();
-    let pool = crate::workers::WorkerPool::new(2, 0).unwrap();
-    a.permute(&order, Some(&pool));
-    b.permute(&order, None);
-    assert_eq!(a.slices().x, b.slices().x);
-    assert_eq!(a.slices().kind, b.slices().kind);
-    assert_eq!(a.slices().vy, b.slices().vy);
-    assert_eq!(a.slices().age, b.slices().age);
-    for h in handles {
-        let i = a.index_of(h).unwrap();
-        assert_eq!(a.slices().x[i], h.slot as f32);
-    }
-    a.check_invariants().unwrap();
 }
 
 #[test]
