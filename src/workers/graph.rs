@@ -338,6 +338,9 @@ impl WorkerPool {
         let roots: Vec<usize> = (0..n)
             .filter(|&i| run.waiting_on[i].load(Ordering::Relaxed) == 0)
             .collect();
+        // From outside the pool: compute workers stay searching between the
+        // graph's phases instead of parking (see `registry`).
+        let _waiting = worker.is_none().then(|| registry.client_waits());
         for i in roots {
             run.submit(i);
         }

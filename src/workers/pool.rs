@@ -165,6 +165,7 @@ impl WorkerPool {
         // SAFETY: `job` stays on this frame until `wait` returns, which is
         // after the job set its latch as its last act.
         let job_ref = unsafe { job.as_job_ref() };
+        let _waiting = self.registry.client_waits();
         self.registry.submit(job_ref, cap, priority, None);
         job.latch.wait();
         job.into_result()

@@ -11,7 +11,11 @@
 //! mailbox, the injectors of its capabilities, then its peers' deques and
 //! mailboxes (peers = workers with the same capabilities, so anything
 //! stolen can be run). Higher levels are always emptied first. Idle workers
-//! spin a little, then park on their `Sleeper`.
+//! spin a little, then park on their `Sleeper` — except that while a thread
+//! outside the pool waits for a run (a frame's physics step), the compute
+//! workers keep searching for up to a millisecond: the run's next phase
+//! comes within that, and waking parked workers for every phase cost more
+//! than the phases themselves on many cores.
 
 use super::events::{EventBus, WorkerEvent};
 use super::job::{JobRef, Latch, cached_job};
@@ -27,8 +31,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-/// Rounds of fruitless searching before an idle worker parks.
+/// Rounds of fruitless searching before an idle worker parks...
 const SPIN_ROUNDS: u32 = 64;
+/// ...or, for a compute worker while a thread outside the pool waits for a
+/// run, time searching before it parks. A step's serial stretches between
+/// its parallel phases are shorter than this; a 16-core server spent half
+/// its grid time waking workers that had parked in them.
+const WAITED_ON_SPIN_NS: u64 = 1_000_000;
 /// Address space for the workers' job caches (mapped lazily by the OS).
 const JOB_CACHE_BYTES: usize = 16 << 20;
 /// Affinity table size (a power of two): key hash → worker that last ran it.
@@ -64,6 +73,8 @@ pub(crate) struct Registry {
     critical_pending: AtomicUsize,
     /// Top-level jobs submitted and not finished (shutdown waits for zero).
     outstanding: AtomicUsize,
+    /// Threads outside the pool blocked until a run of theirs finishes.
+    waiting_clients: AtomicUsize,
     quiet: (Mutex<()>, Condvar),
     pub terminate: AtomicBool,
     pub events: EventBus,
@@ -73,6 +84,22 @@ pub(crate) struct Registry {
     /// Where the workers' boxed jobs come from: one local slab cache per
     /// worker (none if the OS refused the mapping; then jobs are boxed).
     pub cache: Option<SlabCache>,
+}
+
+/// Whether a worker past its spin rounds, idle for `idle_ns`, searches on:
+/// only a compute worker, only while `clients` threads outside the pool
+/// wait for a run, and only for `WAITED_ON_SPIN_NS`.
+pub(crate) fn keeps_searching_for_clients(compute: bool, clients: usize, idle_ns: u64) -> bool {
+    compute && clients > 0 && idle_ns < WAITED_ON_SPIN_NS
+}
+
+/// A thread outside the pool waiting for a run (`Registry::client_waits`).
+pub(crate) struct ClientWait<'a>(&'a Registry);
+
+impl Drop for ClientWait<'_> {
+    fn drop(&mut self) {
+        self.0.waiting_clients.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn levels<T>(f: impl Fn() -> T) -> Levels<T> {
@@ -110,6 +137,7 @@ impl Registry {
             affinity: (0..AFFINITY_SLOTS).map(|_| AtomicUsize::new(0)).collect(),
             critical_pending: AtomicUsize::new(0),
             outstanding: AtomicUsize::new(0),
+            waiting_clients: AtomicUsize::new(0),
             quiet: (Mutex::new(()), Condvar::new()),
             terminate: AtomicBool::new(false),
             events: EventBus::default(),
@@ -122,6 +150,19 @@ impl Registry {
 
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Marks the calling thread, from outside the pool, as waiting for a run
+    /// until the guard drops: compute workers then search longer before
+    /// parking.
+    pub fn client_waits(&self) -> ClientWait<'_> {
+        self.waiting_clients.fetch_add(1, Ordering::SeqCst);
+        ClientWait(self)
+    }
+
+    /// Threads outside the pool waiting for a run now.
+    pub fn waiting_clients(&self) -> usize {
+        self.waiting_clients.load(Ordering::Relaxed)
     }
 
     pub fn has_capability(&self, cap: Capability) -> bool {
@@ -573,9 +614,21 @@ impl WorkerThread {
         }
     }
 
+    /// Whether a worker without work for `idle` rounds, since `idle_since`,
+    /// searches on rather than parks.
+    fn keeps_searching(&self, idle: u32, idle_since: u64) -> bool {
+        idle < SPIN_ROUNDS
+            || keeps_searching_for_clients(
+                self.info().caps.contains(Capability::Physics),
+                self.registry.waiting_clients(),
+                self.registry.now_ns().saturating_sub(idle_since),
+            )
+    }
+
     /// Keeps working until `latch` is set; parks when there is nothing to do.
     pub fn wait_until(&self, latch: &CoreLatch) {
         let mut idle = 0;
+        let mut idle_since = 0;
         while !latch.probe() {
             if let Some((job, stolen, level)) = self.find_work(idle) {
                 self.execute(job, stolen, level);
@@ -583,7 +636,10 @@ impl WorkerThread {
                 continue;
             }
             idle += 1;
-            if idle < SPIN_ROUNDS {
+            if idle == 1 {
+                idle_since = self.registry.now_ns();
+            }
+            if self.keeps_searching(idle, idle_since) {
                 std::thread::yield_now();
                 continue;
             }
@@ -617,6 +673,7 @@ impl WorkerThread {
             worker: reg.workers[index].name.clone(),
         });
         let mut idle = 0;
+        let mut idle_since = 0;
         loop {
             if let Some((job, stolen, level)) = worker.find_work(idle) {
                 worker.execute(job, stolen, level);
@@ -627,7 +684,10 @@ impl WorkerThread {
                 break;
             }
             idle += 1;
-            if idle < SPIN_ROUNDS {
+            if idle == 1 {
+                idle_since = reg.now_ns();
+            }
+            if worker.keeps_searching(idle, idle_since) {
                 std::thread::yield_now();
                 continue;
             }

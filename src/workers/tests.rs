@@ -511,3 +511,55 @@ fn jobs_come_from_the_workers_slab_caches() {
     assert!(hits >= 2 * 1024, "{stats:?}");
     assert!(misses >= 1 && misses < hits / 10, "{stats:?}");
 }
+
+#[test]
+fn only_compute_workers_search_on_and_only_while_a_client_waits() {
+    use super::registry::keeps_searching_for_clients as searches;
+    // A compute worker with a client waiting: up to a millisecond.
+    assert!(searches(true, 1, 0));
+    assert!(searches(true, 2, 999_999));
+    assert!(!searches(true, 1, 1_000_000));
+    // Nobody waiting (between frames), or an I/O worker: parks.
+    assert!(!searches(true, 0, 10));
+    assert!(!searches(false, 1, 10));
+}
+
+#[test]
+fn a_run_from_outside_counts_as_a_waiting_client_until_it_returns() {
+    let pool = WorkerPool::new(2, 1).unwrap();
+    assert_eq!(pool.registry().waiting_clients(), 0);
+    let seen = Mutex::new(Vec::new());
+    let mut g = TaskGraph::new();
+    let spec = || TaskSpec::new("probe", Capability::Physics);
+    let (pool_ref, seen_ref) = (&pool, &seen);
+    let first = g.add(spec(), move || {
+        seen_ref
+            .lock()
+            .unwrap()
+            .push(pool_ref.registry().waiting_clients());
+        // A graph run from inside a worker is not a client: still one.
+        let mut inner = TaskGraph::new();
+        inner.add(spec(), move || {
+            seen_ref
+                .lock()
+                .unwrap()
+                .push(pool_ref.registry().waiting_clients());
+        });
+        pool_ref.run(inner).unwrap();
+    });
+    g.add_after(spec(), &[first], move || {
+        seen_ref
+            .lock()
+            .unwrap()
+            .push(pool_ref.registry().waiting_clients());
+    });
+    pool.run(g).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1, 1, 1]);
+    assert_eq!(pool.registry().waiting_clients(), 0);
+    // `install` from outside counts too.
+    let during = pool.install(Capability::Physics, Priority::Normal, || {
+        pool.registry().waiting_clients()
+    });
+    assert_eq!(during, 1);
+    assert_eq!(pool.registry().waiting_clients(), 0);
+}
