@@ -34,7 +34,7 @@ use std::time::Instant;
 /// Rounds of fruitless searching before an idle worker parks...
 const SPIN_ROUNDS: u32 = 64;
 /// ...or, for a compute worker while a thread outside the pool waits for a
-/// run, time searching before it parks. A step's serial stretches between
+/// run, time searching on after those rounds before it parks. A step's serial stretches between
 /// its parallel phases are shorter than this; a 16-core server spent half
 /// its grid time waking workers that had parked in them.
 const WAITED_ON_SPIN_NS: u64 = 1_000_000;
@@ -86,11 +86,19 @@ pub(crate) struct Registry {
     pub cache: Option<SlabCache>,
 }
 
-/// Whether a worker past its spin rounds, idle for `idle_ns`, searches on:
+/// Whether a worker `idle_ns` past its spin rounds searches on:
 /// only a compute worker, only while `clients` threads outside the pool
 /// wait for a run, and only for `WAITED_ON_SPIN_NS`.
 pub(crate) fn keeps_searching_for_clients(compute: bool, clients: usize, idle_ns: u64) -> bool {
     compute && clients > 0 && idle_ns < WAITED_ON_SPIN_NS
+}
+
+/// A worker's run of fruitless searches since it last ran or parked.
+#[derive(Default)]
+struct IdleSpell {
+    rounds: u32,
+    /// When the spin rounds ran out.
+    rounds_spent_at: u64,
 }
 
 /// A thread outside the pool waiting for a run (`Registry::client_waits`).
@@ -614,33 +622,38 @@ impl WorkerThread {
         }
     }
 
-    /// Whether a worker without work for `idle` rounds, since `idle_since`,
-    /// searches on rather than parks.
-    fn keeps_searching(&self, idle: u32, idle_since: u64) -> bool {
-        idle < SPIN_ROUNDS
-            || keeps_searching_for_clients(
+    /// Counts a fruitless search of `spell`; whether the worker searches on
+    /// (it yields its core first) rather than parks. The clock is read only
+    /// once the spin rounds are spent.
+    fn search_on(&self, spell: &mut IdleSpell) -> bool {
+        spell.rounds += 1;
+        let on = spell.rounds < SPIN_ROUNDS || {
+            let now = self.registry.now_ns();
+            if spell.rounds == SPIN_ROUNDS {
+                spell.rounds_spent_at = now;
+            }
+            keeps_searching_for_clients(
                 self.info().caps.contains(Capability::Physics),
                 self.registry.waiting_clients(),
-                self.registry.now_ns().saturating_sub(idle_since),
+                now - spell.rounds_spent_at,
             )
+        };
+        if on {
+            std::thread::yield_now();
+        }
+        on
     }
 
     /// Keeps working until `latch` is set; parks when there is nothing to do.
     pub fn wait_until(&self, latch: &CoreLatch) {
-        let mut idle = 0;
-        let mut idle_since = 0;
+        let mut spell = IdleSpell::default();
         while !latch.probe() {
-            if let Some((job, stolen, level)) = self.find_work(idle) {
+            if let Some((job, stolen, level)) = self.find_work(spell.rounds) {
                 self.execute(job, stolen, level);
-                idle = 0;
+                spell = IdleSpell::default();
                 continue;
             }
-            idle += 1;
-            if idle == 1 {
-                idle_since = self.registry.now_ns();
-            }
-            if self.keeps_searching(idle, idle_since) {
-                std::thread::yield_now();
+            if self.search_on(&mut spell) {
                 continue;
             }
             let t0 = self.registry.now_ns();
@@ -649,7 +662,7 @@ impl WorkerThread {
                 .sleep_unless(|| latch.probe() || self.has_work());
             self.slept_ns
                 .set(self.slept_ns.get() + self.registry.now_ns().saturating_sub(t0));
-            idle = 0;
+            spell = IdleSpell::default();
         }
     }
 
@@ -672,29 +685,23 @@ impl WorkerThread {
         reg.events.publish(WorkerEvent::WorkerJoined {
             worker: reg.workers[index].name.clone(),
         });
-        let mut idle = 0;
-        let mut idle_since = 0;
+        let mut spell = IdleSpell::default();
         loop {
-            if let Some((job, stolen, level)) = worker.find_work(idle) {
+            if let Some((job, stolen, level)) = worker.find_work(spell.rounds) {
                 worker.execute(job, stolen, level);
-                idle = 0;
+                spell = IdleSpell::default();
                 continue;
             }
             if reg.terminate.load(Ordering::SeqCst) {
                 break;
             }
-            idle += 1;
-            if idle == 1 {
-                idle_since = reg.now_ns();
-            }
-            if worker.keeps_searching(idle, idle_since) {
-                std::thread::yield_now();
+            if worker.search_on(&mut spell) {
                 continue;
             }
             reg.workers[index]
                 .sleeper
                 .sleep_unless(|| worker.has_work() || reg.terminate.load(Ordering::SeqCst));
-            idle = 0;
+            spell = IdleSpell::default();
         }
         reg.events.publish(WorkerEvent::WorkerLeft {
             worker: reg.workers[index].name.clone(),
