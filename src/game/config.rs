@@ -546,6 +546,32 @@ mod tests {
     }
 
     #[test]
+    fn kind_values_out_of_range_name_the_key_and_the_range() {
+        for (bad, key, range) in [
+            (
+                "radius = 0.0",
+                "kinds.water.radius",
+                "above 0 and at most 64",
+            ),
+            (
+                "radius = 65.0",
+                "kinds.water.radius",
+                "above 0 and at most 64",
+            ),
+            ("friction = 1.5", "kinds.water.friction", "between 0 and 1"),
+            (
+                "lifetime = -1.0",
+                "kinds.water.lifetime",
+                "0 (forever) or more",
+            ),
+        ] {
+            let e = Config::parse(&format!("[kinds.water]\n{bad}\n")).unwrap_err();
+            assert!(e.0.contains(key) && e.0.contains(range), "{bad}: {}", e.0);
+        }
+        assert!(Config::parse("[kinds.water]\nradius = 64.0\n").is_ok());
+    }
+
+    #[test]
     fn set_overrides_one_key() {
         let mut c = Config::default();
         c.set("physics.substeps=4").unwrap();

@@ -175,7 +175,7 @@ impl KindTable {
             let name = kind.name();
             if !(k.radius.is_finite() && k.radius > 0.0 && k.radius <= 64.0) {
                 return Err(format!(
-                    "kinds.{name}.radius must be between 0 and 64, got {}",
+                    "kinds.{name}.radius must be above 0 and at most 64, got {}",
                     k.radius
                 ));
             }
