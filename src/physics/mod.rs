@@ -56,6 +56,16 @@ pub struct PhysicsParams {
     pub gravity_scale: [f32; Kind::COUNT],
     /// Mass scaling for stacking, per world unit of height: in a contact,
     /// the upper particle acts `exp(stacking × Δy)` times lighter. 0 is off.
+    ///
+    /// It is what holds a deep pile up with one Jacobi pass per substep,
+    /// and it is also why every kind, frictionless water included, keeps a
+    /// slope: the weight above no longer spreads the base. Measured on
+    /// water alone (10 s, 3 substeps): a 3,000-particle dam break levels
+    /// out at 0 (heights 17–21 across the box) but ends with a mean overlap
+    /// of 0.53 radii, and 7,000 particles poured 250 deep are crushed to 37
+    /// units (mean overlap 0.71); at 0.7 the same dam keeps a slope (82 → 3
+    /// units) with a mean overlap of 0.10. 0.35 is a middle (64 → 5,
+    /// overlap 0.15).
     pub stacking: f32,
 
     /// Largest particle radius (twice it is the widest contact).
