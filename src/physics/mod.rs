@@ -65,7 +65,13 @@ pub struct PhysicsParams {
     /// of 0.53 radii, and 7,000 particles poured 250 deep are crushed to 37
     /// units (mean overlap 0.71); at 0.7 the same dam keeps a slope (82 → 3
     /// units) with a mean overlap of 0.10. 0.35 is a middle (64 → 5,
-    /// overlap 0.15).
+    /// overlap 0.15). The support is momentum: the upper particle's larger
+    /// share, turned into velocity, cancels what gravity adds (giving the
+    /// velocities true-mass shares and only the positions the weighted
+    /// ones crushed the same piles to 0.5–0.7 overlap). Without friction
+    /// to take it out again, that momentum keeps deep water churning (a
+    /// 7,000-particle pool still moves at 33 units/s after 10 s; 12 with
+    /// water friction 0.2).
     pub stacking: f32,
 
     /// Largest particle radius (twice it is the widest contact).
