@@ -421,7 +421,6 @@ fn decode(body: &[u8]) -> Option<Entry> {
 
 /// An exclusive lock on the data directory for as long as the file lives.
 fn lock_dir(dir: &Path) -> Result<File, String> {
-    use std::os::fd::AsRawFd;
     let path = dir.join("lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -429,15 +428,17 @@ fn lock_dir(dir: &Path) -> Result<File, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot create the lock file {} ({e})", path.display()))?;
-    // SAFETY: flock on a descriptor this function owns; it touches no memory.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(format!(
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
             "another Particle Forge is recording into {}; close it or pass another --data-dir",
             dir.display()
-        ));
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!(
+            "cannot lock {} ({e}); pass another --data-dir",
+            path.display()
+        )),
     }
-    Ok(file)
 }
 
 #[cfg(test)]
@@ -523,9 +524,12 @@ mod tests {
     #[test]
     fn a_second_game_on_the_same_directory_is_refused() {
         let dir = temp("lock");
-        let _first = Journal::open(&dir).unwrap();
+        let first = Journal::open(&dir).unwrap();
         let second = Journal::open(&dir).err().unwrap();
         assert!(second.contains("another Particle Forge"), "{second}");
+        // The lock goes with the first game.
+        drop(first);
+        assert!(Journal::open(&dir).is_ok());
     }
 
     #[test]
