@@ -78,6 +78,8 @@ pub struct MemorySummary {
     /// Heap bytes charged to each component plus their pool memory, MiB.
     pub live_mb: std::collections::BTreeMap<String, f64>,
     pub tracked_mb: f64,
+    /// Resident memory that is file-backed or shared (code, libraries).
+    pub shared_mb: f64,
     pub pool_buffers: usize,
     pub pool_grows: u64,
     pub pool_shrinks: u64,
@@ -162,6 +164,7 @@ pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, Strin
                 .map(|c| (c.component.to_string(), c.totals.live() as f64 / 1048576.0))
                 .collect(),
             tracked_mb: snap.tracked_bytes as f64 / 1048576.0,
+            shared_mb: snap.shared_bytes as f64 / 1048576.0,
             pool_buffers: pool.buffers,
             pool_grows: pool.grows,
             pool_shrinks: pool.shrinks,

@@ -220,15 +220,34 @@ impl Default for Ledger {
 
 /// Resident set size of this process, from /proc (0 where unavailable).
 pub fn resident_bytes() -> u64 {
+    resident().total
+}
+
+/// The process's resident memory, as the kernel counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Resident {
+    pub total: u64,
+    /// Of which file-backed or shared: code and libraries, mapped files,
+    /// buffers shared with the display or the GPU driver. The rest is
+    /// anonymous: heaps, stacks and private maps.
+    pub shared: u64,
+}
+
+/// `/proc/self/statm`'s resident and shared pages; zero where it is
+/// missing.
+pub fn resident() -> Resident {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
+        return Resident::default();
     };
-    let pages: u64 = statm
+    let mut pages = statm
         .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+        .skip(1)
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let (total, shared) = (pages.next().unwrap_or(0), pages.next().unwrap_or(0));
     // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page.max(4096) as u64
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Resident {
+        total: total * page,
+        shared: shared * page,
+    }
 }

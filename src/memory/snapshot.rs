@@ -4,7 +4,7 @@
 
 use super::block::{AllocStats, BlockAllocator};
 use super::cache::CacheStats;
-use super::ledger::{Component, ComponentTotals, LEDGER, resident_bytes};
+use super::ledger::{Component, ComponentTotals, LEDGER, resident};
 use super::pool::PoolStats;
 use super::sites::{Hotspot, LeakWarning, SITES};
 use std::time::Instant;
@@ -61,13 +61,20 @@ pub struct MemorySnapshot {
     pub hotspots_by_bytes: Vec<Hotspot>,
     pub hotspots_by_count: Vec<Hotspot>,
     pub leaks: Vec<LeakWarning>,
+    /// Resident memory: `shared_bytes` of it file-backed or shared, the
+    /// rest anonymous.
     pub resident_bytes: u64,
     /// Heap bytes seen by the tracking allocator plus pool memory in use.
     pub tracked_bytes: i64,
     /// Memory our pools have mapped (in use or not).
     pub pool_reserved_bytes: i64,
-    /// Resident minus tracked (code, stacks, the GPU driver, untracked maps).
+    /// Resident minus tracked: code, C libraries' and the GPU driver's
+    /// heaps, thread stacks, allocator overhead, less tracked bytes not yet
+    /// touched (a column's spare capacity is handed out, not resident).
     pub untracked_bytes: i64,
+    /// File-backed and shared resident memory: code and libraries, mapped
+    /// files, buffers shared with the display or the GPU driver.
+    pub shared_bytes: u64,
 }
 
 /// Turns ledger totals into rates between samples.
@@ -123,7 +130,7 @@ impl Sampler {
     pub fn snapshot(&mut self, hotspots: usize) -> MemorySnapshot {
         let components = self.components();
         let (by_bytes, by_count) = SITES.hotspots(hotspots);
-        let resident = resident_bytes();
+        let resident = resident();
         let pooled: i64 = Component::ALL
             .iter()
             .map(|&c| LEDGER.totals(c).pooled_live)
@@ -133,10 +140,11 @@ impl Sampler {
             components,
             hotspots_by_bytes: by_bytes,
             hotspots_by_count: by_count,
-            resident_bytes: resident,
+            resident_bytes: resident.total,
             tracked_bytes: tracked,
             pool_reserved_bytes: LEDGER.reserved_total(),
-            untracked_bytes: resident as i64 - tracked,
+            untracked_bytes: resident.total as i64 - tracked,
+            shared_bytes: resident.shared,
             ..MemorySnapshot::default()
         }
     }

@@ -490,6 +490,12 @@ fn a_snapshot_maps_allocators_and_reports_resident_memory() {
     let snap = sampler.snapshot(5);
     assert_eq!(snap.components.len(), Component::COUNT);
     assert!(snap.resident_bytes > 0);
+    // This test binary's code is file-backed, its heap anonymous.
+    assert!(snap.shared_bytes > 0 && snap.shared_bytes < snap.resident_bytes);
+    assert_eq!(
+        snap.tracked_bytes + snap.untracked_bytes,
+        snap.resident_bytes as i64
+    );
 }
 
 #[test]

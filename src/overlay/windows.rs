@@ -339,12 +339,21 @@ pub fn memory_window(
         .default_width(400.0)
         .show(ctx, |ui| {
             ui.label(format!(
-                "resident {:.1} · tracked {:.1} · untracked {:.1} · pools mapped {:.1} (MiB)",
+                "resident {:.1} (anonymous {:.1} · code and shared {:.1}) · tracked {:.1} · untracked {:.1} · pools mapped {:.1} (MiB)",
                 mib(snap.resident_bytes as i64),
+                mib(snap.resident_bytes as i64 - snap.shared_bytes as i64),
+                mib(snap.shared_bytes as i64),
                 mib(snap.tracked_bytes),
                 mib(snap.untracked_bytes),
                 mib(snap.pool_reserved_bytes)
-            ));
+            ))
+            .on_hover_text(
+                "resident: what the kernel counts for the process; anonymous is heaps, \
+                 stacks and private maps, code and shared is the program, its libraries, \
+                 mapped files and buffers shared with the display · tracked: the game's \
+                 heap and pool buffers in use, by component below (spare capacity \
+                 included, touched or not) · untracked: resident minus tracked",
+            );
             let stacked = data::stacked(&state.memory);
             plot("memory_stack")
                 .y_axis_label("MiB")
