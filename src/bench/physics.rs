@@ -771,7 +771,14 @@ pub struct PhysicsReport {
     pub triad_gb_s: f64,
     pub integrate_gb_s: f64,
     pub bytes_per_particle_step: f64,
+    /// The 1M pile's step, 1 worker's time ÷ 2 workers'.
     pub scaling_2_workers: f64,
+    /// The same for the 100k pile, whose columns fit in the last-level cache.
+    pub scaling_2_workers_100k: f64,
+    /// What the memory bus itself gives a second worker: the STREAM triad
+    /// over arrays far larger than the caches, 2 workers' GB/s ÷ 1's. The
+    /// 1M step's streaming passes cannot scale past it.
+    pub triad_scaling_2_workers: f64,
     pub rows: Vec<Row>,
     pub workers: usize,
     pub quick: bool,
@@ -968,6 +975,35 @@ fn triad(pool: &WorkerPool, n: usize) -> f64 {
 /// 8 — minus overlap); age 8.
 const BYTES_PER_PARTICLE_STEP: f64 = 37.0 + 100.0 + 96.0 + 8.0;
 
+/// Two copies of a pile, one per pool, stepped in lockstep: the step gives
+/// the same state on any worker count, so both time the same work (one
+/// pile stepped by both pools in turn would hand the 1-worker steps a
+/// younger pile, and a settling pile grows dearer step by step). The
+/// figure is the median of eight rounds' ratios (`steps` steps each), 1
+/// worker's time ÷ 2 workers': each round's two halves run back to back, so a slow spell of
+/// the machine lands on both (three rounds' median moved between 1.2 and
+/// 1.9 on a VM whose vCPUs change speed).
+fn lockstep_scaling(
+    init: &[Init],
+    (w, h, g): (f32, f32, f32),
+    (one, two): (&WorkerPool, &WorkerPool),
+    steps: usize,
+) -> f64 {
+    let mut alone = Ours::new(init, w, h, g);
+    let mut paired = Ours::new(init, w, h, g);
+    let mut ratios = Vec::new();
+    for _ in 0..8 {
+        let t1 = time_steps(steps, 1, |_| {
+            alone.physics.step(&mut alone.store, DT, one);
+        });
+        let t2 = time_steps(steps, 1, |_| {
+            paired.physics.step(&mut paired.store, DT, two);
+        });
+        ratios.push(t1 / t2);
+    }
+    median(&mut ratios)
+}
+
 pub fn run(quick: bool) -> PhysicsReport {
     let workers = crate::workers::cores();
     let pool = WorkerPool::new(workers, 0).expect("worker pool");
@@ -1017,29 +1053,21 @@ pub fn run(quick: bool) -> PhysicsReport {
     pool.shutdown();
     drop(theirs);
     drop(ours);
-    // Two copies of the pile, one per pool, stepped in lockstep: the step
-    // gives the same state on any worker count, so both time the same work
-    // (one pile stepped by both pools in turn would hand the 1-worker steps
-    // a younger pile, and a settling pile grows dearer step by step). The
-    // figure is the median of the rounds' ratios: each round's two halves
-    // run back to back, so a slow spell of the machine lands on both.
-    // Eight rounds with `--quick` too (about 3 s at 1M): on a VM whose
-    // vCPUs change speed, three rounds' median moved between 1.2 and 1.9.
-    let mut alone = Ours::new(&init, w, h, g);
-    let mut paired = Ours::new(&init, w, h, g);
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
-    let mut ratios_2w = Vec::new();
-    for _ in 0..8 {
-        let t1 = time_steps(4, 1, |_| {
-            alone.physics.step(&mut alone.store, DT, &one);
-        });
-        let t2 = time_steps(4, 1, |_| {
-            paired.physics.step(&mut paired.store, DT, &two);
-        });
-        ratios_2w.push(t1 / t2);
-    }
-    let scaling = median(&mut ratios_2w);
+    let scaling = lockstep_scaling(&init, (w, h, g), (&one, &two), 4);
+    // A 100k step is a tenth as long: more of them per round.
+    let (init_100k, w, h, g) = scene(Scene::Pile, 100_000);
+    let scaling_100k = lockstep_scaling(&init_100k, (w, h, g), (&one, &two), 16);
+    // The triad in alternating pairs too, for the same reason.
+    let triad_n = if quick { 1 << 23 } else { 1 << 24 };
+    let mut triad_ratios: Vec<f64> = (0..5)
+        .map(|_| {
+            let alone = triad(&one, triad_n);
+            triad(&two, triad_n) / alone
+        })
+        .collect();
+    let triad_scaling = median(&mut triad_ratios);
     let m = |s: Scene, n: usize| rows.iter().find(|r| r.scene == s && r.particles == n);
     let naive: Vec<f64> = rows
         .iter()
@@ -1067,6 +1095,8 @@ pub fn run(quick: bool) -> PhysicsReport {
         integrate_gb_s: round(integrate_bps / 1e9, 2),
         bytes_per_particle_step: BYTES_PER_PARTICLE_STEP,
         scaling_2_workers: round(scaling, 3),
+        scaling_2_workers_100k: round(scaling_100k, 3),
+        triad_scaling_2_workers: round(triad_scaling, 3),
         rows,
         workers,
         quick,
@@ -1105,10 +1135,12 @@ impl PhysicsReport {
         }
         s.push('\n');
         s.push_str(&format!(
-            "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2}\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
+            "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2} (100k pile ×{:.2}; the memory bus ×{:.2})\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
             self.steps_per_s_1m,
             self.ns_per_particle_1m,
             self.scaling_2_workers,
+            self.scaling_2_workers_100k,
+            self.triad_scaling_2_workers,
             self.triad_gb_s,
             self.integrate_gb_s,
             self.bandwidth_fraction,

@@ -16,6 +16,8 @@ fn bench_physics_quick_json_reports_every_figure() {
             "ns_per_particle_1m",
             "bandwidth_fraction",
             "scaling_2_workers",
+            "scaling_2_workers_100k",
+            "triad_scaling_2_workers",
         ],
     );
     // An entity per particle with a HashMap grid is far behind.
