@@ -4,9 +4,10 @@
 //! A file is an 8-byte magic, then records `[len: u32 LE][crc32: u32 LE]
 //! [body]`. A crash can leave the last record half written, and a bad disk
 //! can flip bits anywhere; reading stops at the first record whose length
-//! runs past the end or whose CRC does not match, and the file is cut there
-//! (with a warning naming what was lost), so appending resumes on a clean
-//! edge. Nothing is cut silently.
+//! runs past the end or whose CRC does not match, and the file is cut there,
+//! so appending resumes on a clean edge. Nothing is cut silently or thrown
+//! away: the cut bytes are first saved beside the file (`<name>.cut-<unix
+//! seconds>`), and a warning names them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -77,10 +78,14 @@ impl RecordFile {
         let good = 8 + good as u64;
         if good < bytes.len() as u64 {
             let cut = bytes.len() as u64 - good;
+            let saved = match save_cut(path, &bytes[good as usize..]) {
+                Ok(to) => format!("the cut bytes are saved in {}", to.display()),
+                Err(e) => format!("the cut bytes could not be saved ({e})"),
+            };
             file.set_len(good)?;
             file.sync_all()?;
             let w = format!(
-                "{}: cut a torn or corrupt tail of {cut} bytes at offset {good} ({} intact records kept)",
+                "{}: cut a torn or corrupt tail of {cut} bytes at offset {good} ({} intact records kept); {saved}",
                 path.display(),
                 records.len()
             );
@@ -306,6 +311,31 @@ fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (records, at)
 }
 
+/// Writes `tail`, cut from `path`, to a new file beside it and syncs it;
+/// returns its path.
+fn save_cut(path: &Path, tail: &[u8]) -> io::Result<PathBuf> {
+    let secs = unix_secs();
+    for n in 0..100 {
+        let to = match n {
+            0 => path.with_extension(format!("cut-{secs}")),
+            _ => path.with_extension(format!("cut-{secs}-{n}")),
+        };
+        match OpenOptions::new().write(true).create_new(true).open(&to) {
+            Ok(mut f) => {
+                f.write_all(tail)?;
+                f.sync_all()?;
+                sync_dir(path)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(
+        "a hundred cut files from this second already",
+    ))
+}
+
 /// The new file of `path`'s `n`th rewrite.
 fn rewrite_path(path: &Path, n: u64) -> PathBuf {
     path.with_extension(format!("rewrite-{n}"))
@@ -366,6 +396,19 @@ mod tests {
         dir.join("file.log")
     }
 
+    /// The files `open` saved cut bytes to, oldest first.
+    fn cut_files(path: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<(std::time::SystemTime, PathBuf)> =
+            std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("file.cut-"))
+                .map(|e| (e.metadata().unwrap().modified().unwrap(), e.path()))
+                .collect();
+        found.sort();
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
     #[test]
     fn records_survive_reopening() {
         let path = temp("reopen");
@@ -396,14 +439,15 @@ mod tests {
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let again = RecordFile::open(&path, MAGIC).unwrap();
         assert_eq!(again.records.len(), 2);
-        assert!(
-            again
-                .warning
-                .as_deref()
-                .unwrap()
-                .contains("cut a torn or corrupt tail")
-        );
+        let warning = again.warning.clone().unwrap();
+        assert!(warning.contains("cut a torn or corrupt tail"), "{warning}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        // The cut bytes are kept beside the file, named in the warning.
+        let cut = cut_files(&path);
+        assert_eq!(cut.len(), 1);
+        assert!(warning.contains(&cut[0].display().to_string()), "{warning}");
+        let torn = &bytes[good_len as usize..bytes.len() - 5];
+        assert_eq!(std::fs::read(&cut[0]).unwrap(), torn);
         drop(again);
         // Flip a bit in the second record: it and everything after go.
         let mut bytes = std::fs::read(&path).unwrap();
@@ -412,6 +456,8 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let mut again = RecordFile::open(&path, MAGIC).unwrap();
         assert_eq!(again.records, vec![b"keep me".to_vec()]);
+        // A second cut gets a file of its own, even within the same second.
+        assert_eq!(cut_files(&path).len(), 2);
         // Appending resumes on the clean edge.
         again.file.append([&b"after"[..]]).unwrap();
         drop(again);
