@@ -70,6 +70,36 @@ pub struct JournalStatus {
     pub pending: usize,
     pub sessions: Vec<SessionStatus>,
     pub warning: Option<String>,
+    /// Files set aside in the data directory: bytes cut from a damaged
+    /// journal or block log, and files that were not ours.
+    pub kept_aside: Vec<KeptAside>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct KeptAside {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// The files `RecordFile::open` set aside in `dir` (`*.cut-*`,
+/// `*.unreadable-*`), by name.
+pub fn kept_aside(dir: &std::path::Path) -> Vec<KeptAside> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<KeptAside> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.contains(".cut-") || name.contains(".unreadable-")
+        })
+        .map(|e| KeptAside {
+            path: e.path().display().to_string(),
+            bytes: e.metadata().map_or(0, |m| m.len()),
+        })
+        .collect();
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
 }
 
 #[derive(Debug, Serialize)]
@@ -107,6 +137,7 @@ pub fn status(config: &ChainConfig) -> Result<JournalStatus, String> {
             })
             .collect(),
         warning: opened.warning,
+        kept_aside: kept_aside(&dir),
     })
 }
 
@@ -122,6 +153,44 @@ impl JournalStatus {
         if let Some(w) = &self.warning {
             out += &format!("\n  warning: {w}");
         }
+        for k in &self.kept_aside {
+            out += &format!(
+                "\n  kept aside: {} ({} bytes; a damaged tail or a foreign file, not read back)",
+                k.path, k.bytes
+            );
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_set_aside_are_listed_with_their_sizes() {
+        let dir = std::env::temp_dir().join(format!("pf-inspect-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(kept_aside(&dir).is_empty());
+        std::fs::write(dir.join("journal.log"), b"ours").unwrap();
+        std::fs::write(dir.join("journal.cut-17"), b"12345").unwrap();
+        std::fs::write(dir.join("embedded-chain.unreadable-9"), b"xy").unwrap();
+        let found = kept_aside(&dir);
+        let names: Vec<(String, u64)> = found
+            .iter()
+            .map(|k| {
+                let name = std::path::Path::new(&k.path).file_name().unwrap();
+                (name.to_string_lossy().into_owned(), k.bytes)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("embedded-chain.unreadable-9".to_string(), 2),
+                ("journal.cut-17".to_string(), 5)
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
