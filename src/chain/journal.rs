@@ -94,12 +94,7 @@ impl Journal {
     /// Opens the journal in `dir` (created if missing), takes its lock and
     /// replays it. The error is one sentence for the user.
     pub fn open(dir: &Path) -> Result<OpenedJournal, String> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "cannot create the data directory {} ({e}); pick another with --data-dir",
-                dir.display()
-            )
-        })?;
+        super::create_data_dir(dir)?;
         let lock = lock_dir(dir)?;
         let path = journal_path(dir);
         let opened = RecordFile::open(&path, MAGIC).map_err(|e| {
@@ -519,6 +514,17 @@ mod tests {
         // Sessions go oldest first.
         j.append(4, &[boom(1)]).unwrap();
         assert_eq!(j.next_batch(&NOW, false).unwrap().session, 4);
+    }
+
+    #[test]
+    fn a_data_directory_that_is_a_file_is_named_as_such() {
+        let dir = temp("a-file");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-folder");
+        std::fs::write(&file, b"x").unwrap();
+        let e = Journal::open(&file).err().unwrap();
+        assert!(e.contains("is a file, not a folder"), "{e}");
+        assert!(e.contains("--data-dir"), "{e}");
     }
 
     #[test]

@@ -230,12 +230,7 @@ pub fn open_client(
             let (chain, warning) = if read_only {
                 (embedded::EmbeddedChain::open_read_only(&dir)?, None)
             } else {
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    format!(
-                        "cannot create the data directory {} ({e}); pick another with --data-dir",
-                        dir.display()
-                    )
-                })?;
+                create_data_dir(&dir)?;
                 embedded::EmbeddedChain::open(&dir)?
             };
             let log =
@@ -400,6 +395,23 @@ impl Drop for Recorder {
 
 /// A session id no earlier run used: the clock and the process, mixed
 /// (53 bits, so JSON readers that use doubles keep it exact).
+/// Creates the data directory (and its parents) if missing; the error is
+/// one sentence for the user.
+pub(crate) fn create_data_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "the data directory {} is a file, not a folder; pick another with --data-dir",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {} ({e}); pick another with --data-dir",
+            dir.display()
+        )
+    })
+}
+
 fn new_session_id() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -286,6 +286,11 @@ impl Config {
                     "config file {} not found: check the path, or leave out --config to use the defaults",
                     path.display()
                 ))
+            } else if path.is_dir() {
+                ConfigError(format!(
+                    "--config {} is a folder; give the path of a TOML file",
+                    path.display()
+                ))
             } else {
                 ConfigError(format!(
                     "cannot read config file {}: {e}; check its permissions",
@@ -543,6 +548,16 @@ mod tests {
         assert!(e.0.contains("substep"), "{}", e.0);
         let e = Config::parse("[physics]\nsubsteps = 0\n").unwrap_err();
         assert!(e.0.contains("physics.substeps"), "{}", e.0);
+    }
+
+    #[test]
+    fn a_config_path_that_is_a_folder_says_so() {
+        let e = Config::load(&std::env::temp_dir()).unwrap_err();
+        assert!(
+            e.0.contains("is a folder") && e.0.contains("TOML file"),
+            "{}",
+            e.0
+        );
     }
 
     #[test]
