@@ -393,8 +393,6 @@ impl Drop for Recorder {
     }
 }
 
-/// A session id no earlier run used: the clock and the process, mixed
-/// (53 bits, so JSON readers that use doubles keep it exact).
 /// Creates the data directory (and its parents) if missing; the error is
 /// one sentence for the user.
 pub(crate) fn create_data_dir(dir: &Path) -> Result<(), String> {
@@ -412,6 +410,8 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<(), String> {
     })
 }
 
+/// A session id no earlier run used: the clock and the process, mixed
+/// (53 bits, so JSON readers that use doubles keep it exact).
 fn new_session_id() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
