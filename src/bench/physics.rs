@@ -980,9 +980,9 @@ const BYTES_PER_PARTICLE_STEP: f64 = 37.0 + 100.0 + 96.0 + 8.0;
 /// pile stepped by both pools in turn would hand the 1-worker steps a
 /// younger pile, and a settling pile grows dearer step by step). The
 /// figure is the median of eight rounds' ratios (`steps` steps each), 1
-/// worker's time ÷ 2 workers': each round's two halves run back to back, so a slow spell of
-/// the machine lands on both (three rounds' median moved between 1.2 and
-/// 1.9 on a VM whose vCPUs change speed).
+/// worker's time ÷ 2 workers': each round's two halves run back to back,
+/// so a slow spell of the machine lands on both (three rounds' median
+/// moved between 1.2 and 1.9 on a VM whose vCPUs change speed).
 fn lockstep_scaling(
     init: &[Init],
     (w, h, g): (f32, f32, f32),
