@@ -81,18 +81,14 @@ pub struct KeptAside {
     pub bytes: u64,
 }
 
-/// The files `RecordFile::open` set aside in `dir` (`*.cut-*`,
-/// `*.unreadable-*`), by name.
+/// The files `RecordFile::open` set aside in `dir`, by name.
 pub fn kept_aside(dir: &std::path::Path) -> Vec<KeptAside> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut found: Vec<KeptAside> = entries
         .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.contains(".cut-") || name.contains(".unreadable-")
-        })
+        .filter(|e| super::record::is_set_aside(&e.file_name().to_string_lossy()))
         .map(|e| KeptAside {
             path: e.path().display().to_string(),
             bytes: e.metadata().map_or(0, |m| m.len()),

@@ -54,7 +54,7 @@ impl RecordFile {
         let mut warning = None;
         if !bytes.is_empty() && (bytes.len() < 8 || &bytes[..8] != magic) {
             drop(file);
-            let aside = path.with_extension(format!("unreadable-{}", unix_secs()));
+            let aside = aside_path(path, UNREADABLE)?;
             std::fs::rename(path, &aside)?;
             warning = Some(format!(
                 "{} is not a Particle Forge file of this kind; moved it to {} and started a new one",
@@ -311,29 +311,41 @@ fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (records, at)
 }
 
+/// What `open` sets aside beside a file, as `<name>.<kind>-<unix
+/// seconds>[-n]`: the bytes cut from a damaged tail, and a whole file that
+/// was not one of ours.
+const CUT: &str = "cut";
+const UNREADABLE: &str = "unreadable";
+
+/// Whether `file_name` is a file `open` set aside (for listing them).
+pub fn is_set_aside(file_name: &str) -> bool {
+    [CUT, UNREADABLE]
+        .iter()
+        .any(|kind| file_name.contains(&format!(".{kind}-")))
+}
+
+/// A name beside `path` for something of `kind` set aside now that no file
+/// has yet (a second one in the same second gets `-1`, and so on).
+fn aside_path(path: &Path, kind: &str) -> io::Result<PathBuf> {
+    let secs = unix_secs();
+    (0..100)
+        .map(|n| match n {
+            0 => path.with_extension(format!("{kind}-{secs}")),
+            _ => path.with_extension(format!("{kind}-{secs}-{n}")),
+        })
+        .find(|to| !to.exists())
+        .ok_or_else(|| io::Error::other("a hundred files set aside in this second already"))
+}
+
 /// Writes `tail`, cut from `path`, to a new file beside it and syncs it;
 /// returns its path.
 fn save_cut(path: &Path, tail: &[u8]) -> io::Result<PathBuf> {
-    let secs = unix_secs();
-    for n in 0..100 {
-        let to = match n {
-            0 => path.with_extension(format!("cut-{secs}")),
-            _ => path.with_extension(format!("cut-{secs}-{n}")),
-        };
-        match OpenOptions::new().write(true).create_new(true).open(&to) {
-            Ok(mut f) => {
-                f.write_all(tail)?;
-                f.sync_all()?;
-                sync_dir(path)?;
-                return Ok(to);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::other(
-        "a hundred cut files from this second already",
-    ))
+    let to = aside_path(path, CUT)?;
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&to)?;
+    f.write_all(tail)?;
+    f.sync_all()?;
+    sync_dir(path)?;
+    Ok(to)
 }
 
 /// The new file of `path`'s `n`th rewrite.
