@@ -14,7 +14,7 @@
 use super::{progress, round, side_by_side};
 use crate::memory::{
     Arena, BlockAllocator, Buddy, BufferPool, CacheBlock, Component, FirstFit, PoolConfig,
-    SlabCache, Urgency, ledger::resident_bytes,
+    SlabCache, Urgency, ledger::resident,
 };
 use serde::Serialize;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -342,7 +342,7 @@ fn replay<C: Churn>(c: &mut C, trace: &[(u32, u32)], rss: &mut u64) -> u64 {
             }
         }
         if f % 16 == 0 {
-            *rss = (*rss).max(resident_bytes());
+            *rss = (*rss).max(resident().total);
         }
     }
     while let Some(b) = live.pop_front() {
@@ -450,7 +450,7 @@ fn pool_decay() -> (f64, f64, f64) {
     for b in &mut held {
         b.get_mut().expect("unique").fill(1);
     }
-    let rss_full = resident_bytes();
+    let rss_full = resident().total;
     drop(held);
     let idle = Instant::now();
     while pool.stats().buffers > 4 && idle.elapsed() < Duration::from_secs(5) {
@@ -458,7 +458,7 @@ fn pool_decay() -> (f64, f64, f64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let back = idle.elapsed().as_secs_f64();
-    let rss_after = resident_bytes();
+    let rss_after = resident().total;
     (
         decay.as_secs_f64(),
         back,
@@ -480,7 +480,7 @@ pub fn run(quick: bool) -> MemoryReport {
     progress(&format!("replaying {events} allocation events"));
     let cache = SlabCache::new(64 << 20, 1).expect("slab cache");
     let mut ours = Ours(cache.local(0));
-    let mut peak = resident_bytes();
+    let mut peak = resident().total;
     let mut ignore = 0;
     let reps = if quick { 3 } else { 7 };
     let (t_a, t_b) = side_by_side(

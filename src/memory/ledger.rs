@@ -218,11 +218,6 @@ impl Default for Ledger {
     }
 }
 
-/// Resident set size of this process, from /proc (0 where unavailable).
-pub fn resident_bytes() -> u64 {
-    resident().total
-}
-
 /// The process's resident memory, as the kernel counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Resident {

@@ -34,9 +34,10 @@ use std::time::Instant;
 /// Rounds of fruitless searching before an idle worker parks...
 const SPIN_ROUNDS: u32 = 64;
 /// ...or, for a compute worker while a thread outside the pool waits for a
-/// run, time searching on after those rounds before it parks. A step's serial stretches between
-/// its parallel phases are shorter than this; a 16-core server spent half
-/// its grid time waking workers that had parked in them.
+/// run, time searching on after those rounds before it parks. A step's
+/// serial stretches between its parallel phases are shorter than this; a
+/// 16-core server spent half its grid time waking workers that had parked
+/// in them.
 const WAITED_ON_SPIN_NS: u64 = 1_000_000;
 /// Address space for the workers' job caches (mapped lazily by the OS).
 const JOB_CACHE_BYTES: usize = 16 << 20;
