@@ -16,7 +16,7 @@
 
 use super::backend::{Backend, ChainError, Receipt};
 use super::contract::RawLog;
-use super::record::RecordFile;
+use super::record::{PastDamage, RecordFile};
 use super::wallet::{Fees, Wallet};
 use alloy::consensus::TxEnvelope;
 use alloy::consensus::transaction::SignerRecoverable;
@@ -65,7 +65,7 @@ impl EmbeddedChain {
     /// Returns a warning when a torn block was cut.
     pub fn open(dir: &Path) -> Result<(Self, Option<String>), String> {
         let path = dir.join("embedded-chain.log");
-        let opened = RecordFile::open(&path, MAGIC).map_err(|e| {
+        let opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).map_err(|e| {
             format!(
                 "cannot open the embedded chain {} ({e}); check its permissions or pick another --data-dir",
                 path.display()
@@ -422,9 +422,10 @@ mod tests {
             .collect();
         let old_dir = scratch("replay-old");
         {
-            let mut file = RecordFile::open(&old_dir.join("embedded-chain.log"), MAGIC)
-                .unwrap()
-                .file;
+            let mut file =
+                RecordFile::open(&old_dir.join("embedded-chain.log"), MAGIC, PastDamage::Cut)
+                    .unwrap()
+                    .file;
             file.append(old.iter().map(|r| r.as_slice())).unwrap();
             file.sync().unwrap();
         }
@@ -444,9 +445,10 @@ mod tests {
         // A sender-marked block cut short is refused with a clear message.
         let bad_dir = scratch("replay-bad");
         {
-            let mut file = RecordFile::open(&bad_dir.join("embedded-chain.log"), MAGIC)
-                .unwrap()
-                .file;
+            let mut file =
+                RecordFile::open(&bad_dir.join("embedded-chain.log"), MAGIC, PastDamage::Cut)
+                    .unwrap()
+                    .file;
             let short = [&records[0][..17], &[1, 2, 3][..]].concat();
             file.append([short.as_slice()]).unwrap();
             file.sync().unwrap();

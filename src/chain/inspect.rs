@@ -151,7 +151,7 @@ impl JournalStatus {
         }
         for k in &self.kept_aside {
             out += &format!(
-                "\n  kept aside: {} ({} bytes; a damaged tail or a foreign file, not read back)",
+                "\n  kept aside: {} ({} bytes; damaged bytes or a foreign file, kept as they were found)",
                 k.path, k.bytes
             );
         }

@@ -9,8 +9,15 @@
 //! pending, from this session or from a run that crashed, come back in
 //! order and are sent again. Sequence numbers are per session and dense;
 //! the contract accepts a session's batches only in order, which is what
-//! makes a resend after a crash harmless. A lock file keeps a second game
-//! on the same data directory from writing into the same journal.
+//! makes a resend after a crash harmless. Damage inside the file (a bad
+//! disk) loses only the records it hit: the intact ones after it are read
+//! too (`PastDamage::Keep`), and a session's events after a lost one,
+//! which its numbering could no longer carry on chain, go on under a new
+//! session, with a warning that says which events were lost (should the
+//! damage also have taken the done mark of events already confirmed, those
+//! are recorded a second time under the new session rather than lost). A
+//! lock file keeps a second game on the same data directory from writing
+//! into the same journal.
 //!
 //! Past 4 MiB, once most of it is confirmed, the file is compacted: the
 //! pending events are written to a new file beside it while the game goes
@@ -19,7 +26,7 @@
 //! an fsync or the freeing of the old file's blocks.
 
 use super::event::GameEvent;
-use super::record::{RecordFile, Replaced, Rewrite};
+use super::record::{PastDamage, RecordFile, Replaced, Rewrite};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
@@ -97,37 +104,41 @@ impl Journal {
         super::create_data_dir(dir)?;
         let lock = lock_dir(dir)?;
         let path = journal_path(dir);
-        let opened = RecordFile::open(&path, MAGIC).map_err(|e| {
+        let opened = RecordFile::open(&path, MAGIC, PastDamage::Keep).map_err(|e| {
             format!(
                 "cannot open the event journal {} ({e}); check its permissions or pick another --data-dir",
                 path.display()
             )
         })?;
-        let mut sessions: BTreeMap<u64, SessionLog> = BTreeMap::new();
-        let mut bad = 0usize;
-        for body in &opened.records {
-            match decode(body) {
-                Some(Entry::Event(session, seq, event)) => {
-                    let s = sessions.entry(session).or_default();
-                    if seq >= s.done && seq == s.next {
-                        s.pending.push_back((event, body.len() - EVENT_HEADER));
-                        s.next = seq + 1;
-                    } else if seq >= s.next {
-                        // A gap cannot come from our own writes; keep order.
-                        bad += 1;
-                    }
+        let (mut sessions, bad, gaps) = replay(&opened.records);
+        let mut moved = false;
+        let mut notes = Vec::new();
+        for gap in gaps {
+            // The contract takes a session's events only in order, so the
+            // ones after a lost event could never go on chain under their
+            // own session: they go under a new one, in their order.
+            let id = loop {
+                let id = super::new_session_id();
+                if !sessions.contains_key(&id) {
+                    break id;
                 }
-                Some(Entry::Done(session, next)) => {
-                    let s = sessions.entry(session).or_default();
-                    while s.done < next && !s.pending.is_empty() {
-                        s.pending.pop_front();
-                        s.done += 1;
-                    }
-                    s.done = s.done.max(next);
-                    s.next = s.next.max(next);
-                }
-                None => bad += 1,
-            }
+            };
+            let lost = match gap.lost {
+                1 => "1 event".to_string(),
+                n => format!("{n} events"),
+            };
+            notes.push(format!(
+                "{lost} of session {} from number {} on {} lost with the damaged bytes; the {} intact events after {} are recorded as session {id}",
+                gap.session,
+                gap.first_lost,
+                if gap.lost == 1 { "was" } else { "were" },
+                gap.after.len(),
+                if gap.lost == 1 { "it" } else { "them" },
+            ));
+            let s = sessions.entry(id).or_default();
+            s.next = gap.after.len() as u64;
+            s.pending = gap.after.into();
+            moved = true;
         }
         let recovered: usize = sessions.values().map(|s| s.pending.len()).sum();
         // Recovered events are overdue: send them at once.
@@ -139,20 +150,25 @@ impl Journal {
                 s.oldest = Some(long_ago);
             }
         }
-        let mut warning = opened.warning;
         if bad > 0 {
-            let w = format!(
+            notes.push(format!(
                 "{}: skipped {bad} records it could not place",
                 path.display()
-            );
-            warning = Some(warning.map_or(w.clone(), |first| format!("{first}; {w}")));
+            ));
         }
+        let warning = opened
+            .warning
+            .into_iter()
+            .chain(notes)
+            .reduce(|first, w| format!("{first}; {w}"));
         let mut journal = Journal {
             file: opened.file,
             sessions,
             _lock: lock,
         };
-        if journal.worth_compacting(64 << 10) {
+        // Moved events are written under their new session before any of
+        // them can be sent, so a second opening cannot move them again.
+        if moved || journal.worth_compacting(64 << 10) {
             journal.compact_now().map_err(|e| {
                 format!(
                     "cannot compact the event journal {} ({e}); check the disk",
@@ -374,6 +390,81 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("journal.log")
 }
 
+/// A session whose pending events stop at a lost one.
+struct Gap {
+    session: u64,
+    first_lost: u64,
+    lost: u64,
+    /// The intact events after the first lost one, in order, with their
+    /// packed size.
+    after: Vec<(GameEvent, usize)>,
+}
+
+/// Each session's state from the journal's records, the records that fit
+/// no session, and the sessions whose pending events have holes (damage in
+/// the file took some): their `pending` stops at the first hole, and what
+/// came after is in the `Gap`.
+fn replay(records: &[Vec<u8>]) -> (BTreeMap<u64, SessionLog>, usize, Vec<Gap>) {
+    let mut done: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut events: BTreeMap<u64, BTreeMap<u64, (GameEvent, usize)>> = BTreeMap::new();
+    let mut bad = 0;
+    // A done mark may come after events it confirms, so every record is
+    // read before any event is placed.
+    for body in records {
+        match decode(body) {
+            Some(Entry::Event(session, seq, event)) => {
+                let size = body.len() - EVENT_HEADER;
+                if events
+                    .entry(session)
+                    .or_default()
+                    .insert(seq, (event, size))
+                    .is_some()
+                {
+                    // Two events under one number cannot come from our own
+                    // writes; the later one is kept.
+                    bad += 1;
+                }
+                done.entry(session).or_default();
+            }
+            Some(Entry::Done(session, next)) => {
+                let d = done.entry(session).or_default();
+                *d = (*d).max(next);
+            }
+            None => bad += 1,
+        }
+    }
+    let mut sessions = BTreeMap::new();
+    let mut gaps = Vec::new();
+    for (session, done) in done {
+        let mut s = SessionLog {
+            done,
+            next: done,
+            ..SessionLog::default()
+        };
+        let mut later = events
+            .remove(&session)
+            .unwrap_or_default()
+            .split_off(&done)
+            .into_iter()
+            .peekable();
+        while let Some((_, event)) = later.next_if(|(seq, _)| *seq == s.next) {
+            s.pending.push_back(event);
+            s.next += 1;
+        }
+        let after: Vec<_> = later.collect();
+        if let Some(&(last, _)) = after.last() {
+            gaps.push(Gap {
+                session,
+                first_lost: s.next,
+                lost: last + 1 - s.next - after.len() as u64,
+                after: after.into_iter().map(|(_, e)| e).collect(),
+            });
+        }
+        sessions.insert(session, s);
+    }
+    (sessions, bad, gaps)
+}
+
 enum Entry {
     Event(u64, u64, GameEvent),
     Done(u64, u64),
@@ -557,6 +648,100 @@ mod tests {
                 .contains("cut a torn or corrupt tail of 13 bytes")
         );
         assert_eq!(opened.recovered, 3);
+    }
+
+    /// Where each event's record lies in the journal file: appended one
+    /// by one to session `session`.
+    fn append_one_by_one(j: &mut Journal, session: u64, events: &[GameEvent]) -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| {
+                let at = j.file.len();
+                j.append(session, std::slice::from_ref(e)).unwrap();
+                at
+            })
+            .collect()
+    }
+
+    /// Flips a bit in the body of the record at `at` in `dir`'s journal.
+    fn damage(dir: &Path, at: u64) {
+        let path = journal_path(dir);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at as usize + FRAME as usize + 3] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+
+    #[test]
+    fn events_after_a_damaged_one_go_on_under_a_new_session() {
+        let dir = temp("damaged-event");
+        let events: Vec<_> = (1..=6).map(boom).collect();
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            let at = append_one_by_one(&mut j, 2, &events);
+            drop(j);
+            damage(&dir, at[2]);
+        }
+        let opened = Journal::open(&dir).unwrap();
+        let warning = opened.warning.unwrap();
+        assert!(warning.contains("skipped"), "{warning}");
+        assert!(
+            warning.contains("1 event of session 2 from number 2 on was lost"),
+            "{warning}"
+        );
+        assert_eq!(opened.recovered, 5);
+        let j = opened.journal;
+        assert_eq!(j.pending_of(2), vec![(0, boom(1)), (1, boom(2))]);
+        let sessions = j.sessions();
+        assert_eq!(sessions.len(), 2);
+        let (moved, done, pending) = *sessions.iter().find(|s| s.0 != 2).unwrap();
+        assert!(
+            warning.contains(&format!("recorded as session {moved}")),
+            "{warning}"
+        );
+        assert_eq!((done, pending), (0, 3));
+        assert_eq!(
+            j.pending_of(moved),
+            vec![(0, boom(4)), (1, boom(5)), (2, boom(6))]
+        );
+        // Session 2 sends what it has and stops; the new one starts at 0.
+        let rule = BatchRule {
+            max_events: 100,
+            max_bytes: 1 << 20,
+            max_wait: Duration::ZERO,
+        };
+        let first = j.next_batch(&rule, true).unwrap();
+        assert_eq!(
+            (first.session, first.first_seq, first.events.len()),
+            (2, 0, 2)
+        );
+        drop(j);
+        // Opening again finds the same, written down: nothing moves twice.
+        let again = Journal::open(&dir).unwrap();
+        assert!(again.warning.is_none(), "{:?}", again.warning);
+        assert_eq!(again.journal.sessions(), sessions);
+        assert_eq!(again.journal.pending_of(moved).len(), 3);
+    }
+
+    #[test]
+    fn damage_to_a_confirmed_event_loses_nothing_pending() {
+        let dir = temp("damaged-confirmed");
+        let events: Vec<_> = (1..=6).map(boom).collect();
+        {
+            let mut j = Journal::open(&dir).unwrap().journal;
+            let at = append_one_by_one(&mut j, 4, &events);
+            j.mark_done(4, 3).unwrap();
+            drop(j);
+            damage(&dir, at[1]);
+        }
+        let opened = Journal::open(&dir).unwrap();
+        let warning = opened.warning.unwrap();
+        assert!(warning.contains("kept the"), "{warning}");
+        assert!(!warning.contains("lost"), "{warning}");
+        assert_eq!(opened.journal.sessions(), vec![(4, 3, 3)]);
+        assert_eq!(
+            opened.journal.pending_of(4),
+            vec![(3, boom(4)), (4, boom(5)), (5, boom(6))]
+        );
     }
 
     /// A journal past the compaction size with `extra` events pending

@@ -410,14 +410,17 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<(), String> {
     })
 }
 
-/// A session id no earlier run used: the clock and the process, mixed
-/// (53 bits, so JSON readers that use doubles keep it exact).
+/// A session id no earlier run used: the clock, the process and a count
+/// of the ids this process made (two in one clock tick differ), mixed (53
+/// bits, so JSON readers that use doubles keep it exact).
 fn new_session_id() -> u64 {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut z = nanos ^ ((std::process::id() as u64) << 32);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut z = nanos.wrapping_add(made << 40) ^ ((std::process::id() as u64) << 32);
     // splitmix64's finaliser.
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -2,12 +2,21 @@
 //! chain's block log share.
 //!
 //! A file is an 8-byte magic, then records `[len: u32 LE][crc32: u32 LE]
-//! [body]`. A crash can leave the last record half written, and a bad disk
-//! can flip bits anywhere; reading stops at the first record whose length
-//! runs past the end or whose CRC does not match, and the file is cut there,
-//! so appending resumes on a clean edge. Nothing is cut silently or thrown
+//! [body]`, bodies never empty. A crash can leave the last record half
+//! written (or, on some file systems, a tail of zeros), and a bad disk can
+//! flip bits anywhere; reading stops at the first record that is empty,
+//! runs past the end or fails its CRC, and the file is cut there, so
+//! appending resumes on a clean edge. Nothing is cut silently or thrown
 //! away: the cut bytes are first saved beside the file (`<name>.cut-<unix
 //! seconds>`), and a warning names them.
+//!
+//! An owner whose records stand on their own (the journal: each event
+//! carries its own session and number) may ask for the intact records
+//! past the damage too (`PastDamage::Keep`): the bytes after it are
+//! searched for the next place where two records in a row (or one ending
+//! the file) pass their checks, reading resumes there, and the file is
+//! rewritten with every intact record. The block log keeps the cut: a
+//! block after a lost one cannot be replayed.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -27,6 +36,16 @@ pub struct RecordFile {
     begun: u64,
 }
 
+/// What `RecordFile::open` does with intact records after a damaged one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PastDamage {
+    /// Cut the file at the damage; the records after it are only in the
+    /// saved bytes.
+    Cut,
+    /// Keep them: the file is rewritten without the damaged bytes.
+    Keep,
+}
+
 /// What opening a record file found.
 pub struct Opened {
     pub file: RecordFile,
@@ -42,7 +61,7 @@ impl RecordFile {
     /// New files of rewrites that a crash cut short are removed (the file
     /// itself was whole until a rewrite's rename). The caller holds
     /// whatever keeps other writers out.
-    pub fn open(path: &Path, magic: &[u8; 8]) -> io::Result<Opened> {
+    pub fn open(path: &Path, magic: &[u8; 8], past_damage: PastDamage) -> io::Result<Opened> {
         remove_unfinished_rewrites(path);
         let mut file = OpenOptions::new()
             .read(true)
@@ -74,35 +93,62 @@ impl RecordFile {
             sync_dir(path)?;
             bytes.extend_from_slice(magic);
         }
-        let (records, good) = parse(&bytes[8..]);
+        let (mut records, good) = parse(&bytes[8..]);
         let good = 8 + good as u64;
-        if good < bytes.len() as u64 {
-            let cut = bytes.len() as u64 - good;
-            let saved = match save_cut(path, &bytes[good as usize..]) {
-                Ok(to) => format!("the cut bytes are saved in {}", to.display()),
-                Err(e) => format!("the cut bytes could not be saved ({e})"),
+        let mut len = bytes.len() as u64;
+        let mut kept_after = 0;
+        if good < len {
+            let damaged = &bytes[good as usize..];
+            let saved = match save_cut(path, damaged) {
+                Ok(to) => format!("the bytes are saved in {}", to.display()),
+                Err(e) => format!("the bytes could not be saved ({e})"),
             };
-            file.set_len(good)?;
-            file.sync_all()?;
-            let w = format!(
-                "{}: cut a torn or corrupt tail of {cut} bytes at offset {good} ({} intact records kept); {saved}",
-                path.display(),
-                records.len()
-            );
+            let later = match past_damage {
+                PastDamage::Keep => salvage(damaged),
+                PastDamage::Cut => Vec::new(),
+            };
+            let w = if later.is_empty() {
+                file.set_len(good)?;
+                file.sync_all()?;
+                len = good;
+                format!(
+                    "{}: cut a torn or corrupt tail of {} bytes at offset {good} ({} intact records kept); {saved}",
+                    path.display(),
+                    damaged.len(),
+                    records.len()
+                )
+            } else {
+                let skipped = damaged.len() - later.iter().map(|b| b.len() + 8).sum::<usize>();
+                let w = format!(
+                    "{}: skipped {skipped} damaged bytes from offset {good} and kept the {} intact records after them ({} before); {saved}",
+                    path.display(),
+                    later.len(),
+                    records.len()
+                );
+                kept_after = later.len();
+                records.extend(later);
+                w
+            };
             warning = Some(match warning {
                 Some(first) => format!("{first}; {w}"),
                 None => w,
             });
         }
         file.seek(SeekFrom::End(0))?;
+        let mut file = RecordFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            generation: 0,
+            begun: 0,
+        };
+        if kept_after > 0 {
+            // One rename: a crash leaves the damaged file (read the same
+            // way next time) or the clean one, never a file without them.
+            file.rewrite(magic, records.iter().map(|b| b.as_slice()))?;
+        }
         Ok(Opened {
-            file: RecordFile {
-                path: path.to_path_buf(),
-                file,
-                len: good,
-                generation: 0,
-                begun: 0,
-            },
+            file,
             records,
             warning,
         })
@@ -285,7 +331,10 @@ impl Rewrite {
 }
 
 fn frame(body: &[u8], out: &mut Vec<u8>) {
-    assert!(body.len() <= MAX_RECORD, "record body over 16 MiB");
+    assert!(
+        !body.is_empty() && body.len() <= MAX_RECORD,
+        "record body empty or over 16 MiB"
+    );
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
     out.extend_from_slice(body);
@@ -295,20 +344,50 @@ fn frame(body: &[u8], out: &mut Vec<u8>) {
 fn parse(bytes: &[u8]) -> (Vec<Vec<u8>>, usize) {
     let mut records = Vec::new();
     let mut at = 0;
-    while bytes.len() - at >= 8 {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-        if len > MAX_RECORD || bytes.len() - at - 8 < len {
-            break;
-        }
-        let body = &bytes[at + 8..at + 8 + len];
-        if crc32fast::hash(body) != crc {
-            break;
-        }
+    while let Some(body) = record_at(bytes, at) {
         records.push(body.to_vec());
-        at += 8 + len;
+        at += 8 + body.len();
     }
     (records, at)
+}
+
+/// The body of the record at `at`, if one is there whole: not empty (a
+/// tail of zeros would otherwise read as records), not past the end, and
+/// its CRC matching.
+fn record_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let head = bytes.get(at..at + 8)?;
+    let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let body = bytes.get(at + 8..at + 8 + len)?;
+    (crc32fast::hash(body) == crc).then_some(body)
+}
+
+/// The intact records after damaged bytes at the start of `bytes`: reading
+/// resumes wherever a record passes its checks and is followed by another
+/// that does (or ends the input), so a stray match of a CRC in the damage
+/// (one in 2^32 per offset) is not taken for a record; damage further on is
+/// skipped the same way.
+fn salvage(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut records = Vec::new();
+    let mut at = 1;
+    while at + 8 < bytes.len() {
+        let Some(body) = record_at(bytes, at) else {
+            at += 1;
+            continue;
+        };
+        let next = at + 8 + body.len();
+        if next != bytes.len() && record_at(bytes, next).is_none() {
+            at += 1;
+            continue;
+        }
+        let (run, spans) = parse(&bytes[at..]);
+        records.extend(run);
+        at += spans + 1;
+    }
+    records
 }
 
 /// What `open` sets aside beside a file, as `<name>.<kind>-<unix
@@ -424,16 +503,16 @@ mod tests {
     #[test]
     fn records_survive_reopening() {
         let path = temp("reopen");
-        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert!(opened.records.is_empty() && opened.warning.is_none());
         opened.file.append([&b"one"[..], b"two"]).unwrap();
-        opened.file.append([&b""[..]]).unwrap();
+        opened.file.append([&b"3"[..]]).unwrap();
         opened.file.sync().unwrap();
         drop(opened);
-        let again = RecordFile::open(&path, MAGIC).unwrap();
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(
             again.records,
-            vec![b"one".to_vec(), b"two".to_vec(), vec![]]
+            vec![b"one".to_vec(), b"two".to_vec(), b"3".to_vec()]
         );
         assert!(again.warning.is_none());
     }
@@ -441,7 +520,7 @@ mod tests {
     #[test]
     fn a_torn_or_flipped_tail_is_cut_with_a_warning() {
         let path = temp("torn");
-        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         opened.file.append([&b"keep me"[..], b"and me"]).unwrap();
         let good_len = opened.file.len();
         opened.file.append([&b"torn record"[..]]).unwrap();
@@ -449,7 +528,7 @@ mod tests {
         // Tear the last record: half of it reached the disk.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
-        let again = RecordFile::open(&path, MAGIC).unwrap();
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(again.records.len(), 2);
         let warning = again.warning.clone().unwrap();
         assert!(warning.contains("cut a torn or corrupt tail"), "{warning}");
@@ -466,23 +545,150 @@ mod tests {
         let n = bytes.len();
         bytes[n - 2] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
-        let mut again = RecordFile::open(&path, MAGIC).unwrap();
+        let mut again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(again.records, vec![b"keep me".to_vec()]);
         // A second cut gets a file of its own, even within the same second.
         assert_eq!(cut_files(&path).len(), 2);
         // Appending resumes on the clean edge.
         again.file.append([&b"after"[..]]).unwrap();
         drop(again);
-        let last = RecordFile::open(&path, MAGIC).unwrap();
+        let last = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(last.records, vec![b"keep me".to_vec(), b"after".to_vec()]);
         assert!(last.warning.is_none());
+    }
+
+    #[test]
+    fn a_tail_of_zeros_is_cut_not_read_as_records() {
+        // What a crash can leave on a file system that grew the file before
+        // its data reached the disk.
+        let path = temp("zeros");
+        let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+        opened.file.append([&b"kept"[..]]).unwrap();
+        let good_len = opened.file.len();
+        drop(opened);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+        assert_eq!(again.records, vec![b"kept".to_vec()]);
+        assert!(
+            again
+                .warning
+                .unwrap()
+                .contains("cut a torn or corrupt tail of 4096 bytes")
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    }
+
+    /// `bodies` written as one file, and each record's (start, end) in it.
+    fn write_records(path: &Path, bodies: &[Vec<u8>]) -> Vec<(usize, usize)> {
+        let _ = std::fs::remove_file(path);
+        let mut file = RecordFile::open(path, MAGIC, PastDamage::Cut).unwrap().file;
+        bodies
+            .iter()
+            .map(|b| {
+                let start = file.len() as usize;
+                file.append([b.as_slice()]).unwrap();
+                (start, file.len() as usize)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_past_damage_are_kept_when_asked() {
+        let path = temp("past-damage");
+        let bodies: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 10 + i as usize]).collect();
+        let spans = write_records(&path, &bodies);
+        let clean = std::fs::read(&path).unwrap();
+        // A flipped bit in record 2's body, and 5 stray bytes written over
+        // record 5's header.
+        let mut bytes = clean.clone();
+        bytes[spans[2].0 + 12] ^= 0x04;
+        bytes[spans[5].0..spans[5].0 + 5].copy_from_slice(&[0xAB; 5]);
+        std::fs::write(&path, &bytes).unwrap();
+
+        // Cut (the block log's way): everything from the damage on goes.
+        let cut = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
+        assert_eq!(cut.records, bodies[..2]);
+        drop(cut);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let kept = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+        let expect: Vec<Vec<u8>> = [0, 1, 3, 4, 6, 7]
+            .iter()
+            .map(|&i| bodies[i].clone())
+            .collect();
+        assert_eq!(kept.records, expect);
+        let warning = kept.warning.clone().unwrap();
+        let damaged = spans[2].1 - spans[2].0 + spans[5].1 - spans[5].0;
+        assert!(
+            warning.contains(&format!(
+                "skipped {damaged} damaged bytes from offset {} and kept the 4 intact records after them (2 before)",
+                spans[2].0
+            )),
+            "{warning}"
+        );
+        // The damaged bytes, and all after them, are saved as they were.
+        let saved = cut_files(&path);
+        assert_eq!(
+            std::fs::read(saved.last().unwrap()).unwrap(),
+            &bytes[spans[2].0..]
+        );
+        // The file now holds the intact records only, and appends go on.
+        let mut file = kept.file;
+        file.append([&b"next"[..]]).unwrap();
+        drop(file);
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+        assert!(again.warning.is_none(), "{:?}", again.warning);
+        assert_eq!(again.records.len(), 7);
+        assert_eq!(again.records[6], b"next");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever bytes a bad disk overwrites, every record it did not
+        /// touch is read back, in order, and nothing else.
+        #[test]
+        fn every_untouched_record_survives_damage(
+            sizes in proptest::collection::vec(1usize..60, 1..40),
+            at in 0.0f64..1.0,
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..200),
+        ) {
+            let path = temp(&format!("prop-{}", sizes.len()));
+            let bodies: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| (0..n).map(|k| (i * 31 + k * 7) as u8).collect())
+                .collect();
+            let spans = write_records(&path, &bodies);
+            let original = std::fs::read(&path).unwrap();
+            let mut bytes = original.clone();
+            let start = 8 + ((bytes.len() - 8) as f64 * at) as usize;
+            let end = (start + garbage.len()).min(bytes.len());
+            bytes[start..end].copy_from_slice(&garbage[..end - start]);
+            std::fs::write(&path, &bytes).unwrap();
+            let clean = |&(s, e): &(usize, usize)| bytes[s..e] == original[s..e];
+            let expect: Vec<Vec<u8>> = bodies
+                .iter()
+                .zip(&spans)
+                .filter(|(_, span)| clean(span))
+                .map(|(b, _)| b.clone())
+                .collect();
+            let opened = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+            proptest::prop_assert_eq!(&opened.records, &expect);
+            drop(opened);
+            let again = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
+            proptest::prop_assert_eq!(&again.records, &expect);
+            proptest::prop_assert!(again.warning.is_none());
+        }
     }
 
     #[test]
     fn a_foreign_file_is_set_aside_not_deleted() {
         let path = temp("foreign");
         std::fs::write(&path, b"hello, not a journal").unwrap();
-        let opened = RecordFile::open(&path, MAGIC).unwrap();
+        let opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert!(opened.records.is_empty());
         assert!(opened.warning.unwrap().contains("moved it to"));
         let dir = path.parent().unwrap();
@@ -501,7 +707,7 @@ mod tests {
     #[test]
     fn a_rewrite_cut_short_by_a_crash_is_cleared_on_opening() {
         let path = temp("crashed-rewrite");
-        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         opened.file.append([&b"kept"[..]]).unwrap();
         let mut rewrite = opened.file.begin_rewrite(MAGIC, [&b"new"[..]]);
         rewrite.write().unwrap();
@@ -520,7 +726,7 @@ mod tests {
                 .count()
         };
         assert_eq!(left(dir), 1);
-        let again = RecordFile::open(&path, MAGIC).unwrap();
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(again.records, vec![b"kept".to_vec()]);
         assert_eq!(left(dir), 0);
         assert!(other.exists(), "another file's rewrite is not touched");
@@ -529,12 +735,12 @@ mod tests {
     #[test]
     fn rewrite_keeps_only_what_it_is_given() {
         let path = temp("rewrite");
-        let mut opened = RecordFile::open(&path, MAGIC).unwrap();
+        let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         opened.file.append([&b"a"[..], b"b", b"c"]).unwrap();
         opened.file.rewrite(MAGIC, [&b"c"[..]]).unwrap();
         opened.file.append([&b"d"[..]]).unwrap();
         drop(opened);
-        let again = RecordFile::open(&path, MAGIC).unwrap();
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(again.records, vec![b"c".to_vec(), b"d".to_vec()]);
     }
 }

@@ -405,6 +405,65 @@ fn a_corrupt_journal_tail_is_cut_with_a_warning_and_its_events_still_go_out() {
 }
 
 #[test]
+fn damage_inside_the_journal_loses_only_the_event_it_hit() {
+    let dir = scratch_dir("chain-damaged");
+    let data = dir.to_string_lossy().into_owned();
+    let path = particle_forge::chain::journal::journal_path(&dir);
+    let events = stream(25, 0);
+    // 25 pending events of session 78, then a bad disk flips a bit in the
+    // eleventh one's record (number 10).
+    let starts: Vec<u64> = {
+        let mut j = particle_forge::chain::journal::Journal::open(&dir)
+            .unwrap()
+            .journal;
+        events
+            .iter()
+            .map(|e| {
+                let at = std::fs::metadata(&path).unwrap().len();
+                j.append(78, std::slice::from_ref(e)).unwrap();
+                at
+            })
+            .collect()
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[starts[10] as usize + 20] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (code, stdout, stderr) = run(game().args([
+        "--headless",
+        "--particles",
+        "1000",
+        "--frames",
+        "10",
+        "--json",
+        "--data-dir",
+        &data,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let said = "1 event of session 78 from number 10 on was lost with the damaged bytes; the 14 intact events after it are recorded as session ";
+    let at = stderr.find(said).unwrap_or_else(|| panic!("{stderr}")) + said.len();
+    let moved: u64 = stderr[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["chain"]["recovered"], 24);
+    assert_eq!(summary["chain"]["pending"], 0);
+    // On chain: the ten before the damage under their session, the
+    // fourteen after it under the new one, in order.
+    let config = ChainConfig {
+        data_dir: data.clone(),
+        ..ChainConfig::default()
+    };
+    let before: Vec<_> = on_chain(&config, 78).into_values().collect();
+    assert_eq!(before, events[..10]);
+    let after: Vec<_> = on_chain(&config, moved).into_values().collect();
+    assert_eq!(after, events[11..]);
+}
+
+#[test]
 fn a_dead_node_or_a_bad_key_leaves_the_game_running_and_the_events_pending() {
     let dead = format!(
         "http://127.0.0.1:{}",
