@@ -36,13 +36,14 @@ pub fn run_windowed(
     frames: Option<u64>,
     screenshot: Option<PathBuf>,
     offscreen: bool,
-) -> Result<u8, String> {
-    let largest_image = check_vulkan_device()?;
-    if offscreen && config.window.width.max(config.window.height) > largest_image {
-        return Err(format!(
-            "an offscreen image of {} × {} pixels is larger than this device draws ({largest_image} pixels a side at most); pick a smaller --width/--height",
-            config.window.width, config.window.height
-        ));
+) -> Result<u8, WindowError> {
+    let largest = check_vulkan_device()?;
+    if offscreen && config.window.width.max(config.window.height) > largest {
+        return Err(WindowError::TooLarge {
+            width: config.window.width,
+            height: config.window.height,
+            largest,
+        });
     }
     let plugins = DefaultPlugins
         .set(crate::game::bevy_task_pools())
@@ -111,7 +112,7 @@ pub fn run_windowed(
 /// Bevy's renderer panics when it finds no GPU; ask Vulkan first, so the
 /// player gets one sentence that says what to install instead. Returns the
 /// largest image side the devices can draw.
-fn check_vulkan_device() -> Result<u32, String> {
+fn check_vulkan_device() -> Result<u32, WindowError> {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = wgpu::Backends::VULKAN;
     let instance = wgpu::Instance::new(desc);
@@ -120,7 +121,26 @@ fn check_vulkan_device() -> Result<u32, String> {
         .iter()
         .map(|a| a.limits().max_texture_dimension_2d)
         .max()
-        .ok_or_else(|| "no Vulkan device found; install a Vulkan driver (on Debian: apt install mesa-vulkan-drivers libvulkan1) or run with --headless".into())
+        .ok_or(WindowError::NoVulkan)
+}
+
+/// Why the window could not open, worded for the player.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error(
+        "no Vulkan device found; install a Vulkan driver (on Debian: apt install mesa-vulkan-drivers libvulkan1) or run with --headless"
+    )]
+    NoVulkan,
+    #[error(
+        "an offscreen image of {width} × {height} pixels is larger than this device draws ({largest} pixels a side at most); pick a smaller --width/--height"
+    )]
+    TooLarge {
+        width: u32,
+        height: u32,
+        largest: u32,
+    },
+    #[error(transparent)]
+    Setup(#[from] crate::game::SetupError),
 }
 
 fn count_frames(

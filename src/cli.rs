@@ -237,24 +237,42 @@ pub enum Mode {
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "particle-forge.toml";
 
+/// A flag, or the config it loads, asks for something that cannot be: one
+/// sentence that says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(pub String);
+
+impl From<&str> for FlagError {
+    fn from(message: &str) -> Self {
+        Self(message.to_string())
+    }
+}
+
+impl From<crate::game::config::ConfigError> for FlagError {
+    fn from(e: crate::game::config::ConfigError) -> Self {
+        Self(e.0)
+    }
+}
+
 impl Cli {
     /// Loads and overrides the config and checks the flags against it. The
     /// error is one sentence that says what to do.
-    pub fn resolve(&self) -> Result<(Config, Mode), String> {
+    pub fn resolve(&self) -> Result<(Config, Mode), FlagError> {
         if let Some(Command::Bench { suite }) = self.command {
             let mut config = Config::default();
             self.apply_chain_flags(&mut config)?;
             return Ok((config, Mode::Bench(suite)));
         }
         let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| e.0)?,
+            Some(path) => Config::load(path)?,
             None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
-                Config::load(Path::new(DEFAULT_CONFIG_FILE)).map_err(|e| e.0)?
+                Config::load(Path::new(DEFAULT_CONFIG_FILE))?
             }
             None => Config::default(),
         };
         for s in &self.set {
-            config.set(s).map_err(|e| e.0)?;
+            config.set(s)?;
         }
         if let Some(m) = self.max_particles {
             if m == 0 {
@@ -268,10 +286,10 @@ impl Cli {
                 return Err("--particles must be at least 1 (for an empty box use --set particles.initial=0)".into());
             }
             if p > config.particles.max {
-                return Err(format!(
+                return Err(FlagError(format!(
                     "--particles {p} is above the maximum of {}; lower it or raise --max-particles",
                     config.particles.max
-                ));
+                )));
             }
             config.particles.initial = p;
         }
@@ -314,7 +332,7 @@ impl Cli {
         }
         config
             .validate()
-            .map_err(|e| format!("{} (after applying the flags)", e.0))?;
+            .map_err(|e| FlagError(format!("{e} (after applying the flags)")))?;
 
         if self.frames == Some(0) {
             return Err("--frames must be at least 1".into());
@@ -366,7 +384,7 @@ impl Cli {
 }
 
 impl Cli {
-    fn apply_chain_flags(&self, config: &mut Config) -> Result<(), String> {
+    fn apply_chain_flags(&self, config: &mut Config) -> Result<(), FlagError> {
         if let Some(b) = self.chain {
             config.chain.backend = b;
         }
@@ -387,22 +405,25 @@ impl Cli {
 }
 
 /// The screenshot must be a .png in a folder we can write to.
-fn check_screenshot_path(path: &Path) -> Result<(), String> {
+fn check_screenshot_path(path: &Path) -> Result<(), FlagError> {
     let is_png = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("png"));
     if !is_png {
-        return Err(format!("--screenshot {} must end in .png", path.display()));
+        return Err(FlagError(format!(
+            "--screenshot {} must end in .png",
+            path.display()
+        )));
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(format!(
+        return Err(FlagError(format!(
             "cannot write the screenshot: folder {} does not exist; create it or pick another path",
             dir.display()
-        ));
+        )));
     }
     let probe = dir.join(format!(".particle-forge-write-test-{}", std::process::id()));
     match std::fs::write(&probe, b"") {
@@ -410,15 +431,15 @@ fn check_screenshot_path(path: &Path) -> Result<(), String> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => Err(format!(
+        Err(e) => Err(FlagError(format!(
             "cannot write the screenshot into {} ({e}); pick a writable path",
             dir.display()
-        )),
+        ))),
     }
 }
 
 /// A window needs an X display (this build talks X11).
-fn check_display() -> Result<(), String> {
+fn check_display() -> Result<(), FlagError> {
     let display = std::env::var("DISPLAY").unwrap_or_default();
     if display.is_empty() {
         return Err("no display found (DISPLAY is not set); run it from a desktop session, under xvfb-run, or pass --headless".into());
@@ -428,9 +449,9 @@ fn check_display() -> Result<(), String> {
         let number: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
         let socket = format!("/tmp/.X11-unix/X{number}");
         if !number.is_empty() && !Path::new(&socket).exists() {
-            return Err(format!(
+            return Err(FlagError(format!(
                 "no X server answers on DISPLAY={display} ({socket} is missing); start one, run under xvfb-run, or pass --headless"
-            ));
+            )));
         }
     }
     Ok(())

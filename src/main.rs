@@ -31,24 +31,26 @@ fn main() -> ExitCode {
     };
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
-        Err(message) => {
-            eprintln!("particle-forge: {message}");
+        Err(e) => {
+            // The library's errors are already one sentence with their
+            // cause; the chain of sources would repeat it.
+            eprintln!("particle-forge: {e}");
             ExitCode::from(2)
         }
     }
 }
 
 /// A benchmark's table, then (with `--json`) its JSON as the last line.
-fn print_report(table: &str, report: &impl serde::Serialize, json: bool) -> Result<u8, String> {
+fn print_report(table: &str, report: &impl serde::Serialize, json: bool) -> anyhow::Result<u8> {
     println!("{table}");
     if json {
-        let line = serde_json::to_string(report).map_err(|e| e.to_string())?;
+        let line = serde_json::to_string(report)?;
         println!("{line}");
     }
     Ok(0)
 }
 
-fn run(cli: &Cli) -> Result<u8, String> {
+fn run(cli: &Cli) -> anyhow::Result<u8> {
     let (config, mode) = cli.resolve()?;
     match mode {
         Mode::Bench(BenchSuite::Workers(args)) => {
@@ -62,7 +64,8 @@ fn run(cli: &Cli) -> Result<u8, String> {
                     args.profile_scene,
                     args.profile_particles,
                     args.profile_steps,
-                )?;
+                )
+                .map_err(anyhow::Error::msg)?;
                 println!("{line}");
                 Ok(0)
             }
@@ -76,7 +79,8 @@ fn run(cli: &Cli) -> Result<u8, String> {
             print_report(&report.describe(), &report, args.json)
         }
         Mode::Bench(BenchSuite::Chain(args)) => {
-            let report = bench::chain::run(&config.chain, args.quick)?;
+            let report =
+                bench::chain::run(&config.chain, args.quick).map_err(anyhow::Error::msg)?;
             print_report(&report.describe(), &report, args.json)
         }
         Mode::Chain(ChainCommand::History { session, json }) => {
@@ -97,7 +101,7 @@ fn run(cli: &Cli) -> Result<u8, String> {
             let summary = headless::run(config, frames, cli.autoplay)?;
             println!("{}", summary.describe());
             if json {
-                let line = serde_json::to_string(&summary).map_err(|e| e.to_string())?;
+                let line = serde_json::to_string(&summary)?;
                 println!("{line}");
             }
             Ok(0)
@@ -106,6 +110,12 @@ fn run(cli: &Cli) -> Result<u8, String> {
             frames,
             screenshot,
             offscreen,
-        } => app::run_windowed(config, cli.autoplay, frames, screenshot, offscreen),
+        } => Ok(app::run_windowed(
+            config,
+            cli.autoplay,
+            frames,
+            screenshot,
+            offscreen,
+        )?),
     }
 }

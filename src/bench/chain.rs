@@ -116,11 +116,11 @@ fn record_all(config: &ChainConfig, n: u64, per_frame: usize) -> Result<(f64, f6
     let mut config = config.clone();
     config.data_dir = dir.0.to_string_lossy().into_owned();
     let pool = Arc::new(WorkerPool::new(1, 2).map_err(|e| e.to_string())?);
-    let (recorder, _) = Recorder::start(&config, pool)?;
+    let (recorder, _) = Recorder::start(&config, pool).map_err(|e| e.to_string())?;
     let all = events(n);
     let t0 = Instant::now();
     for chunk in all.chunks(per_frame) {
-        recorder.record(chunk)?;
+        recorder.record(chunk).map_err(|e| e.to_string())?;
     }
     recorder.flush();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -150,7 +150,7 @@ fn frame_p99(chain: &ChainConfig, particles: usize, frames: u64) -> Result<(f64,
     config.particles.initial = particles;
     config.chain = chain.clone();
     config.chain.data_dir = dir.0.to_string_lossy().into_owned();
-    let summary = headless::run(config, frames, true)?;
+    let summary = headless::run(config, frames, true).map_err(|e| e.to_string())?;
     Ok((summary.frame_ms.p99, summary.chain.recorded))
 }
 

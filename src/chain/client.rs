@@ -129,16 +129,13 @@ impl EventLog {
     fn deploy(&mut self) -> Result<Address, ChainError> {
         let nonce = self.backend.pending_nonce(self.wallet.address())?;
         let fees = self.backend.fees()?;
-        let tx = self
-            .wallet
-            .sign(
-                nonce,
-                TxKind::Create,
-                contract::creation_code(),
-                1_000_000,
-                fees,
-            )
-            .map_err(ChainError::Other)?;
+        let tx = self.wallet.sign(
+            nonce,
+            TxKind::Create,
+            contract::creation_code(),
+            1_000_000,
+            fees,
+        )?;
         self.backend.send_raw(&tx.raw)?;
         let receipt = self
             .wait_confirmed(tx.hash, Duration::from_secs(60))?
@@ -170,7 +167,7 @@ impl EventLog {
             address,
             contract::next_seq_call(session),
         )?;
-        contract::decode_next_seq(&out).map_err(ChainError::Other)
+        contract::decode_next_seq(&out)
     }
 
     /// Forgets the nonce: the next send asks the node for its pending count.
@@ -202,8 +199,7 @@ impl EventLog {
         let input = contract::record_batch_call(batch.session, batch.first_seq, packed);
         let tx = self
             .wallet
-            .sign(nonce, TxKind::Call(address), input, gas, fees)
-            .map_err(ChainError::Other)?;
+            .sign(nonce, TxKind::Call(address), input, gas, fees)?;
         self.backend.send_raw(&tx.raw)?;
         self.nonce = Some(nonce + 1);
         Ok(tx.hash)

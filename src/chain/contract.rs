@@ -37,9 +37,12 @@ pub fn next_seq_call(session: u64) -> Bytes {
 }
 
 /// Decodes what `nextSeq` returned.
-pub fn decode_next_seq(output: &[u8]) -> Result<u64, String> {
-    ParticleEvents::nextSeqCall::abi_decode_returns(output)
-        .map_err(|e| format!("the contract's nextSeq answer did not decode ({e})"))
+pub fn decode_next_seq(output: &[u8]) -> Result<u64, super::ChainError> {
+    ParticleEvents::nextSeqCall::abi_decode_returns(output).map_err(|e| {
+        super::ChainError::Other(format!(
+            "the contract's nextSeq answer did not decode ({e})"
+        ))
+    })
 }
 
 /// The `Batch` event's topic 0.

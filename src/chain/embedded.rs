@@ -14,6 +14,7 @@
 //! a cost that grew with every session played). Blocks written before the
 //! sender was kept are recovered as they replay.
 
+use super::OpenError;
 use super::backend::{Backend, ChainError, Receipt};
 use super::contract::RawLog;
 use super::record::{PastDamage, RecordFile};
@@ -63,13 +64,13 @@ pub struct EmbeddedChain {
 impl EmbeddedChain {
     /// Opens (or starts) the chain persisted in `dir` and replays it.
     /// Returns a warning when a torn block was cut.
-    pub fn open(dir: &Path) -> Result<(Self, Option<String>), String> {
+    pub fn open(dir: &Path) -> Result<(Self, Option<String>), OpenError> {
         let path = dir.join("embedded-chain.log");
-        let opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).map_err(|e| {
-            format!(
-                "cannot open the embedded chain {} ({e}); check its permissions or pick another --data-dir",
-                path.display()
-            )
+        let opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).map_err(|source| {
+            OpenError::Embedded {
+                path: path.clone(),
+                source,
+            }
         })?;
         let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&opened.records)?;
@@ -79,14 +80,13 @@ impl EmbeddedChain {
 
     /// Reads the chain in `dir` without writing to it (for `chain
     /// history` while a game may be recording).
-    pub fn open_read_only(dir: &Path) -> Result<Self, String> {
+    pub fn open_read_only(dir: &Path) -> Result<Self, OpenError> {
         let path = dir.join("embedded-chain.log");
-        let records = RecordFile::read_only(&path, MAGIC).map_err(|e| {
-            format!(
-                "cannot read the embedded chain {} ({e}); is --data-dir right?",
-                path.display()
-            )
-        })?;
+        let records =
+            RecordFile::read_only(&path, MAGIC).map_err(|source| OpenError::EmbeddedRead {
+                path: path.clone(),
+                source,
+            })?;
         let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&records)?;
         Ok(chain)
@@ -122,9 +122,9 @@ impl EmbeddedChain {
         }
     }
 
-    fn replay(&mut self, blocks: &[Vec<u8>]) -> Result<(), String> {
+    fn replay(&mut self, blocks: &[Vec<u8>]) -> Result<(), OpenError> {
         for (i, block) in blocks.iter().enumerate() {
-            let bad = || format!("the embedded chain's block {} is malformed", i + 1);
+            let bad = || OpenError::MalformedBlock(i as u64 + 1);
             if block.len() < 16 {
                 return Err(bad());
             }
@@ -141,11 +141,8 @@ impl EmbeddedChain {
             if number != self.number + 1 {
                 return Err(bad());
             }
-            self.mine(&raw, timestamp, sender).map_err(|e| {
-                format!(
-                    "replaying the embedded chain's block {number} failed ({e}); move the data directory aside to start a new chain"
-                )
-            })?;
+            self.mine(&raw, timestamp, sender)
+                .map_err(|source| OpenError::Replay { number, source })?;
         }
         Ok(())
     }
@@ -456,7 +453,8 @@ mod tests {
         let err = EmbeddedChain::open(&bad_dir)
             .err()
             .expect("a malformed block");
-        assert!(err.contains("malformed"), "{err}");
+        assert!(matches!(err, OpenError::MalformedBlock(1)), "{err}");
+        assert!(err.to_string().contains("malformed"), "{err}");
         for d in [dir, old_dir, bad_dir] {
             let _ = std::fs::remove_dir_all(d);
         }

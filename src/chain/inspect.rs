@@ -1,7 +1,7 @@
 //! `particle-forge chain history` and `chain status`: the recorded events
 //! read back from the chain's logs, and the journal's per-session counts.
 
-use super::{ChainConfig, journal::Journal, open_client};
+use super::{ChainConfig, OpenError, journal::Journal, open_client};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -24,9 +24,9 @@ pub fn history(
     config: &ChainConfig,
     session: Option<u64>,
     json: bool,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, OpenError> {
     let (mut log, _) = open_client(config, true)?;
-    let batches = log.history(session).map_err(|e| e.to_string())?;
+    let batches = log.history(session)?;
     let mut lines = Vec::new();
     for b in &batches {
         for (i, e) in b.events.iter().enumerate() {
@@ -109,13 +109,10 @@ pub struct SessionStatus {
 }
 
 /// Opens the journal (so no game may be recording into it) and counts.
-pub fn status(config: &ChainConfig) -> Result<JournalStatus, String> {
+pub fn status(config: &ChainConfig) -> Result<JournalStatus, OpenError> {
     let dir = config.data_dir();
     if !super::journal::journal_path(&dir).exists() {
-        return Err(format!(
-            "there is no event journal in {}; run the game once or pass the right --data-dir",
-            dir.display()
-        ));
+        return Err(OpenError::NoJournal(dir));
     }
     let opened = Journal::open(&dir)?;
     let j = &opened.journal;

@@ -25,6 +25,7 @@
 //! over, the rename) holds the journal — never a write of the whole file,
 //! an fsync or the freeing of the old file's blocks.
 
+use super::OpenError;
 use super::event::GameEvent;
 use super::record::{PastDamage, RecordFile, Replaced, Rewrite};
 use std::collections::{BTreeMap, VecDeque};
@@ -99,16 +100,16 @@ pub struct OpenedJournal {
 
 impl Journal {
     /// Opens the journal in `dir` (created if missing), takes its lock and
-    /// replays it. The error is one sentence for the user.
-    pub fn open(dir: &Path) -> Result<OpenedJournal, String> {
+    /// replays it.
+    pub fn open(dir: &Path) -> Result<OpenedJournal, OpenError> {
         super::create_data_dir(dir)?;
         let lock = lock_dir(dir)?;
         let path = journal_path(dir);
-        let opened = RecordFile::open(&path, MAGIC, PastDamage::Keep).map_err(|e| {
-            format!(
-                "cannot open the event journal {} ({e}); check its permissions or pick another --data-dir",
-                path.display()
-            )
+        let opened = RecordFile::open(&path, MAGIC, PastDamage::Keep).map_err(|source| {
+            OpenError::Journal {
+                path: path.clone(),
+                source,
+            }
         })?;
         let (mut sessions, bad, gaps) = replay(&opened.records);
         let mut moved = false;
@@ -169,12 +170,9 @@ impl Journal {
         // Moved events are written under their new session before any of
         // them can be sent, so a second opening cannot move them again.
         if moved || journal.worth_compacting(64 << 10) {
-            journal.compact_now().map_err(|e| {
-                format!(
-                    "cannot compact the event journal {} ({e}); check the disk",
-                    path.display()
-                )
-            })?;
+            journal
+                .compact_now()
+                .map_err(|source| OpenError::Compact { path, source })?;
         }
         Ok(OpenedJournal {
             journal,
@@ -506,24 +504,21 @@ fn decode(body: &[u8]) -> Option<Entry> {
 }
 
 /// An exclusive lock on the data directory for as long as the file lives.
-fn lock_dir(dir: &Path) -> Result<File, String> {
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
+    let file = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| format!("cannot create the lock file {} ({e})", path.display()))?;
+    {
+        Ok(file) => file,
+        Err(source) => return Err(OpenError::LockFile { path, source }),
+    };
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "another Particle Forge is recording into {}; close it or pass another --data-dir",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!(
-            "cannot lock {} ({e}); pass another --data-dir",
-            path.display()
-        )),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(OpenError::Lock { path, source }),
     }
 }
 
@@ -614,6 +609,11 @@ mod tests {
         let file = dir.join("not-a-folder");
         std::fs::write(&file, b"x").unwrap();
         let e = Journal::open(&file).err().unwrap();
+        assert!(
+            matches!(&e, OpenError::DataDirIsFile(p) if *p == file),
+            "{e}"
+        );
+        let e = e.to_string();
         assert!(e.contains("is a file, not a folder"), "{e}");
         assert!(e.contains("--data-dir"), "{e}");
     }
@@ -623,7 +623,11 @@ mod tests {
         let dir = temp("lock");
         let first = Journal::open(&dir).unwrap();
         let second = Journal::open(&dir).err().unwrap();
-        assert!(second.contains("another Particle Forge"), "{second}");
+        assert!(matches!(second, OpenError::Locked(_)), "{second}");
+        assert!(
+            second.to_string().contains("another Particle Forge"),
+            "{second}"
+        );
         // The lock goes with the first game.
         drop(first);
         assert!(Journal::open(&dir).is_ok());

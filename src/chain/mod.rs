@@ -38,6 +38,7 @@ pub use status::ChainSnapshot;
 
 use crate::workers::{Capability, Priority, TaskHandle, TaskSpec, WorkerPool};
 use serde::{Deserialize, Serialize};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -169,7 +170,7 @@ impl ChainConfig {
             ));
         }
         if self.backend == ChainBackend::Rpc {
-            rpc::parse_url(&self.rpc_url)?;
+            rpc::parse_url(&self.rpc_url).map_err(|e| e.to_string())?;
         }
         if self.key_env.is_empty() {
             return Err("chain.key_env must name an environment variable".into());
@@ -219,13 +220,11 @@ impl ChainConfig {
 pub fn open_client(
     config: &ChainConfig,
     read_only: bool,
-) -> Result<(client::EventLog, Option<String>), String> {
+) -> Result<(client::EventLog, Option<String>), OpenError> {
     let dir = config.data_dir();
     let settings = config.client_settings(&dir);
     match config.backend {
-        ChainBackend::Off => {
-            Err("the chain is off (--chain off); pick --chain embedded or --chain rpc".into())
-        }
+        ChainBackend::Off => Err(OpenError::Off),
         ChainBackend::Embedded => {
             let (chain, warning) = if read_only {
                 (embedded::EmbeddedChain::open_read_only(&dir)?, None)
@@ -245,12 +244,7 @@ pub fn open_client(
                 (Some(key), _) => wallet::Wallet::from_hex(&key.0, "the signing key")?,
                 (None, Ok(key)) => wallet::Wallet::from_hex(&key, &config.key_env)?,
                 (None, Err(_)) if read_only => wallet::Wallet::embedded_dev(),
-                (None, Err(_)) => {
-                    return Err(format!(
-                        "set the environment variable {} to the hex private key of the account that pays for gas (keys are never taken from the command line)",
-                        config.key_env
-                    ));
-                }
+                (None, Err(_)) => return Err(OpenError::NoKey(config.key_env.clone())),
             };
             Ok((client::EventLog::new(Box::new(rpc), wallet, settings), None))
         }
@@ -278,7 +272,7 @@ impl Recorder {
     pub fn start(
         config: &ChainConfig,
         pool: Arc<WorkerPool>,
-    ) -> Result<(Self, Vec<String>), String> {
+    ) -> Result<(Self, Vec<String>), OpenError> {
         let dir = config.data_dir();
         let opened = journal::Journal::open(&dir)?;
         let mut warnings: Vec<String> = opened.warning.into_iter().collect();
@@ -291,7 +285,7 @@ impl Recorder {
                 (Some(client), location)
             }
             Err(e) => {
-                shared.status.fail(&e);
+                shared.status.fail(&e.to_string());
                 let location = match config.backend {
                     ChainBackend::Rpc => config.rpc_url.clone(),
                     _ => dir.display().to_string(),
@@ -329,7 +323,7 @@ impl Recorder {
 
     /// Hands events over: they are in the journal (written, synced per
     /// batch) when this returns. Runs on a Blockchain worker.
-    pub fn record(&self, events: &[GameEvent]) -> Result<(), String> {
+    pub fn record(&self, events: &[GameEvent]) -> Result<(), JournalWriteError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -339,9 +333,7 @@ impl Recorder {
             .install(Capability::Blockchain, Priority::FrameCritical, || {
                 shared.journal().append(session, events)
             })
-            .map_err(|e| {
-                format!("cannot write the event journal ({e}); events of this frame are lost")
-            })?;
+            .map_err(JournalWriteError)?;
         self.shared.status.recorded(events.len() as u64);
         self.shared.dirty.store(true, Ordering::Release);
         self.shared.nudge();
@@ -393,21 +385,76 @@ impl Drop for Recorder {
     }
 }
 
-/// Creates the data directory (and its parents) if missing; the error is
-/// one sentence for the user.
-pub(crate) fn create_data_dir(dir: &Path) -> Result<(), String> {
+/// Creates the data directory (and its parents) if missing.
+pub(crate) fn create_data_dir(dir: &Path) -> Result<(), OpenError> {
     if dir.exists() && !dir.is_dir() {
-        return Err(format!(
-            "the data directory {} is a file, not a folder; pick another with --data-dir",
-            dir.display()
-        ));
+        return Err(OpenError::DataDirIsFile(dir.to_path_buf()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        format!(
-            "cannot create the data directory {} ({e}); pick another with --data-dir",
-            dir.display()
-        )
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
     })
+}
+
+/// The journal could not take a frame's events (a full or failing disk).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the event journal ({0}); events of this frame are lost")]
+pub struct JournalWriteError(#[source] pub io::Error);
+
+/// Why the chain side could not open its files or its node client (or,
+/// for `inspect`, read the chain), worded for the player: each message
+/// says what to do. Node calls that fail once running are `ChainError`s.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the chain is off (--chain off); pick --chain embedded or --chain rpc")]
+    Off,
+    #[error("the data directory {} is a file, not a folder; pick another with --data-dir", .0.display())]
+    DataDirIsFile(PathBuf),
+    #[error("cannot create the data directory {} ({source}); pick another with --data-dir", dir.display())]
+    DataDir { dir: PathBuf, source: io::Error },
+    #[error("another Particle Forge is recording into {}; close it or pass another --data-dir", .0.display())]
+    Locked(PathBuf),
+    #[error("cannot create the lock file {} ({source})", path.display())]
+    LockFile { path: PathBuf, source: io::Error },
+    #[error("cannot lock {} ({source}); pass another --data-dir", path.display())]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("cannot open the event journal {} ({source}); check its permissions or pick another --data-dir", path.display())]
+    Journal { path: PathBuf, source: io::Error },
+    #[error("cannot compact the event journal {} ({source}); check the disk", path.display())]
+    Compact { path: PathBuf, source: io::Error },
+    #[error("there is no event journal in {}; run the game once or pass the right --data-dir", .0.display())]
+    NoJournal(PathBuf),
+    #[error("cannot open the embedded chain {} ({source}); check its permissions or pick another --data-dir", path.display())]
+    Embedded { path: PathBuf, source: io::Error },
+    #[error("cannot read the embedded chain {} ({source}); is --data-dir right?", path.display())]
+    EmbeddedRead { path: PathBuf, source: io::Error },
+    #[error("the embedded chain's block {0} is malformed")]
+    MalformedBlock(u64),
+    #[error(
+        "replaying the embedded chain's block {number} failed ({source}); move the data directory aside to start a new chain"
+    )]
+    Replay { number: u64, source: ChainError },
+    #[error(
+        "set the environment variable {0} to the hex private key of the account that pays for gas (keys are never taken from the command line)"
+    )]
+    NoKey(String),
+    #[error(
+        "{0} does not hold a valid private key (expected 64 hex digits); set it to the key of the account that pays for gas"
+    )]
+    BadKey(String),
+    #[error("chain.rpc_url {0:?} is not an http:// URL; give one like http://127.0.0.1:8545")]
+    NotAUrl(String),
+    #[error(
+        "chain.rpc_url {0}: this build speaks plain http only (no TLS library); use an http:// node, or a local http proxy in front of the https one"
+    )]
+    Https(String),
+    #[error("chain.rpc_url {url}: scheme {scheme}:// is not supported; use http://")]
+    Scheme { url: String, scheme: String },
+    #[error("cannot start the RPC client's runtime ({0})")]
+    Runtime(io::Error),
+    /// Reading the chain (`chain history`) failed.
+    #[error(transparent)]
+    Node(#[from] ChainError),
 }
 
 /// A session id no earlier run used: the clock, the process and a count

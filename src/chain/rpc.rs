@@ -4,6 +4,7 @@
 //! provider is async; the recorder's sender is one blocking thread, so each
 //! call runs on a small current-thread tokio runtime this backend owns.
 
+use super::OpenError;
 use super::backend::{Backend, ChainError, Receipt};
 use super::contract::RawLog;
 use super::wallet::Fees;
@@ -25,12 +26,12 @@ pub struct RpcChain {
 
 impl RpcChain {
     /// Checks the URL and prepares the client; does not touch the network.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, OpenError> {
         let parsed = parse_url(url)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the RPC client's runtime ({e})"))?;
+            .map_err(OpenError::Runtime)?;
         let provider = {
             let _inside = runtime.enter();
             RootProvider::<Ethereum>::new_http(parsed)
@@ -64,19 +65,18 @@ impl RpcChain {
 }
 
 /// The node's URL, if this build can talk to it (plain http: no TLS
-/// library is linked). The error is one sentence for the user.
-pub fn parse_url(url: &str) -> Result<alloy::transports::http::reqwest::Url, String> {
-    let parsed: alloy::transports::http::reqwest::Url = url.parse().map_err(|_| {
-        format!("chain.rpc_url {url:?} is not an http:// URL; give one like http://127.0.0.1:8545")
-    })?;
+/// library is linked).
+pub fn parse_url(url: &str) -> Result<alloy::transports::http::reqwest::Url, OpenError> {
+    let parsed: alloy::transports::http::reqwest::Url = url
+        .parse()
+        .map_err(|_| OpenError::NotAUrl(url.to_string()))?;
     match parsed.scheme() {
         "http" => Ok(parsed),
-        "https" => Err(format!(
-            "chain.rpc_url {url}: this build speaks plain http only (no TLS library); use an http:// node, or a local http proxy in front of the https one"
-        )),
-        other => Err(format!(
-            "chain.rpc_url {url}: scheme {other}:// is not supported; use http://"
-        )),
+        "https" => Err(OpenError::Https(url.to_string())),
+        other => Err(OpenError::Scheme {
+            url: url.to_string(),
+            scheme: other.to_string(),
+        }),
     }
 }
 

@@ -37,13 +37,11 @@ impl std::fmt::Debug for Wallet {
 impl Wallet {
     /// Parses a hex private key (with or without 0x). The error names the
     /// variable it came from, never the key.
-    pub fn from_hex(key: &str, source: &str) -> Result<Self, String> {
+    pub fn from_hex(key: &str, source: &str) -> Result<Self, super::OpenError> {
         let key = key.trim();
-        let signer: PrivateKeySigner = key.parse().map_err(|_| {
-            format!(
-                "{source} does not hold a valid private key (expected 64 hex digits); set it to the key of the account that pays for gas"
-            )
-        })?;
+        let signer: PrivateKeySigner = key
+            .parse()
+            .map_err(|_| super::OpenError::BadKey(source.to_string()))?;
         Ok(Self {
             signer,
             chain_id: 0,
@@ -73,7 +71,7 @@ impl Wallet {
         input: Bytes,
         gas_limit: u64,
         fees: Fees,
-    ) -> Result<SignedTx, String> {
+    ) -> Result<SignedTx, super::ChainError> {
         let mut tx = TxEip1559 {
             chain_id: self.chain_id,
             nonce,
@@ -85,10 +83,9 @@ impl Wallet {
             access_list: Default::default(),
             input,
         };
-        let signature = self
-            .signer
-            .sign_transaction_sync(&mut tx)
-            .map_err(|e| format!("signing the transaction failed ({e})"))?;
+        let signature = self.signer.sign_transaction_sync(&mut tx).map_err(|e| {
+            super::ChainError::Other(format!("signing the transaction failed ({e})"))
+        })?;
         let envelope = TxEnvelope::from(tx.into_signed(signature));
         Ok(SignedTx {
             hash: *envelope.tx_hash(),
@@ -128,7 +125,9 @@ mod tests {
 
     #[test]
     fn a_bad_key_is_named_by_its_source_not_echoed() {
-        let err = Wallet::from_hex("0xnot-a-key-secret", "PARTICLE_FORGE_PRIVATE_KEY").unwrap_err();
+        let err = Wallet::from_hex("0xnot-a-key-secret", "PARTICLE_FORGE_PRIVATE_KEY")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PARTICLE_FORGE_PRIVATE_KEY"));
         assert!(!err.contains("secret"));
         let anvil0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";

@@ -70,7 +70,7 @@ impl ChainRecorder {
             }
             Err(e) => {
                 error!("chain: recording is off for this run: {e}");
-                this.error = Some(e);
+                this.error = Some(e.to_string());
             }
         }
         this

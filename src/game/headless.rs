@@ -1,7 +1,7 @@
 //! `--headless`: the real game schedule with no window and no GPU, run for a
 //! number of frames as fast as the machine allows, then a summary.
 
-use super::{Config, GamePlugin, Sandbox};
+use super::{Config, GamePlugin, Sandbox, SetupError};
 use bevy::prelude::*;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -110,7 +110,7 @@ pub struct ColumnSpaceRow {
 }
 
 /// Builds the headless app: the game's plugins on Bevy's `MinimalPlugins`.
-pub fn build_app(config: Config, autoplay: bool) -> Result<App, String> {
+pub fn build_app(config: Config, autoplay: bool) -> Result<App, SetupError> {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins.set(super::bevy_task_pools()));
     // Warnings (a cut journal tail, an unreachable node) go to stderr. The
@@ -129,7 +129,7 @@ pub fn build_app(config: Config, autoplay: bool) -> Result<App, String> {
 }
 
 /// Runs `frames` frames; shows progress on stderr when it is a terminal.
-pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, String> {
+pub fn run(config: Config, frames: u64, autoplay: bool) -> Result<Summary, SetupError> {
     let seed = config.world.seed;
     let threads = config.physics_threads();
     let mut app = build_app(config, autoplay)?;

@@ -3,7 +3,7 @@
 //! epochs, per-component budgets that follow demand, and defragmentation of
 //! the particle store (automatic past a threshold, or on demand with C).
 
-use super::{GameSet, PlayerState, Sandbox};
+use super::{GameSet, PlayerState, Sandbox, SetupError};
 use crate::memory::{
     self, BufferPool, Component, LEDGER, LeakWarning, MemorySnapshot, SITES, Sampler,
 };
@@ -33,9 +33,9 @@ pub struct MemorySystem {
 }
 
 impl MemorySystem {
-    pub fn new(config: &crate::game::config::MemoryConfig) -> Result<Self, String> {
+    pub fn new(config: &crate::game::config::MemoryConfig) -> Result<Self, SetupError> {
         let instance_pool = BufferPool::new("instances", Component::Render, config.pool())
-            .map_err(|e| format!("cannot set up the memory pool: {e}"))?;
+            .map_err(SetupError::MemoryPool)?;
         let epoch = Duration::from_secs_f32(config.epoch_s);
         Ok(Self {
             instance_pool,
@@ -54,9 +54,12 @@ impl MemorySystem {
 
     /// Replaces the instance pool with one of `config`'s settings; buffers
     /// still held (by this frame's instances) go back to the old pool.
-    pub fn set_pool(&mut self, config: &crate::game::config::MemoryConfig) -> Result<(), String> {
+    pub fn set_pool(
+        &mut self,
+        config: &crate::game::config::MemoryConfig,
+    ) -> Result<(), SetupError> {
         self.instance_pool = BufferPool::new("instances", Component::Render, config.pool())
-            .map_err(|e| format!("cannot set up the memory pool: {e}"))?;
+            .map_err(SetupError::MemoryPool)?;
         Ok(())
     }
 

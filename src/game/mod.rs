@@ -22,6 +22,23 @@ use std::sync::Mutex;
 use crate::particles::Kind;
 use crate::workers::{Capability, Priority, TaskGraph, TaskSpec};
 pub use config::Config;
+
+/// Why the game could not start, or a settings change made live in the
+/// overlay could not apply (nothing changes then); worded for the player.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Columns(#[from] crate::memory::column_space::MapRefused),
+    #[error("cannot start {workers} worker threads: {source}")]
+    Workers {
+        workers: usize,
+        source: crate::workers::PoolError,
+    },
+    #[error("cannot set up the memory pool: {0}")]
+    MemoryPool(#[source] crate::memory::PoolError),
+}
 pub use sandbox::{Sandbox, ToolCommand};
 
 /// The four workers of a frame, run in this order.
@@ -113,7 +130,7 @@ pub struct GamePlugin {
 
 impl GamePlugin {
     /// Builds the sandbox up front so a failure is an error, not a panic.
-    pub fn new(config: Config, autoplay: bool) -> Result<Self, String> {
+    pub fn new(config: Config, autoplay: bool) -> Result<Self, SetupError> {
         // The initial scene's memory is the game's.
         let _tag = crate::memory::enter(crate::memory::Component::Game);
         crate::memory::column_space::switch(

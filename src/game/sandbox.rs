@@ -3,6 +3,7 @@
 //! deterministic: the same config and the same tool commands give the same
 //! particles, bit for bit, for a given physics thread count.
 
+use super::SetupError;
 use super::config::{Config, ParticlesConfig, ToolsConfig};
 use super::rng::Rng;
 use crate::particles::{Kind, KindTable, NewParticle, ParticleStore};
@@ -81,10 +82,12 @@ const GRAIN: usize = 16384;
 
 impl Sandbox {
     /// Builds the sandbox and spawns the initial particles.
-    pub fn new(config: &Config) -> Result<Self, String> {
+    pub fn new(config: &Config) -> Result<Self, SetupError> {
         let threads = config.physics_threads();
-        let pool = WorkerPool::new(threads, IO_WORKERS)
-            .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+        let pool = WorkerPool::new(threads, IO_WORKERS).map_err(|source| SetupError::Workers {
+            workers: threads,
+            source,
+        })?;
         let mut params = PhysicsParams::new(
             config.world.width,
             config.world.height,
@@ -302,9 +305,11 @@ impl Sandbox {
 
     /// Restarts the worker pool with `compute` compute workers (and the I/O
     /// worker); the old one finishes its work and stops.
-    pub fn set_workers(&mut self, compute: usize) -> Result<(), String> {
-        let pool = WorkerPool::new(compute, IO_WORKERS)
-            .map_err(|e| format!("cannot start {compute} workers: {e}"))?;
+    pub fn set_workers(&mut self, compute: usize) -> Result<(), SetupError> {
+        let pool = WorkerPool::new(compute, IO_WORKERS).map_err(|source| SetupError::Workers {
+            workers: compute,
+            source,
+        })?;
         self.pool = Arc::new(pool);
         Ok(())
     }

@@ -237,9 +237,16 @@ pub fn current() -> Option<Arc<ColumnSpace>> {
     cur.clone()
 }
 
+/// The OS would not map a column space of this size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the OS refused to map {mib} MiB for the particle columns; lower memory.column_space_mib")]
+pub struct MapRefused {
+    pub mib: usize,
+}
+
 /// Starts a new current space (unless the current one already has this
 /// strategy and size). Columns move there when they grow or are rehomed.
-pub fn switch(strategy: Strategy, bytes: usize) -> Result<Arc<ColumnSpace>, String> {
+pub fn switch(strategy: Strategy, bytes: usize) -> Result<Arc<ColumnSpace>, MapRefused> {
     let mut cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(space) = cur.as_ref()
         && space.strategy == strategy
@@ -247,12 +254,7 @@ pub fn switch(strategy: Strategy, bytes: usize) -> Result<Arc<ColumnSpace>, Stri
     {
         return Ok(space.clone());
     }
-    let space = ColumnSpace::new(strategy, bytes).ok_or_else(|| {
-        format!(
-            "the OS refused to map {} MiB for the particle columns; lower memory.column_space_mib",
-            bytes >> 20
-        )
-    })?;
+    let space = ColumnSpace::new(strategy, bytes).ok_or(MapRefused { mib: bytes >> 20 })?;
     *cur = Some(space.clone());
     Ok(space)
 }

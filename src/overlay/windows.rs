@@ -8,7 +8,7 @@ use super::data::{self, History, SortBy};
 use super::{FrameHistory, WorkerStats};
 use crate::game::chain::ChainRecorder;
 use crate::game::memory::MemorySystem;
-use crate::game::{GameConfig, PlayerState, Sandbox};
+use crate::game::{GameConfig, PlayerState, Sandbox, SetupError};
 use crate::memory::column_space::Strategy;
 use crate::memory::{Component, SITES};
 use crate::workers::Capability;
@@ -791,7 +791,9 @@ pub fn settings_window(
             let draft = *draft;
             ui.horizontal(|ui| {
                 if ui.add_enabled(draft != current, egui::Button::new("Apply")).clicked() {
-                    state.last_error = apply(draft, current, sandbox, memory, config).err();
+                    state.last_error = apply(draft, current, sandbox, memory, config)
+                        .err()
+                        .map(|e| e.to_string());
                     state.draft = None;
                 }
                 if ui.button("Revert").clicked() {
@@ -811,13 +813,13 @@ pub fn apply(
     sandbox: &mut Sandbox,
     memory: &mut MemorySystem,
     config: &mut GameConfig,
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let mut next = config.0.clone();
     next.memory.pool_buffers = draft.pool_buffers;
     next.memory.pool_buffer_kib = draft.pool_buffer_kib;
     next.particles.max = draft.particles_max;
     next.particles.initial = next.particles.initial.min(draft.particles_max);
-    next.validate().map_err(|e| e.0)?;
+    next.validate()?;
     if draft.pool_buffers != current.pool_buffers
         || draft.pool_buffer_kib != current.pool_buffer_kib
     {
@@ -884,7 +886,8 @@ mod tests {
             ..draft
         };
         let e = apply(bad, draft, &mut sandbox, &mut memory, &mut config).unwrap_err();
-        assert!(e.contains("pool_buffer_kib"), "{e}");
+        assert!(matches!(e, SetupError::Config(_)), "{e}");
+        assert!(e.to_string().contains("pool_buffer_kib"), "{e}");
         assert_eq!(memory.instance_pool.stats().buffer_bytes, 256 << 10);
         assert_eq!(config.0.memory.pool_buffer_kib, 256);
     }
