@@ -356,6 +356,21 @@ fn the_embedded_chain_records_and_its_history_survives_a_restart() {
     assert_ne!(twice[once.len()]["session"], once[0]["session"]);
 }
 
+/// A short headless run of the game recording into `data`, with its
+/// summary as JSON.
+fn ten_frames_on(data: &str) -> (i32, String, String) {
+    run(game().args([
+        "--headless",
+        "--particles",
+        "1000",
+        "--frames",
+        "10",
+        "--json",
+        "--data-dir",
+        data,
+    ]))
+}
+
 #[test]
 fn a_corrupt_journal_tail_is_cut_with_a_warning_and_its_events_still_go_out() {
     let dir = scratch_dir("chain-corrupt");
@@ -373,16 +388,7 @@ fn a_corrupt_journal_tail_is_cut_with_a_warning_and_its_events_still_go_out() {
     bytes.extend_from_slice(&[9, 0, 0, 0, 1, 2, 3]);
     std::fs::write(&path, &bytes).unwrap();
 
-    let (code, stdout, stderr) = run(game().args([
-        "--headless",
-        "--particles",
-        "1000",
-        "--frames",
-        "10",
-        "--json",
-        "--data-dir",
-        &data,
-    ]));
+    let (code, stdout, stderr) = ten_frames_on(&data);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("cut a torn or corrupt tail of 7 bytes"),
@@ -429,16 +435,7 @@ fn damage_inside_the_journal_loses_only_the_event_it_hit() {
     bytes[starts[10] as usize + 20] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
 
-    let (code, stdout, stderr) = run(game().args([
-        "--headless",
-        "--particles",
-        "1000",
-        "--frames",
-        "10",
-        "--json",
-        "--data-dir",
-        &data,
-    ]));
+    let (code, stdout, stderr) = ten_frames_on(&data);
     assert_eq!(code, 0, "{stderr}");
     let said = "1 event of session 78 from number 10 on was lost with the damaged bytes; the 14 intact events after it are recorded as session ";
     let at = stderr.find(said).unwrap_or_else(|| panic!("{stderr}")) + said.len();
