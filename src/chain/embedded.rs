@@ -151,7 +151,9 @@ impl EmbeddedChain {
     /// sender. The sender is recovered from the signature unless `sender`
     /// gives it (a block of our own log, recovered when it was mined). An
     /// invalid transaction (bad signature, chain, nonce, funds) mines
-    /// nothing.
+    /// nothing. With a block log, the block is written to it (and synced)
+    /// before its changes are committed: a block the log refused (a full
+    /// disk) leaves the chain as it was, so the log always replays to it.
     fn mine(
         &mut self,
         raw: &Bytes,
@@ -195,11 +197,20 @@ impl EmbeddedChain {
         self.block.number = U256::from(number);
         self.block.timestamp = U256::from(timestamp);
         let mut evm = self.evm();
-        let result = evm.transact_commit(tx_env);
+        let result = evm.transact_one(tx_env);
+        let changes = evm.finalize();
+        let kept = match &result {
+            Ok(_) => self.log_block(number, timestamp, from, raw),
+            Err(_) => Ok(()),
+        };
+        if result.is_ok() && kept.is_ok() {
+            evm.commit(changes);
+        }
         self.db = evm.ctx.journaled_state.database;
         let result = result.map_err(|e| {
             ChainError::Rejected(format!("the chain refused the transaction ({e})"))
         })?;
+        kept?;
         self.number = number;
         let hash = *envelope.tx_hash();
         let (success, revert) = match &result {
@@ -226,6 +237,31 @@ impl EmbeddedChain {
             },
         );
         Ok((hash, from))
+    }
+
+    /// Appends block `number` to the block log and syncs it (nothing
+    /// without one: a read-only copy, or a replay of the log itself).
+    fn log_block(
+        &mut self,
+        number: u64,
+        timestamp: u64,
+        from: Address,
+        raw: &Bytes,
+    ) -> Result<(), ChainError> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let mut block = Vec::with_capacity(37 + raw.len());
+        block.extend_from_slice(&number.to_le_bytes());
+        block.extend_from_slice(&timestamp.to_le_bytes());
+        block.push(WITH_SENDER);
+        block.extend_from_slice(from.as_slice());
+        block.extend_from_slice(raw);
+        file.append([block.as_slice()])
+            .and_then(|()| file.sync())
+            .map_err(|e| {
+                ChainError::Other(format!("cannot write the embedded chain's block log ({e})"))
+            })
     }
 
     /// An EVM over the chain's state; hand the state back with
@@ -292,21 +328,7 @@ impl Backend for EmbeddedChain {
     }
 
     fn send_raw(&mut self, raw: &Bytes) -> Result<B256, ChainError> {
-        let timestamp = super::record::unix_secs();
-        let (hash, from) = self.mine(raw, timestamp, None)?;
-        if let Some(file) = &mut self.file {
-            let mut block = Vec::with_capacity(37 + raw.len());
-            block.extend_from_slice(&self.number.to_le_bytes());
-            block.extend_from_slice(&timestamp.to_le_bytes());
-            block.push(WITH_SENDER);
-            block.extend_from_slice(from.as_slice());
-            block.extend_from_slice(raw);
-            file.append([block.as_slice()])
-                .and_then(|()| file.sync())
-                .map_err(|e| {
-                    ChainError::Other(format!("cannot write the embedded chain's block log ({e})"))
-                })?;
-        }
+        let (hash, _) = self.mine(raw, super::record::unix_secs(), None)?;
         Ok(hash)
     }
 
@@ -374,6 +396,32 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_block_the_log_refuses_is_not_mined() {
+        let dir = scratch("full-disk");
+        let dev = Wallet::embedded_dev().address();
+        let (mut chain, _) = EmbeddedChain::open(&dir).unwrap();
+        chain.send_raw(&tx(0)).unwrap();
+        // The disk fills up: the block is refused, and the chain stays as
+        // its log has it (the same nonce is still the next one).
+        crate::chain::record::full_disk::set(&dir, true);
+        let e = chain.send_raw(&tx(1)).unwrap_err();
+        assert!(e.to_string().contains("block log"), "{e}");
+        assert_eq!(chain.block_number().unwrap(), 1);
+        assert_eq!(chain.pending_nonce(dev).unwrap(), 1);
+        // Room again: the same transaction goes through, and the log
+        // replays to the same chain.
+        crate::chain::record::full_disk::set(&dir, false);
+        let hash = chain.send_raw(&tx(1)).unwrap();
+        assert_eq!(chain.block_number().unwrap(), 2);
+        drop(chain);
+        let (mut again, warning) = EmbeddedChain::open(&dir).unwrap();
+        assert!(warning.is_none(), "{warning:?}");
+        assert_eq!(again.block_number().unwrap(), 2);
+        assert_eq!(again.pending_nonce(dev).unwrap(), 2);
+        assert!(again.receipt(hash).unwrap().unwrap().success);
     }
 
     /// A signed call from the development account with `nonce`: a contract

@@ -261,7 +261,14 @@ pub struct Recorder {
     recovered: u64,
     sender: Option<TaskHandle<()>>,
     flush_on_exit: Duration,
+    /// Events the journal could not take yet (a full or failing disk), in
+    /// order; written ahead of the next frame's.
+    held: std::sync::Mutex<Vec<GameEvent>>,
 }
+
+/// The most events held in memory while the journal refuses writes: hours
+/// of play at the game's event rate, a few tens of MiB.
+pub const MAX_HELD: usize = 1_000_000;
 
 impl Recorder {
     /// Opens the journal (the only failure that stops recording: without it
@@ -312,6 +319,7 @@ impl Recorder {
                 recovered,
                 sender,
                 flush_on_exit: Duration::from_millis(config.flush_on_exit_ms),
+                held: std::sync::Mutex::new(Vec::new()),
             },
             warnings,
         ))
@@ -322,19 +330,48 @@ impl Recorder {
     }
 
     /// Hands events over: they are in the journal (written, synced per
-    /// batch) when this returns. Runs on a Blockchain worker.
+    /// batch) when this returns, after any held from earlier frames. Runs
+    /// on a Blockchain worker. Should the journal refuse the write (a full
+    /// disk), the events are held in memory, in order, and written with
+    /// the next call (call it every frame, with no events if there are
+    /// none); the error says how many wait.
     pub fn record(&self, events: &[GameEvent]) -> Result<(), JournalWriteError> {
-        if events.is_empty() {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if events.is_empty() && held.is_empty() {
             return Ok(());
         }
+        let was_held = held.len();
+        let room = MAX_HELD.saturating_sub(was_held);
+        let dropped = events.len().saturating_sub(room);
+        held.extend_from_slice(&events[..events.len() - dropped]);
         let shared = &self.shared;
         let session = self.session;
-        self.pool
+        let written = self
+            .pool
             .install(Capability::Blockchain, Priority::FrameCritical, || {
-                shared.journal().append(session, events)
-            })
-            .map_err(JournalWriteError)?;
-        self.shared.status.recorded(events.len() as u64);
+                shared.journal().append(session, &held)
+            });
+        if let Err(source) = written {
+            let error = JournalWriteError {
+                source,
+                held: held.len(),
+                dropped,
+            };
+            self.shared.status.hold(held.len() as u64, dropped as u64);
+            self.shared.status.fail(&format!(
+                "cannot write the event journal ({}); the events wait in memory and the write is retried every frame",
+                error.source
+            ));
+            return Err(error);
+        }
+        if was_held > 0 {
+            bevy::log::info!(
+                "chain: the event journal takes writes again; the {was_held} events held in memory are written"
+            );
+        }
+        self.shared.status.hold(0, 0);
+        self.shared.status.recorded(held.len() as u64);
+        held.clear();
         self.shared.dirty.store(true, Ordering::Release);
         self.shared.nudge();
         Ok(())
@@ -376,6 +413,15 @@ impl Recorder {
                 .fail(&format!("the chain sender failed ({e})"));
         }
         let _ = self.shared.journal().sync();
+        // Said last, so it is the status's last word.
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        if !held.is_empty() {
+            self.shared.status.hold(0, held.len() as u64);
+            self.shared.status.fail(&format!(
+                "{} events could not be written to the event journal before the game closed, and are lost",
+                held.len()
+            ));
+        }
     }
 }
 
@@ -396,10 +442,20 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<(), OpenError> {
     })
 }
 
-/// The journal could not take a frame's events (a full or failing disk).
+/// The journal could not take a frame's events (a full or failing disk):
+/// they, and those of earlier frames it refused, wait in memory.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the event journal ({0}); events of this frame are lost")]
-pub struct JournalWriteError(#[source] pub io::Error);
+#[error(
+    "cannot write the event journal ({source}); {held} events wait in memory{}",
+    if *dropped > 0 { format!(" and {dropped} more were lost (the memory's limit)") } else { String::new() }
+)]
+pub struct JournalWriteError {
+    pub source: io::Error,
+    /// Events waiting in memory for the next try.
+    pub held: usize,
+    /// Events of this call that did not fit under `MAX_HELD`.
+    pub dropped: usize,
+}
 
 /// Why the chain side could not open its files or its node client (or,
 /// for `inspect`, read the chain), worded for the player: each message
@@ -472,4 +528,82 @@ fn new_session_id() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((z ^ (z >> 31)) >> 11) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::record::full_disk;
+
+    fn recorder_in(name: &str) -> (Recorder, ChainConfig, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("pf-chain-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = ChainConfig {
+            data_dir: dir.display().to_string(),
+            batch_ms: 20,
+            ..ChainConfig::default()
+        };
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let (recorder, _) = Recorder::start(&config, pool).unwrap();
+        (recorder, config, dir)
+    }
+
+    fn blasts(n: u64) -> Vec<GameEvent> {
+        (0..n)
+            .map(|i| {
+                GameEvent::new(
+                    i,
+                    EventBody::Explosion {
+                        x: i as u32,
+                        y: 1,
+                        hit: 2,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_a_full_disk_refuses_wait_in_memory_and_go_out_in_order() {
+        let (recorder, config, dir) = recorder_in("full-disk");
+        let events = blasts(30);
+        recorder.record(&events[..10]).unwrap();
+        full_disk::set(&dir, true);
+        let e = recorder.record(&events[10..20]).unwrap_err();
+        assert_eq!((e.held, e.dropped), (10, 0));
+        assert!(e.to_string().contains("10 events wait in memory"), "{e}");
+        // A frame with no events of its own tries again, and still waits.
+        assert_eq!(recorder.record(&[]).unwrap_err().held, 10);
+        let status = recorder.snapshot();
+        assert_eq!((status.held, status.lost), (10, 0));
+        // The disk has room again: the held events go first.
+        full_disk::set(&dir, false);
+        recorder.record(&events[20..]).unwrap();
+        assert_eq!(recorder.snapshot().held, 0);
+        recorder.flush();
+        let session = recorder.session();
+        let status = recorder.finish();
+        assert_eq!((status.recorded, status.pending), (30, 0), "{status:?}");
+        let (mut log, _) = open_client(&config, true).unwrap();
+        let back: Vec<GameEvent> = log
+            .history(Some(session))
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| b.events)
+            .collect();
+        assert_eq!(back, events);
+    }
+
+    #[test]
+    fn events_still_refused_at_exit_are_counted_as_lost() {
+        let (recorder, _, dir) = recorder_in("full-at-exit");
+        let journal = journal::journal_path(&dir);
+        full_disk::set(&journal, true);
+        assert!(recorder.record(&blasts(4)).is_err());
+        let status = recorder.finish();
+        full_disk::set(&journal, false);
+        assert_eq!((status.held, status.lost), (0, 4));
+        let said = status.last_error.unwrap();
+        assert!(said.starts_with("4 events could not be written"), "{said}");
+    }
 }

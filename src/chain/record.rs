@@ -173,6 +173,13 @@ impl RecordFile {
 
     /// Appends records with one write (not yet synced).
     pub fn append<'a>(&mut self, bodies: impl IntoIterator<Item = &'a [u8]>) -> io::Result<()> {
+        #[cfg(test)]
+        if full_disk::is_full(&self.path) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
         let mut buf = Vec::new();
         for body in bodies {
             frame(body, &mut buf);
@@ -455,6 +462,29 @@ fn remove_unfinished_rewrites(path: &Path) {
         {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// Tests' stand-in for a full disk: appends to a file named here, or to
+/// the files under a folder named here, fail as they would.
+#[cfg(test)]
+pub(crate) mod full_disk {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FULL: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+    pub fn set(dir: &Path, full: bool) {
+        let mut dirs = FULL.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.retain(|d| d != dir);
+        if full {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+
+    pub(super) fn is_full(path: &Path) -> bool {
+        let dirs = FULL.lock().unwrap_or_else(|e| e.into_inner());
+        dirs.iter().any(|d| path.starts_with(d))
     }
 }
 

@@ -15,6 +15,8 @@ pub struct ChainStatus {
     gas_used: AtomicU64,
     gas_events: AtomicU64,
     errors: AtomicU64,
+    held: AtomicU64,
+    lost: AtomicU64,
     text: Mutex<Text>,
 }
 
@@ -48,6 +50,11 @@ pub struct ChainSnapshot {
     /// Gas per confirmed event, over the batches this run sent.
     pub gas_per_event: f64,
     pub errors: u64,
+    /// Events waiting in memory because the journal refuses writes.
+    pub held: u64,
+    /// Events lost because the journal refused them past the memory's
+    /// limit (`chain::MAX_HELD`) or at exit.
+    pub lost: u64,
     pub last_tx: Option<String>,
     pub last_error: Option<String>,
 }
@@ -75,6 +82,12 @@ impl ChainStatus {
             self.gas_events.fetch_add(n, Relaxed);
         }
         self.text().last_error = None;
+    }
+
+    /// `held` events wait in memory for the journal; `lost` more were lost.
+    pub fn hold(&self, held: u64, lost: u64) {
+        self.held.store(held, Relaxed);
+        self.lost.fetch_add(lost, Relaxed);
     }
 
     /// Records an error; logged once per distinct message.
@@ -121,6 +134,8 @@ impl ChainStatus {
                 0.0
             },
             errors: self.errors.load(Relaxed),
+            held: self.held.load(Relaxed),
+            lost: self.lost.load(Relaxed),
             last_tx: text.last_tx,
             last_error: text.last_error,
         }

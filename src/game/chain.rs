@@ -170,16 +170,13 @@ impl Plugin for ChainPlugin {
 }
 
 /// Hands the frame's events to the journal. The append runs on a
-/// Blockchain worker; the frame waits only for that write.
+/// Blockchain worker; the frame waits only for that write. Called every
+/// frame, events or not, so events the journal refused (a full disk) are
+/// retried; the recorder's status says so once, not every frame.
 fn hand_over_events(mut chain: ResMut<ChainRecorder>, mut sandbox: ResMut<Sandbox>) {
     let events = chain.collect(&mut sandbox);
-    if events.is_empty() {
-        return;
-    }
-    if let Some(recorder) = &chain.recorder
-        && let Err(e) = recorder.record(&events)
-    {
-        error!("chain: {e}");
+    if let Some(recorder) = &chain.recorder {
+        let _ = recorder.record(&events);
     }
 }
 

@@ -326,6 +326,12 @@ fn chain_line(c: &crate::chain::ChainSnapshot) -> String {
         "\nchain ({}): {} recorded, {} confirmed, {} pending, {} batches, {:.0} gas per event",
         c.backend, c.recorded, c.confirmed, c.pending, c.batches, c.gas_per_event
     );
+    if c.held > 0 || c.lost > 0 {
+        line += &format!(
+            ", {} held in memory, {} lost (the journal refused writes)",
+            c.held, c.lost
+        );
+    }
     if let Some(e) = &c.last_error {
         line += &format!("; last error: {e}");
     }

@@ -720,6 +720,17 @@ pub fn chain_window(ctx: &egui::Context, chain: Option<&ChainRecorder>) {
                     ui.label("gas / event");
                     ui.label(format!("{:.0}", s.gas_per_event));
                     ui.end_row();
+                    // Only while the journal refuses writes, or if it cost events.
+                    for (name, v) in [("held in memory", s.held), ("lost", s.lost)] {
+                        if v > 0 {
+                            ui.label(name);
+                            ui.label(
+                                egui::RichText::new(v.to_string())
+                                    .color(egui::Color32::from_rgb(255, 110, 90)),
+                            );
+                            ui.end_row();
+                        }
+                    }
                 });
             match &s.last_tx {
                 Some(tx) => ui.label(
