@@ -64,8 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     args.profile_scene,
                     args.profile_particles,
                     args.profile_steps,
-                )
-                .map_err(anyhow::Error::msg)?;
+                )?;
                 println!("{line}");
                 Ok(0)
             }
@@ -79,8 +78,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             print_report(&report.describe(), &report, args.json)
         }
         Mode::Bench(BenchSuite::Chain(args)) => {
-            let report =
-                bench::chain::run(&config.chain, args.quick).map_err(anyhow::Error::msg)?;
+            let report = bench::chain::run(&config.chain, args.quick)?;
             print_report(&report.describe(), &report, args.json)
         }
         Mode::Chain(ChainCommand::History { session, json }) => {

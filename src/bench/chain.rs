@@ -74,10 +74,11 @@ struct HungNode {
 }
 
 impl HungNode {
-    fn start() -> Result<Self, String> {
-        let listener =
-            Arc::new(TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot listen ({e})"))?);
-        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    fn start() -> anyhow::Result<Self> {
+        let listener = Arc::new(
+            TcpListener::bind("127.0.0.1:0").map_err(|e| anyhow::anyhow!("cannot listen ({e})"))?,
+        );
+        let port = listener.local_addr()?.port();
         let l = listener.clone();
         std::thread::spawn(move || {
             let mut held = Vec::new();
@@ -111,16 +112,16 @@ fn events(n: u64) -> Vec<GameEvent> {
 
 /// Records `n` events through a recorder and waits until all are
 /// confirmed: (events per second, gas per event, batches).
-fn record_all(config: &ChainConfig, n: u64, per_frame: usize) -> Result<(f64, f64, u64), String> {
+fn record_all(config: &ChainConfig, n: u64, per_frame: usize) -> anyhow::Result<(f64, f64, u64)> {
     let dir = TempDir::new("rec");
     let mut config = config.clone();
     config.data_dir = dir.0.to_string_lossy().into_owned();
-    let pool = Arc::new(WorkerPool::new(1, 2).map_err(|e| e.to_string())?);
-    let (recorder, _) = Recorder::start(&config, pool).map_err(|e| e.to_string())?;
+    let pool = Arc::new(WorkerPool::new(1, 2)?);
+    let (recorder, _) = Recorder::start(&config, pool)?;
     let all = events(n);
     let t0 = Instant::now();
     for chunk in all.chunks(per_frame) {
-        recorder.record(chunk).map_err(|e| e.to_string())?;
+        recorder.record(chunk)?;
     }
     recorder.flush();
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -130,11 +131,11 @@ fn record_all(config: &ChainConfig, n: u64, per_frame: usize) -> Result<(f64, f6
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!(
+            anyhow::bail!(
                 "bench chain: only {} of {n} events confirmed after 300 s (last error: {})",
                 s.confirmed,
                 s.last_error.unwrap_or_default()
-            ));
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -144,17 +145,17 @@ fn record_all(config: &ChainConfig, n: u64, per_frame: usize) -> Result<(f64, f6
 }
 
 /// The headless game's frame p99 with this chain config.
-fn frame_p99(chain: &ChainConfig, particles: usize, frames: u64) -> Result<(f64, u64), String> {
+fn frame_p99(chain: &ChainConfig, particles: usize, frames: u64) -> anyhow::Result<(f64, u64)> {
     let dir = TempDir::new("game");
     let mut config = Config::default();
     config.particles.initial = particles;
     config.chain = chain.clone();
     config.chain.data_dir = dir.0.to_string_lossy().into_owned();
-    let summary = headless::run(config, frames, true).map_err(|e| e.to_string())?;
+    let summary = headless::run(config, frames, true)?;
     Ok((summary.frame_ms.p99, summary.chain.recorded))
 }
 
-pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
+pub fn run(base: &ChainConfig, quick: bool) -> anyhow::Result<ChainReport> {
     // Which node: the one given, a local anvil, or the embedded EVM.
     let mut live = base.clone();
     live.batch_ms = 50;
@@ -191,7 +192,7 @@ pub fn run(base: &ChainConfig, quick: bool) -> Result<ChainReport, String> {
         (20_000, 300, 5)
     };
     let hung_node = HungNode::start()?;
-    let dead_port = anvil::free_port().map_err(|e| e.to_string())?;
+    let dead_port = anvil::free_port()?;
     let rpc_like = |url: &str| {
         let mut c = live.clone();
         c.batch_ms = base.batch_ms;

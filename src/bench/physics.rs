@@ -891,12 +891,12 @@ pub enum Contender {
 /// Steps one contender on one scene, spawned in random order (one warm-up
 /// step, then `steps`), and says its median time per step: the run to put
 /// under a profiler.
-pub fn profile(who: Contender, kind: Scene, n: usize, steps: usize) -> Result<String, String> {
+pub fn profile(who: Contender, kind: Scene, n: usize, steps: usize) -> anyhow::Result<String> {
     if !(1..=2_000_000).contains(&n) {
-        return Err("--profile-particles must be between 1 and 2000000".into());
+        anyhow::bail!("--profile-particles must be between 1 and 2000000");
     }
     if steps == 0 {
-        return Err("--profile-steps must be at least 1".into());
+        anyhow::bail!("--profile-steps must be at least 1");
     }
     let workers = crate::workers::cores();
     let (mut init, w, h, g) = scene(kind, n);
@@ -912,7 +912,7 @@ pub fn profile(who: Contender, kind: Scene, n: usize, steps: usize) -> Result<St
         rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .build()
-            .map_err(|e| format!("could not start the rayon threads: {e}"))
+            .map_err(|e| anyhow::anyhow!("could not start the rayon threads: {e}"))
     };
     let plan = |s: usize| {
         if kind == Scene::Bursts {
@@ -924,7 +924,7 @@ pub fn profile(who: Contender, kind: Scene, n: usize, steps: usize) -> Result<St
     let ms = match who {
         Contender::Ours => {
             let pool = WorkerPool::new(workers, 0)
-                .map_err(|e| format!("could not start the workers: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("could not start the workers: {e}"))?;
             let mut ours = Ours::new(&init, w, h, g);
             time_steps(steps, 1, |s| ours.step(&pool, plan(s).as_ref()))
         }

@@ -38,27 +38,48 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Why anvil could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AnvilError {
+    #[error(
+        "anvil is not installed; run `npm ci` in the project (scripts/test does) or set PARTICLE_FORGE_ANVIL"
+    )]
+    NotInstalled,
+    #[error("no free port for anvil ({0})")]
+    NoPort(std::io::Error),
+    #[error("cannot start anvil at {} ({source})", bin.display())]
+    Spawn {
+        bin: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("anvil exited at start ({0})")]
+    Exited(std::process::ExitStatus),
+    #[error("anvil did not start listening within 20 s")]
+    NotListening,
+}
+
 impl Anvil {
     /// Starts anvil on `port` (a free one when `None`), keeping its chain
     /// in `state` across restarts when given, and waits until it listens.
-    pub fn start(port: Option<u16>, state: Option<&Path>) -> Result<Self, String> {
+    pub fn start(port: Option<u16>, state: Option<&Path>) -> Result<Self, AnvilError> {
         Self::launch(port, state, false)
     }
 
     /// Like `start`, at a low CPU priority (nice 10): the benchmark's
     /// stand-in for a node on another machine, so that on a two-core box it
     /// does not take the game's cores.
-    pub fn start_in_background(port: Option<u16>, state: Option<&Path>) -> Result<Self, String> {
+    pub fn start_in_background(
+        port: Option<u16>,
+        state: Option<&Path>,
+    ) -> Result<Self, AnvilError> {
         Self::launch(port, state, true)
     }
 
-    fn launch(port: Option<u16>, state: Option<&Path>, nice: bool) -> Result<Self, String> {
-        let bin = find().ok_or(
-            "anvil is not installed; run `npm ci` in the project (scripts/test does) or set PARTICLE_FORGE_ANVIL",
-        )?;
+    fn launch(port: Option<u16>, state: Option<&Path>, nice: bool) -> Result<Self, AnvilError> {
+        let bin = find().ok_or(AnvilError::NotInstalled)?;
         let port = match port {
             Some(p) => p,
-            None => free_port().map_err(|e| format!("no free port for anvil ({e})"))?,
+            None => free_port().map_err(AnvilError::NoPort)?,
         };
         // `nice` execs anvil, so the child's pid is anvil's.
         let mut cmd = if nice {
@@ -75,9 +96,10 @@ impl Anvil {
         if let Some(state) = state {
             cmd.arg("--state").arg(state);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start anvil at {} ({e})", bin.display()))?;
+        let child = cmd.spawn().map_err(|source| AnvilError::Spawn {
+            bin: bin.clone(),
+            source,
+        })?;
         let mut anvil = Self {
             child,
             port,
@@ -86,10 +108,10 @@ impl Anvil {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = anvil.child.try_wait() {
-                return Err(format!("anvil exited at start ({status})"));
+                return Err(AnvilError::Exited(status));
             }
             if Instant::now() > deadline {
-                return Err("anvil did not start listening within 20 s".into());
+                return Err(AnvilError::NotListening);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -140,40 +140,39 @@ impl Default for ChainConfig {
 
 impl ChainConfig {
     /// Checks ranges; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(1..=event::MAX_BATCH_EVENTS).contains(&self.batch_events) {
-            return Err(format!(
-                "chain.batch_events must be between 1 and 65535, got {}",
-                self.batch_events
-            ));
-        }
-        if !(64..=100_000).contains(&self.batch_bytes) {
-            return Err(format!(
-                "chain.batch_bytes must be between 64 and 100000, got {}",
-                self.batch_bytes
-            ));
-        }
-        if !(1..=64).contains(&self.confirmations) {
-            return Err(format!(
-                "chain.confirmations must be between 1 and 64, got {}",
-                self.confirmations
-            ));
+    pub fn validate(&self) -> Result<(), ChainConfigError> {
+        let ranges = [
+            (
+                "batch_events",
+                1,
+                event::MAX_BATCH_EVENTS as u64,
+                self.batch_events as u64,
+            ),
+            ("batch_bytes", 64, 100_000, self.batch_bytes as u64),
+            ("confirmations", 1, 64, self.confirmations),
+        ];
+        for (key, low, high, got) in ranges {
+            if !(low..=high).contains(&got) {
+                return Err(ChainConfigError::OutOfRange {
+                    key,
+                    low,
+                    high,
+                    got,
+                });
+            }
         }
         if self.timeout_ms == 0 || self.confirm_timeout_ms == 0 {
-            return Err("chain.timeout_ms and chain.confirm_timeout_ms must be above 0".into());
+            return Err(ChainConfigError::ZeroTimeout);
         }
         if !self.contract.is_empty() && self.contract.parse::<alloy::primitives::Address>().is_err()
         {
-            return Err(format!(
-                "chain.contract {:?} is not an address (0x and 40 hex digits); fix it or leave it empty to deploy one",
-                self.contract
-            ));
+            return Err(ChainConfigError::NotAnAddress(self.contract.clone()));
         }
         if self.backend == ChainBackend::Rpc {
-            rpc::parse_url(&self.rpc_url).map_err(|e| e.to_string())?;
+            rpc::parse_url(&self.rpc_url).map_err(ChainConfigError::RpcUrl)?;
         }
         if self.key_env.is_empty() {
-            return Err("chain.key_env must name an environment variable".into());
+            return Err(ChainConfigError::NoKeyEnv);
         }
         Ok(())
     }
@@ -440,6 +439,28 @@ pub(crate) fn create_data_dir(dir: &Path) -> Result<(), OpenError> {
         dir: dir.to_path_buf(),
         source,
     })
+}
+
+/// A `[chain]` value that cannot be.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainConfigError {
+    #[error("chain.{key} must be between {low} and {high}, got {got}")]
+    OutOfRange {
+        key: &'static str,
+        low: u64,
+        high: u64,
+        got: u64,
+    },
+    #[error("chain.timeout_ms and chain.confirm_timeout_ms must be above 0")]
+    ZeroTimeout,
+    #[error(
+        "chain.contract {0:?} is not an address (0x and 40 hex digits); fix it or leave it empty to deploy one"
+    )]
+    NotAnAddress(String),
+    #[error(transparent)]
+    RpcUrl(OpenError),
+    #[error("chain.key_env must name an environment variable")]
+    NoKeyEnv,
 }
 
 /// The journal could not take a frame's events (a full or failing disk):

@@ -277,6 +277,18 @@ fn located(text: &str, e: &toml::de::Error) -> ConfigError {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
+impl From<crate::particles::KindError> for ConfigError {
+    fn from(e: crate::particles::KindError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<crate::chain::ChainConfigError> for ConfigError {
+    fn from(e: crate::chain::ChainConfigError) -> Self {
+        Self(e.to_string())
+    }
+}
+
 impl Config {
     /// Reads a config file; the error says which file and line and what to do.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -403,7 +415,7 @@ impl Config {
                 p.initial, p.max
             ));
         }
-        self.chain.validate().map_err(ConfigError)?;
+        self.chain.validate()?;
         if !(1..=65_536).contains(&self.memory.column_space_mib) {
             return err(format!(
                 "memory.column_space_mib must be between 1 and 65536, got {}",
@@ -497,7 +509,7 @@ impl Config {
                 m.defrag_threshold
             ));
         }
-        self.kinds.validate().map_err(ConfigError)?;
+        self.kinds.validate()?;
         if 2.0 * self.kinds.max_radius() > w.width.min(w.height) / 4.0 {
             return err(
                 "the largest kinds.*.radius is too big for the world; make it smaller".into(),

@@ -114,6 +114,17 @@ impl Default for KindTable {
     }
 }
 
+/// A kind's value out of its range: `kinds.<kind>.<field> must be <rule>,
+/// got <value>`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("kinds.{kind}.{field} must be {rule}{}", got.map(|v| format!(", got {v}")).unwrap_or_default())]
+pub struct KindError {
+    pub kind: &'static str,
+    pub field: &'static str,
+    pub rule: &'static str,
+    pub got: Option<f32>,
+}
+
 impl KindTable {
     pub fn get(&self, kind: Kind) -> &KindProperties {
         match kind {
@@ -168,22 +179,21 @@ impl KindTable {
         self.mass_at(kind, self.get(kind).radius)
     }
 
-    /// Checks every value; the error names the field and what to do.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks every value; the error names the field and what it must be.
+    pub fn validate(&self) -> Result<(), KindError> {
         for kind in Kind::ALL {
             let k = self.get(kind);
-            let name = kind.name();
+            let bad = |field, rule, got| KindError {
+                kind: kind.name(),
+                field,
+                rule,
+                got,
+            };
             if !(k.radius.is_finite() && k.radius > 0.0 && k.radius <= 64.0) {
-                return Err(format!(
-                    "kinds.{name}.radius must be above 0 and at most 64, got {}",
-                    k.radius
-                ));
+                return Err(bad("radius", "above 0 and at most 64", Some(k.radius)));
             }
             if !(k.density.is_finite() && k.density > 0.0) {
-                return Err(format!(
-                    "kinds.{name}.density must be above 0, got {}",
-                    k.density
-                ));
+                return Err(bad("density", "above 0", Some(k.density)));
             }
             for (field, v) in [
                 ("friction", k.friction),
@@ -191,24 +201,21 @@ impl KindTable {
                 ("size_jitter", k.size_jitter),
             ] {
                 if !(0.0..=1.0).contains(&v) {
-                    return Err(format!(
-                        "kinds.{name}.{field} must be between 0 and 1, got {v}"
-                    ));
+                    return Err(bad(field, "between 0 and 1", Some(v)));
                 }
             }
             if !(k.lifetime.is_finite() && k.lifetime >= 0.0) {
-                return Err(format!(
-                    "kinds.{name}.lifetime must be 0 (forever) or more seconds, got {}",
-                    k.lifetime
+                return Err(bad(
+                    "lifetime",
+                    "0 (forever) or more seconds",
+                    Some(k.lifetime),
                 ));
             }
             if !k.gravity_scale.is_finite() {
-                return Err(format!("kinds.{name}.gravity_scale must be a number"));
+                return Err(bad("gravity_scale", "a number", None));
             }
             if k.color.iter().any(|c| !(0.0..=1.0).contains(c)) {
-                return Err(format!(
-                    "kinds.{name}.color must be three numbers between 0 and 1"
-                ));
+                return Err(bad("color", "three numbers between 0 and 1", None));
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ pub mod kind;
 pub mod store;
 
 pub use column::Column;
-pub use kind::{Kind, KindProperties, KindTable};
+pub use kind::{Kind, KindError, KindProperties, KindTable};
 pub use store::{
     Handle, NewParticle, PaddedSlices, ParticleSlices, ParticleSlicesMut, ParticleStore, StoreError,
 };

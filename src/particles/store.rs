@@ -527,7 +527,7 @@ impl ParticleStore {
     }
 
     /// Verifies slot ↔ row links and the free list; used by tests.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), BrokenInvariant> {
         let n = self.len();
         let mut live = 0;
         let owner = self.cols.owner.as_slice();
@@ -538,25 +538,38 @@ impl ParticleStore {
                     .is_none_or(|s| s.dense == FREE)
             })
         {
-            return Err(format!("row {d} is owned by a slot that is not live"));
+            return Err(BrokenInvariant::RowOfDeadSlot { row: d });
         }
         for (i, s) in self.slots.iter().enumerate() {
             if s.dense != FREE {
                 live += 1;
                 let d = s.dense as usize;
                 if !self.links_stale && (d >= n || owner[d] as usize != i) {
-                    return Err(format!("slot {i} points at row {d}, which it does not own"));
+                    return Err(BrokenInvariant::SlotOffRow { slot: i, row: d });
                 }
             }
         }
         if live != n {
-            return Err(format!("{live} live slots for {n} rows"));
+            return Err(BrokenInvariant::Count { live, rows: n });
         }
         if live + self.free.len() != self.slots.len() {
-            return Err("free list and live slots do not add up".into());
+            return Err(BrokenInvariant::FreeList);
         }
         Ok(())
     }
+}
+
+/// What `ParticleStore::check_invariants` found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokenInvariant {
+    #[error("row {row} is owned by a slot that is not live")]
+    RowOfDeadSlot { row: usize },
+    #[error("slot {slot} points at row {row}, which it does not own")]
+    SlotOffRow { slot: usize, row: usize },
+    #[error("{live} live slots for {rows} rows")]
+    Count { live: usize, rows: usize },
+    #[error("free list and live slots do not add up")]
+    FreeList,
 }
 
 /// `dst[i] = src[order[i]]`.
