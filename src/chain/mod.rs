@@ -260,14 +260,27 @@ pub struct Recorder {
     recovered: u64,
     sender: Option<TaskHandle<()>>,
     flush_on_exit: Duration,
-    /// Events the journal could not take yet (a full or failing disk), in
-    /// order; written ahead of the next frame's.
-    held: std::sync::Mutex<Vec<GameEvent>>,
+    /// Events the journal has not taken yet, in order: a frame's for the
+    /// length of a call, more while it refuses writes.
+    held: std::sync::Mutex<Held>,
+}
+
+/// Events waiting for the journal, and its last refusal with when to try
+/// again.
+#[derive(Default)]
+struct Held {
+    events: Vec<GameEvent>,
+    refused: Option<(Arc<io::Error>, Instant)>,
 }
 
 /// The most events held in memory while the journal refuses writes: hours
 /// of play at the game's event rate, a few tens of MiB.
 pub const MAX_HELD: usize = 1_000_000;
+/// How often a refused journal write is tried again.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// The most held events written in one frame once the journal takes
+/// writes again (about a millisecond of encoding and writing).
+pub const WRITE_AT_ONCE: usize = 10_000;
 
 impl Recorder {
     /// Opens the journal (the only failure that stops recording: without it
@@ -318,7 +331,7 @@ impl Recorder {
                 recovered,
                 sender,
                 flush_on_exit: Duration::from_millis(config.flush_on_exit_ms),
-                held: std::sync::Mutex::new(Vec::new()),
+                held: std::sync::Mutex::new(Held::default()),
             },
             warnings,
         ))
@@ -330,47 +343,66 @@ impl Recorder {
 
     /// Hands events over: they are in the journal (written, synced per
     /// batch) when this returns, after any held from earlier frames. Runs
-    /// on a Blockchain worker. Should the journal refuse the write (a full
-    /// disk), the events are held in memory, in order, and written with
-    /// the next call (call it every frame, with no events if there are
-    /// none); the error says how many wait.
+    /// on a Blockchain worker; call it every frame, with no events if
+    /// there are none.
+    ///
+    /// Should the journal refuse a write (a full disk), the events are
+    /// held in memory, in order, and the error says how many wait; the
+    /// write is tried again every `RETRY_EVERY`, and once the journal
+    /// takes writes the held events go in, oldest first, at most
+    /// `WRITE_AT_ONCE` a frame so no frame waits on a long write.
     pub fn record(&self, events: &[GameEvent]) -> Result<(), JournalWriteError> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        if events.is_empty() && held.is_empty() {
+        let room = MAX_HELD.saturating_sub(held.events.len());
+        let dropped = events.len().saturating_sub(room);
+        held.events
+            .extend_from_slice(&events[..events.len() - dropped]);
+        if held.events.is_empty() {
             return Ok(());
         }
-        let was_held = held.len();
-        let room = MAX_HELD.saturating_sub(was_held);
-        let dropped = events.len().saturating_sub(room);
-        held.extend_from_slice(&events[..events.len() - dropped]);
+        let refused = |held: &Held, source: Arc<io::Error>| JournalWriteError {
+            source,
+            held: held.events.len(),
+            dropped,
+        };
+        if let Some((source, retry_at)) = &held.refused
+            && Instant::now() < *retry_at
+        {
+            self.shared
+                .status
+                .hold(held.events.len() as u64, dropped as u64);
+            return Err(refused(&held, source.clone()));
+        }
+        let n = held.events.len().min(WRITE_AT_ONCE);
         let shared = &self.shared;
         let session = self.session;
         let written = self
             .pool
             .install(Capability::Blockchain, Priority::FrameCritical, || {
-                shared.journal().append(session, &held)
+                shared.journal().append(session, &held.events[..n])
             });
-        if let Err(source) = written {
-            let error = JournalWriteError {
-                source,
-                held: held.len(),
-                dropped,
-            };
-            self.shared.status.hold(held.len() as u64, dropped as u64);
+        if let Err(e) = written {
+            let source = Arc::new(e);
+            held.refused = Some((source.clone(), Instant::now() + RETRY_EVERY));
+            self.shared
+                .status
+                .hold(held.events.len() as u64, dropped as u64);
             self.shared.status.fail(&format!(
-                "cannot write the event journal ({}); the events wait in memory and the write is retried every frame",
-                error.source
+                "cannot write the event journal ({source}); the events wait in memory and the write is retried every {} ms",
+                RETRY_EVERY.as_millis()
             ));
-            return Err(error);
+            return Err(refused(&held, source));
         }
-        if was_held > 0 {
+        held.events.drain(..n);
+        self.shared.status.recorded(n as u64);
+        self.shared
+            .status
+            .hold(held.events.len() as u64, dropped as u64);
+        if held.events.is_empty() && held.refused.take().is_some() {
             bevy::log::info!(
-                "chain: the event journal takes writes again; the {was_held} events held in memory are written"
+                "chain: the event journal takes writes again; the events held in memory are written"
             );
         }
-        self.shared.status.hold(0, 0);
-        self.shared.status.recorded(held.len() as u64);
-        held.clear();
         self.shared.dirty.store(true, Ordering::Release);
         self.shared.nudge();
         Ok(())
@@ -413,7 +445,7 @@ impl Recorder {
         }
         let _ = self.shared.journal().sync();
         // Said last, so it is the status's last word.
-        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()));
+        let held = std::mem::take(&mut self.held.lock().unwrap_or_else(|e| e.into_inner()).events);
         if !held.is_empty() {
             self.shared.status.hold(0, held.len() as u64);
             self.shared.status.fail(&format!(
@@ -471,7 +503,7 @@ pub enum ChainConfigError {
     if *dropped > 0 { format!(" and {dropped} more were lost (the memory's limit)") } else { String::new() }
 )]
 pub struct JournalWriteError {
-    pub source: io::Error,
+    pub source: Arc<io::Error>,
     /// Events waiting in memory for the next try.
     pub held: usize,
     /// Events of this call that did not fit under `MAX_HELD`.
@@ -597,8 +629,10 @@ mod tests {
         assert_eq!(recorder.record(&[]).unwrap_err().held, 10);
         let status = recorder.snapshot();
         assert_eq!((status.held, status.lost), (10, 0));
-        // The disk has room again: the held events go first.
+        // The disk has room again: at the next try the held events go
+        // first.
         full_disk::set(&dir, false);
+        std::thread::sleep(RETRY_EVERY);
         recorder.record(&events[20..]).unwrap();
         assert_eq!(recorder.snapshot().held, 0);
         recorder.flush();
@@ -613,6 +647,25 @@ mod tests {
             .flat_map(|b| b.events)
             .collect();
         assert_eq!(back, events);
+    }
+
+    #[test]
+    fn a_long_backlog_goes_in_a_bounded_number_a_frame() {
+        let (recorder, _, dir) = recorder_in("backlog");
+        let journal = journal::journal_path(&dir);
+        full_disk::set(&journal, true);
+        let n = 2 * WRITE_AT_ONCE + WRITE_AT_ONCE / 2;
+        assert!(recorder.record(&blasts(n as u64)).is_err());
+        full_disk::set(&journal, false);
+        std::thread::sleep(RETRY_EVERY);
+        let mut left = Vec::new();
+        for _ in 0..4 {
+            recorder.record(&[]).unwrap();
+            left.push(recorder.snapshot().held as usize);
+        }
+        let expect = [n - WRITE_AT_ONCE, n - 2 * WRITE_AT_ONCE, 0, 0];
+        assert_eq!(left, expect);
+        assert_eq!(recorder.snapshot().recorded, n as u64);
     }
 
     #[test]
