@@ -174,6 +174,9 @@ impl Plugin for ChainPlugin {
 /// frame, events or not, so events the journal refused (a full disk) are
 /// retried; the recorder's status says so once, not every frame.
 fn hand_over_events(mut chain: ResMut<ChainRecorder>, mut sandbox: ResMut<Sandbox>) {
+    // The events, and any held while the journal refuses writes, are the
+    // chain's memory.
+    let _tag = crate::memory::enter(crate::memory::Component::Chain);
     let events = chain.collect(&mut sandbox);
     if let Some(recorder) = &chain.recorder {
         let _ = recorder.record(&events);
