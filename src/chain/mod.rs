@@ -399,7 +399,7 @@ impl Recorder {
             .status
             .hold(held.events.len() as u64, dropped as u64);
         if held.events.is_empty() && held.refused.take().is_some() {
-            bevy::log::info!(
+            tracing::info!(
                 "chain: the event journal takes writes again; the events held in memory are written"
             );
         }

@@ -95,7 +95,7 @@ impl ChainStatus {
         self.errors.fetch_add(1, Relaxed);
         let mut text = self.text();
         if text.last_error.as_deref() != Some(message) {
-            bevy::log::warn!("chain: {message}");
+            tracing::warn!("chain: {message}");
         }
         text.last_error = Some(message.to_string());
     }
