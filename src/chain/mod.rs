@@ -619,9 +619,12 @@ mod tests {
     #[test]
     fn events_a_full_disk_refuses_wait_in_memory_and_go_out_in_order() {
         let (recorder, config, dir) = recorder_in("full-disk");
+        // Only the journal's writes fail: the sender, which writes the
+        // embedded chain's blocks beside it, goes on unhindered.
+        let journal = journal::journal_path(&dir);
         let events = blasts(30);
         recorder.record(&events[..10]).unwrap();
-        full_disk::set(&dir, true);
+        full_disk::set(&journal, true);
         let e = recorder.record(&events[10..20]).unwrap_err();
         assert_eq!((e.held, e.dropped), (10, 0));
         assert!(e.to_string().contains("10 events wait in memory"), "{e}");
@@ -631,7 +634,7 @@ mod tests {
         assert_eq!((status.held, status.lost), (10, 0));
         // The disk has room again: at the next try the held events go
         // first.
-        full_disk::set(&dir, false);
+        full_disk::set(&journal, false);
         std::thread::sleep(RETRY_EVERY);
         recorder.record(&events[20..]).unwrap();
         assert_eq!(recorder.snapshot().held, 0);
