@@ -84,6 +84,12 @@ impl Sandbox {
     /// Builds the sandbox and spawns the initial particles.
     pub fn new(config: &Config) -> Result<Self, SetupError> {
         let threads = config.physics_threads();
+        let cores = crate::workers::cores();
+        if threads > cores {
+            bevy::log::warn!(
+                "{threads} physics threads on {cores} cores: they take turns on the cores and the step gets slower, not faster (physics.threads = 0 uses one per core)"
+            );
+        }
         let pool = WorkerPool::new(threads, IO_WORKERS).map_err(|source| SetupError::Workers {
             workers: threads,
             source,

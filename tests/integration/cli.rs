@@ -280,3 +280,27 @@ fn an_offscreen_image_too_large_for_the_device_is_refused() {
     assert!(line.contains("larger than this device draws"), "{line}");
     assert!(line.contains("--width/--height"), "{line}");
 }
+
+#[test]
+fn more_threads_than_cores_runs_with_a_warning() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let more = (cores + 1).to_string();
+    let fewer = cores.to_string();
+    let warns = |threads: &str| {
+        let (code, _, stderr) = run(game().args([
+            "--headless",
+            "--frames",
+            "2",
+            "--particles",
+            "500",
+            "--chain",
+            "off",
+            "--threads",
+            threads,
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        stderr.contains("the step gets slower, not faster")
+    };
+    assert!(warns(&more), "{more} threads on {cores} cores: no warning");
+    assert!(!warns(&fewer), "{fewer} threads on {cores} cores warned");
+}
