@@ -232,6 +232,52 @@ impl Journal {
             .then(|| self.begin_compaction()))
     }
 
+    /// Moves `session`'s pending events to a new session, numbered from 0,
+    /// and closes `session`: for a chain that no longer holds the events
+    /// the journal saw confirmed before them (the contract was replaced or
+    /// the chain reset), so the old numbering can never go on. Returns the
+    /// new session and a compaction that makes the move durable: write it
+    /// and put it in place (or `unmove` if that fails) before any of the
+    /// moved events is sent.
+    pub fn move_pending(&mut self, session: u64) -> Option<(u64, Compaction)> {
+        let s = self.sessions.get_mut(&session)?;
+        if s.pending.is_empty() {
+            return None;
+        }
+        let pending = std::mem::take(&mut s.pending);
+        s.done = s.next;
+        s.oldest = None;
+        let id = loop {
+            let id = super::new_session_id();
+            if !self.sessions.contains_key(&id) {
+                break id;
+            }
+        };
+        self.sessions.insert(
+            id,
+            SessionLog {
+                done: 0,
+                next: pending.len() as u64,
+                pending,
+                oldest: Some(Instant::now()),
+            },
+        );
+        Some((id, self.begin_compaction()))
+    }
+
+    /// Undoes `move_pending(from)`, which made `to`, when its compaction
+    /// could not be put in place.
+    pub fn unmove(&mut self, from: u64, to: u64) {
+        let Some(moved) = self.sessions.remove(&to) else {
+            return;
+        };
+        if let Some(s) = self.sessions.get_mut(&from) {
+            s.done = s.next - moved.pending.len() as u64;
+            s.pending = moved.pending;
+            s.oldest = moved.oldest;
+        }
+    }
+
     /// Puts a written compaction in place: the events appended while it was
     /// written are carried over. The caller then, again without the lock,
     /// closes the old file (dropping what this returns) and makes the
@@ -746,6 +792,35 @@ mod tests {
             opened.journal.pending_of(4),
             vec![(3, boom(4)), (4, boom(5)), (5, boom(6))]
         );
+    }
+
+    #[test]
+    fn pending_events_move_to_a_new_session_durably_or_not_at_all() {
+        let dir = temp("move");
+        let mut j = Journal::open(&dir).unwrap().journal;
+        j.append(6, &[boom(1), boom(2), boom(3), boom(4)]).unwrap();
+        j.mark_done(6, 2).unwrap();
+        assert!(j.move_pending(99).is_none(), "no such session");
+        // A compaction that is never put in place: the move is undone.
+        let (id, _) = j.move_pending(6).unwrap();
+        assert_eq!(j.pending_of(id), vec![(0, boom(3)), (1, boom(4))]);
+        assert!(j.pending_of(6).is_empty());
+        j.unmove(6, id);
+        assert_eq!(j.pending_of(6), vec![(2, boom(3)), (3, boom(4))]);
+        assert!(j.pending_of(id).is_empty());
+        // Written and put in place: it survives reopening, and the game's
+        // appends made meanwhile are kept.
+        let (id, mut c) = j.move_pending(6).unwrap();
+        j.append(7, &[boom(9)]).unwrap();
+        c.write().unwrap();
+        drop(j.finish_compaction(c).unwrap());
+        drop(j);
+        let opened = Journal::open(&dir).unwrap();
+        assert!(opened.warning.is_none(), "{:?}", opened.warning);
+        let j = opened.journal;
+        assert_eq!(j.pending_of(id), vec![(0, boom(3)), (1, boom(4))]);
+        assert!(j.pending_of(6).is_empty());
+        assert_eq!(j.pending_of(7), vec![(0, boom(9))]);
     }
 
     /// A journal past the compaction size with `extra` events pending

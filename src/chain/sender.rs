@@ -150,10 +150,7 @@ fn step(
         return Ok(Progress::Sent);
     }
     if expected < batch.first_seq {
-        return Err(ChainError::Misconfigured(format!(
-            "the chain has session {}'s events only up to {expected}, but the journal confirmed them up to {}; the contract was replaced or the chain reset",
-            batch.session, batch.first_seq
-        )));
+        return resume_elsewhere(shared, &batch, expected);
     }
     // Durable before it is on chain.
     shared.dirty.store(false, Ordering::Release);
@@ -181,6 +178,32 @@ fn step(
             settings.confirm_timeout.as_secs_f32()
         ))),
     }
+}
+
+/// The chain holds fewer of the batch's session's events than the journal
+/// saw confirmed (the contract was replaced or the chain reset: a node
+/// restarted without its state): that numbering can never go on, so the
+/// session's pending events move to a new session, written down before any
+/// of them is sent. Without this the session would block every later one.
+fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Progress, ChainError> {
+    let moved = shared.journal().move_pending(batch.session);
+    let Some((id, compaction)) = moved else {
+        return Ok(Progress::Idle);
+    };
+    if let Err(e) = compact(shared, compaction) {
+        shared.journal().unmove(batch.session, id);
+        return Err(ChainError::Other(format!(
+            "cannot write the event journal ({e}); check the disk"
+        )));
+    }
+    let pending = shared.journal().pending_of(id).len();
+    let message = format!(
+        "the chain holds session {}'s events only up to {expected}, but the journal saw them confirmed up to {} (the contract was replaced or the chain reset); its {pending} pending events are recorded as session {id}",
+        batch.session, batch.first_seq
+    );
+    tracing::warn!("chain: {message}");
+    shared.status.fail(&message);
+    Ok(Progress::Sent)
 }
 
 /// Rewrites the journal with only its pending events, holding it only to

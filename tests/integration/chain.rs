@@ -213,6 +213,64 @@ fn anvil_killed_mid_stream_and_restarted_from_its_state_records_each_event_once(
 }
 
 #[test]
+fn a_node_restarted_without_its_state_gets_the_pending_events_under_a_new_session() {
+    let dir = scratch_dir("chain-anvil-reset");
+    let node = Anvil::start(None, None).unwrap();
+    let port = node.port;
+    let config = rpc_config(&node.url, &dir);
+    let events = stream(30, 0);
+    // Ten confirmed, then the node dies and ten more wait in the journal.
+    let old_session = {
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let (recorder, _) = Recorder::start(&config, pool).unwrap();
+        recorder.record(&events[..10]).unwrap();
+        recorder.flush();
+        wait_confirmed(&recorder, 10, Duration::from_secs(60));
+        node.stop();
+        recorder.record(&events[10..20]).unwrap();
+        let session = recorder.session();
+        let status = recorder.finish();
+        assert_eq!(status.pending, 10, "{status:?}");
+        session
+    };
+    // A fresh node on the same address: no contract, no history. The
+    // recorder deploys a new contract; the old session's numbering (10
+    // onwards) can never go on there, so its events move to a new session
+    // instead of blocking every later one.
+    let node = Anvil::start(Some(port), None).unwrap();
+    let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+    let (recorder, _) = Recorder::start(&config, pool).unwrap();
+    recorder.record(&events[20..]).unwrap();
+    recorder.flush();
+    wait_confirmed(&recorder, 20, Duration::from_secs(60));
+    let session = recorder.session();
+    let status = recorder.finish();
+    assert_eq!(status.pending, 0, "{status:?}");
+    let moved = particle_forge::chain::journal::Journal::open(&dir)
+        .unwrap()
+        .journal
+        .sessions();
+    assert!(
+        moved.iter().all(|&(_, _, pending)| pending == 0),
+        "{moved:?}"
+    );
+    let (mut log, _) = open_client(&config, true).unwrap();
+    let mut by_session: BTreeMap<u64, Vec<GameEvent>> = BTreeMap::new();
+    for batch in log.history(None).unwrap() {
+        by_session
+            .entry(batch.session)
+            .or_default()
+            .extend(batch.events);
+    }
+    assert!(!by_session.contains_key(&old_session), "{by_session:?}");
+    assert_eq!(by_session.remove(&session), Some(events[20..].to_vec()));
+    // The one other session on the new chain is the moved one.
+    let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
+    assert_eq!(rest, vec![events[10..20].to_vec()]);
+    drop(node);
+}
+
+#[test]
 fn a_game_killed_mid_batch_resends_on_restart_and_records_each_event_once() {
     let node = Anvil::start(None, None).unwrap();
     let dir = scratch_dir("chain-kill9");
