@@ -36,7 +36,14 @@ pub fn game() -> Command {
     cmd
 }
 
+/// Runs `cmd` to its end: (exit code, stdout, stderr). Runs under
+/// `xvfb-run` take turns: `-a` picks a free display by looking for lock
+/// files, and two started at once can pick the same one (the second's
+/// server then fails, and its window cannot open).
 pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    static XVFB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn =
+        (cmd.get_program() == "xvfb-run").then(|| XVFB.lock().unwrap_or_else(|e| e.into_inner()));
     let Output {
         status,
         stdout,
