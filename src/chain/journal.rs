@@ -118,12 +118,7 @@ impl Journal {
             // The contract takes a session's events only in order, so the
             // ones after a lost event could never go on chain under their
             // own session: they go under a new one, in their order.
-            let id = loop {
-                let id = super::new_session_id();
-                if !sessions.contains_key(&id) {
-                    break id;
-                }
-            };
+            let id = unused_session(&sessions);
             let lost = match gap.lost {
                 1 => "1 event".to_string(),
                 n => format!("{n} events"),
@@ -247,12 +242,7 @@ impl Journal {
         let pending = std::mem::take(&mut s.pending);
         s.done = s.next;
         s.oldest = None;
-        let id = loop {
-            let id = super::new_session_id();
-            if !self.sessions.contains_key(&id) {
-                break id;
-            }
-        };
+        let id = unused_session(&self.sessions);
         self.sessions.insert(
             id,
             SessionLog {
@@ -432,6 +422,16 @@ impl Compaction {
 /// The journal's file in a data directory.
 pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("journal.log")
+}
+
+/// A new session id that none in the journal has.
+fn unused_session(sessions: &BTreeMap<u64, SessionLog>) -> u64 {
+    loop {
+        let id = super::new_session_id();
+        if !sessions.contains_key(&id) {
+            return id;
+        }
+    }
 }
 
 /// A session whose pending events stop at a lost one.
