@@ -201,7 +201,7 @@ fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Pro
         "the chain holds session {}'s events only up to {expected}, but the journal saw them confirmed up to {} (the contract was replaced or the chain reset); its {pending} pending events are recorded as session {id}",
         batch.session, batch.first_seq
     );
-    tracing::warn!("chain: {message}");
+    // Logged there, and shown until the next confirmation.
     shared.status.fail(&message);
     Ok(Progress::Sent)
 }
