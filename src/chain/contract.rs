@@ -29,6 +29,14 @@ pub fn record_batch_call(session: u64, first_seq: u64, packed: Vec<u8>) -> Bytes
     .into()
 }
 
+/// The session, first sequence number and events of `recordBatch`
+/// calldata; `None` for any other call or calldata that does not decode.
+pub fn decode_record_batch_call(input: &[u8]) -> Option<(u64, u64, Vec<GameEvent>)> {
+    let call = ParticleEvents::recordBatchCall::abi_decode(input).ok()?;
+    let events = unpack_batch(&call.packed).ok()?;
+    Some((call.session, call.firstSeq, events))
+}
+
 /// Calldata of `nextSeq(session)`.
 pub fn next_seq_call(session: u64) -> Bytes {
     <ParticleEvents::nextSeqCall as SolCall>::new((session,))

@@ -12,11 +12,16 @@
 //! when the block was mined: a node trusts its own database, and recovering
 //! it again was 85% of opening the chain (about half a millisecond a block,
 //! a cost that grew with every session played). Blocks written before the
-//! sender was kept are recovered as they replay.
+//! sender was kept are recovered as they replay. A block is written to the
+//! log before its state is committed, so a block the disk refuses is not
+//! mined. Damage inside the log cuts it there; the batches of the intact
+//! blocks after the damage are handed to the recorder (`take_cut_events`),
+//! which records them again.
 
 use super::OpenError;
 use super::backend::{Backend, ChainError, Receipt};
 use super::contract::RawLog;
+use super::event::GameEvent;
 use super::record::{PastDamage, RecordFile};
 use super::wallet::{Fees, Wallet};
 use alloy::consensus::TxEnvelope;
@@ -59,11 +64,18 @@ pub struct EmbeddedChain {
     receipts: HashMap<B256, Receipt>,
     logs: Vec<RawLog>,
     where_: String,
+    /// The batches of intact blocks cut from the log with damage before
+    /// them, in order (`take_cut_events`).
+    cut_events: Vec<CutBatch>,
 }
 
 impl EmbeddedChain {
     /// Opens (or starts) the chain persisted in `dir` and replays it.
-    /// Returns a warning when a torn block was cut.
+    /// Returns a warning when a torn or damaged block was cut. Intact
+    /// blocks after a damaged one cannot be replayed (each stands on the
+    /// state before it), so they are cut too; the events their batches
+    /// recorded are kept for the recorder to send again
+    /// (`take_cut_events`).
     pub fn open(dir: &Path) -> Result<(Self, Option<String>), OpenError> {
         let path = dir.join("embedded-chain.log");
         let opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).map_err(|source| {
@@ -75,7 +87,13 @@ impl EmbeddedChain {
         let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&opened.records)?;
         chain.file = Some(opened.file);
+        chain.cut_events = batches_in(&opened.cut_records);
         Ok((chain, opened.warning))
+    }
+
+    /// The batches in blocks cut with damage, in order (once; none after).
+    pub fn take_cut_events(&mut self) -> Vec<CutBatch> {
+        std::mem::take(&mut self.cut_events)
     }
 
     /// Reads the chain in `dir` without writing to it (for `chain
@@ -119,6 +137,7 @@ impl EmbeddedChain {
             receipts: HashMap::new(),
             logs: Vec::new(),
             where_,
+            cut_events: Vec::new(),
         }
     }
 
@@ -284,6 +303,43 @@ impl EmbeddedChain {
             .flatten()
             .unwrap_or_default()
     }
+}
+
+/// A batch recorded in a block that was cut from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutBatch {
+    pub session: u64,
+    pub first_seq: u64,
+    pub events: Vec<GameEvent>,
+}
+
+/// The batches that `recordBatch` transactions in these block records
+/// carried; blocks and calls of any other kind are skipped.
+fn batches_in(blocks: &[Vec<u8>]) -> Vec<CutBatch> {
+    let mut found = Vec::new();
+    for block in blocks {
+        let raw = match block.get(16..) {
+            Some([WITH_SENDER, rest @ ..]) if rest.len() > 20 => &rest[20..],
+            Some(rest) => rest,
+            None => continue,
+        };
+        let Ok(envelope) = TxEnvelope::decode_2718(&mut &raw[..]) else {
+            continue;
+        };
+        let TxEnvelope::Eip1559(signed) = &envelope else {
+            continue;
+        };
+        if let Some((session, first_seq, events)) =
+            super::contract::decode_record_batch_call(&signed.tx().input)
+        {
+            found.push(CutBatch {
+                session,
+                first_seq,
+                events,
+            });
+        }
+    }
+    found
 }
 
 impl Backend for EmbeddedChain {

@@ -227,6 +227,15 @@ impl Journal {
             .then(|| self.begin_compaction()))
     }
 
+    /// Appends `events` as a session of their own, new to the journal
+    /// (events that must go on chain again under another numbering);
+    /// returns its id.
+    pub fn append_new_session(&mut self, events: &[GameEvent]) -> io::Result<u64> {
+        let id = unused_session(&self.sessions);
+        self.append(id, events)?;
+        Ok(id)
+    }
+
     /// Moves `session`'s pending events to a new session, numbered from 0,
     /// and closes `session`: for a chain that no longer holds the events
     /// the journal saw confirmed before them (the contract was replaced or

@@ -220,20 +220,33 @@ pub fn open_client(
     config: &ChainConfig,
     read_only: bool,
 ) -> Result<(client::EventLog, Option<String>), OpenError> {
+    open_backend(config, read_only).map(|(log, warning, _)| (log, warning))
+}
+
+/// Batches the embedded chain cut from its log with damage
+/// (`EmbeddedChain::take_cut_events`).
+type CutEvents = Vec<embedded::CutBatch>;
+
+/// `open_client`, with the events of the embedded chain's cut blocks.
+fn open_backend(
+    config: &ChainConfig,
+    read_only: bool,
+) -> Result<(client::EventLog, Option<String>, CutEvents), OpenError> {
     let dir = config.data_dir();
     let settings = config.client_settings(&dir);
     match config.backend {
         ChainBackend::Off => Err(OpenError::Off),
         ChainBackend::Embedded => {
-            let (chain, warning) = if read_only {
+            let (mut chain, warning) = if read_only {
                 (embedded::EmbeddedChain::open_read_only(&dir)?, None)
             } else {
                 create_data_dir(&dir)?;
                 embedded::EmbeddedChain::open(&dir)?
             };
+            let cut = chain.take_cut_events();
             let log =
                 client::EventLog::new(Box::new(chain), wallet::Wallet::embedded_dev(), settings);
-            Ok((log, warning))
+            Ok((log, warning, cut))
         }
         ChainBackend::Rpc => {
             let rpc =
@@ -245,7 +258,11 @@ pub fn open_client(
                 (None, Err(_)) if read_only => wallet::Wallet::embedded_dev(),
                 (None, Err(_)) => return Err(OpenError::NoKey(config.key_env.clone())),
             };
-            Ok((client::EventLog::new(Box::new(rpc), wallet, settings), None))
+            Ok((
+                client::EventLog::new(Box::new(rpc), wallet, settings),
+                None,
+                Vec::new(),
+            ))
         }
     }
 }
@@ -295,11 +312,35 @@ impl Recorder {
         let dir = config.data_dir();
         let opened = journal::Journal::open(&dir)?;
         let mut warnings: Vec<String> = opened.warning.into_iter().collect();
-        let recovered = opened.recovered as u64;
+        let mut recovered = opened.recovered as u64;
         let shared = Arc::new(sender::Shared::new(opened.journal));
-        let (client, location) = match open_client(config, false) {
-            Ok((client, warning)) => {
+        let (client, location) = match open_backend(config, false) {
+            Ok((client, warning, cut)) => {
                 warnings.extend(warning);
+                // Confirmed once, then cut from the embedded chain with
+                // damage before them: they go on chain again, under new
+                // sessions (the chain's state no longer has their
+                // sessions' earlier events). Those the journal still holds
+                // (a crash before it marked them done) go on from there.
+                let lost = lost_from_chain(&shared.journal(), cut);
+                for (session, events) in lost {
+                    let n = events.len();
+                    let mut journal = shared.journal();
+                    let again = journal
+                        .append_new_session(&events)
+                        .and_then(|id| journal.sync().map(|()| id));
+                    warnings.push(match again {
+                        Ok(id) => {
+                            recovered += n as u64;
+                            format!(
+                                "the embedded chain's blocks cut with the damage held {n} events of session {session}; they are recorded again as session {id}"
+                            )
+                        }
+                        Err(e) => format!(
+                            "the embedded chain's blocks cut with the damage held {n} events of session {session}, which could not be written to the event journal ({e}); they are only in the saved bytes"
+                        ),
+                    });
+                }
                 let location = client.describe();
                 (Some(client), location)
             }
@@ -460,6 +501,32 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The events of `cut` batches that only the chain had (the journal saw
+/// them confirmed), a session's joined, in order.
+fn lost_from_chain(journal: &journal::Journal, cut: CutEvents) -> Vec<(u64, Vec<GameEvent>)> {
+    let confirmed: std::collections::HashMap<u64, u64> = journal
+        .sessions()
+        .into_iter()
+        .map(|(id, done, _)| (id, done))
+        .collect();
+    let mut lost: Vec<(u64, Vec<GameEvent>)> = Vec::new();
+    for batch in cut {
+        let below = confirmed.get(&batch.session).copied().unwrap_or(u64::MAX);
+        let only_on_chain = batch
+            .events
+            .into_iter()
+            .zip(batch.first_seq..)
+            .filter(|&(_, seq)| seq < below)
+            .map(|(e, _)| e);
+        match lost.last_mut() {
+            Some((s, run)) if *s == batch.session => run.extend(only_on_chain),
+            _ => lost.push((batch.session, only_on_chain.collect())),
+        }
+    }
+    lost.retain(|(_, events)| !events.is_empty());
+    lost
 }
 
 /// Creates the data directory (and its parents) if missing.
@@ -669,6 +736,70 @@ mod tests {
         let expect = [n - WRITE_AT_ONCE, n - 2 * WRITE_AT_ONCE, 0, 0];
         assert_eq!(left, expect);
         assert_eq!(recorder.snapshot().recorded, n as u64);
+    }
+
+    /// Each record's start in a record file.
+    fn record_starts(path: &Path) -> Vec<usize> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut starts = Vec::new();
+        let mut at = 8;
+        while at + 8 <= bytes.len() {
+            starts.push(at);
+            at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        }
+        starts
+    }
+
+    #[test]
+    fn batches_cut_from_a_damaged_block_log_are_recorded_again() {
+        let (recorder, config, dir) = recorder_in("cut-blocks");
+        let events = blasts(15);
+        for (i, batch) in events.chunks(5).enumerate() {
+            recorder.record(batch).unwrap();
+            recorder.flush();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while recorder.snapshot().confirmed < 5 * (i as u64 + 1) {
+                assert!(Instant::now() < deadline, "{:?}", recorder.snapshot());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let session = recorder.session();
+        drop(recorder.finish());
+        // Blocks: the contract, then one batch each. A bad disk flips a bit
+        // in the second batch's block.
+        let log = dir.join("embedded-chain.log");
+        let starts = record_starts(&log);
+        assert_eq!(starts.len(), 4);
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[starts[2] + 30] ^= 0x08;
+        std::fs::write(&log, &bytes).unwrap();
+
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+        let said = warnings.join("; ");
+        assert!(said.contains("cut a torn or corrupt tail"), "{said}");
+        assert!(
+            said.contains(&format!(
+                "held 5 events of session {session}; they are recorded again as session"
+            )),
+            "{said}"
+        );
+        recorder.flush();
+        let status = recorder.finish();
+        assert_eq!(status.pending, 0, "{status:?}");
+        let (mut log, _) = open_client(&config, true).unwrap();
+        let mut by_session: std::collections::BTreeMap<u64, Vec<GameEvent>> = Default::default();
+        for batch in log.history(None).unwrap() {
+            by_session
+                .entry(batch.session)
+                .or_default()
+                .extend(batch.events);
+        }
+        // The first batch is still there; the damaged block's is lost; the
+        // one after it is on chain again under a session of its own.
+        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
+        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
+        assert_eq!(rest, vec![events[10..].to_vec()]);
     }
 
     #[test]

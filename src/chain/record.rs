@@ -15,8 +15,10 @@
 //! past the damage too (`PastDamage::Keep`): the bytes after it are
 //! searched for the next place where two records in a row (or one ending
 //! the file) pass their checks, reading resumes there, and the file is
-//! rewritten with every intact record. The block log keeps the cut: a
-//! block after a lost one cannot be replayed.
+//! rewritten with every intact record. The block log keeps the cut (a
+//! block after a lost one cannot be replayed) and is handed the intact
+//! records cut with the damage (`Opened::cut_records`), to recover what
+//! they recorded.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -51,6 +53,10 @@ pub struct Opened {
     pub file: RecordFile,
     /// Every intact record's body, in order.
     pub records: Vec<Vec<u8>>,
+    /// With `PastDamage::Cut`: the intact records found past the damage,
+    /// cut with it (their bytes are in the saved file), for an owner that
+    /// can still use what they say.
+    pub cut_records: Vec<Vec<u8>>,
     /// A sentence for the log when a tail was cut or the file set aside.
     pub warning: Option<String>,
 }
@@ -97,20 +103,19 @@ impl RecordFile {
         let good = 8 + good as u64;
         let mut len = bytes.len() as u64;
         let mut kept_after = 0;
+        let mut cut_records = Vec::new();
         if good < len {
             let damaged = &bytes[good as usize..];
             let saved = match save_cut(path, damaged) {
                 Ok(to) => format!("the bytes are saved in {}", to.display()),
                 Err(e) => format!("the bytes could not be saved ({e})"),
             };
-            let later = match past_damage {
-                PastDamage::Keep => salvage(damaged),
-                PastDamage::Cut => Vec::new(),
-            };
-            let w = if later.is_empty() {
+            let later = salvage(damaged);
+            let w = if later.is_empty() || past_damage == PastDamage::Cut {
                 file.set_len(good)?;
                 file.sync_all()?;
                 len = good;
+                cut_records = later;
                 format!(
                     "{}: cut a torn or corrupt tail of {} bytes at offset {good} ({} intact records kept); {saved}",
                     path.display(),
@@ -150,6 +155,7 @@ impl RecordFile {
         Ok(Opened {
             file,
             records,
+            cut_records,
             warning,
         })
     }
