@@ -643,18 +643,21 @@ mod tests {
         bytes[spans[5].0..spans[5].0 + 5].copy_from_slice(&[0xAB; 5]);
         std::fs::write(&path, &bytes).unwrap();
 
-        // Cut (the block log's way): everything from the damage on goes.
-        let cut = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
-        assert_eq!(cut.records, bodies[..2]);
-        drop(cut);
-        std::fs::write(&path, &bytes).unwrap();
-
-        let kept = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
         let expect: Vec<Vec<u8>> = [0, 1, 3, 4, 6, 7]
             .iter()
             .map(|&i| bodies[i].clone())
             .collect();
+        // Cut (the block log's way): everything from the damage on leaves
+        // the file; the intact records among it are handed back.
+        let cut = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
+        assert_eq!(cut.records, bodies[..2]);
+        assert_eq!(cut.cut_records, expect[2..]);
+        drop(cut);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let kept = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
         assert_eq!(kept.records, expect);
+        assert!(kept.cut_records.is_empty());
         let warning = kept.warning.clone().unwrap();
         let damaged = spans[2].1 - spans[2].0 + spans[5].1 - spans[5].0;
         assert!(
