@@ -440,6 +440,8 @@ impl Recorder {
             .status
             .hold(held.events.len() as u64, dropped as u64);
         if held.events.is_empty() && held.refused.take().is_some() {
+            // A long backlog's room goes back.
+            held.events.shrink_to(1024);
             tracing::info!(
                 "chain: the event journal takes writes again; the events held in memory are written"
             );
