@@ -34,8 +34,7 @@ pub struct MemorySystem {
 
 impl MemorySystem {
     pub fn new(config: &crate::game::config::MemoryConfig) -> Result<Self, SetupError> {
-        let instance_pool = BufferPool::new("instances", Component::Render, config.pool())
-            .map_err(SetupError::MemoryPool)?;
+        let instance_pool = Self::instance_pool_for(config)?;
         let epoch = Duration::from_secs_f32(config.epoch_s);
         Ok(Self {
             instance_pool,
@@ -52,15 +51,18 @@ impl MemorySystem {
         })
     }
 
-    /// Replaces the instance pool with one of `config`'s settings; buffers
-    /// still held (by this frame's instances) go back to the old pool.
-    pub fn set_pool(
-        &mut self,
+    /// The renderer's instance pool as `config` sets it.
+    pub fn instance_pool_for(
         config: &crate::game::config::MemoryConfig,
-    ) -> Result<(), SetupError> {
-        self.instance_pool = BufferPool::new("instances", Component::Render, config.pool())
-            .map_err(SetupError::MemoryPool)?;
-        Ok(())
+    ) -> Result<BufferPool, SetupError> {
+        BufferPool::new("instances", Component::Render, config.pool())
+            .map_err(SetupError::MemoryPool)
+    }
+
+    /// Replaces the instance pool; buffers still held (by this frame's
+    /// instances) go back to the old pool.
+    pub fn set_pool(&mut self, pool: BufferPool) {
+        self.instance_pool = pool;
     }
 
     /// Compacts the particle store; logs what came back.

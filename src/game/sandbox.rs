@@ -90,10 +90,7 @@ impl Sandbox {
                 "{threads} physics threads on {cores} cores: they take turns on the cores and the step gets slower, not faster (physics.threads = 0 uses one per core)"
             );
         }
-        let pool = WorkerPool::new(threads, IO_WORKERS).map_err(|source| SetupError::Workers {
-            workers: threads,
-            source,
-        })?;
+        let pool = Self::worker_pool(threads)?;
         let mut params = PhysicsParams::new(
             config.world.width,
             config.world.height,
@@ -309,15 +306,18 @@ impl Sandbox {
         n
     }
 
-    /// Restarts the worker pool with `compute` compute workers (and the I/O
-    /// worker); the old one finishes its work and stops.
-    pub fn set_workers(&mut self, compute: usize) -> Result<(), SetupError> {
-        let pool = WorkerPool::new(compute, IO_WORKERS).map_err(|source| SetupError::Workers {
+    /// A worker pool of `compute` compute workers and the I/O workers.
+    pub fn worker_pool(compute: usize) -> Result<WorkerPool, SetupError> {
+        WorkerPool::new(compute, IO_WORKERS).map_err(|source| SetupError::Workers {
             workers: compute,
             source,
-        })?;
+        })
+    }
+
+    /// Runs the physics on `pool` from now on; the old pool finishes its
+    /// work and stops.
+    pub fn set_workers(&mut self, pool: WorkerPool) {
         self.pool = Arc::new(pool);
-        Ok(())
     }
 
     /// Advances physics by `dt`.

@@ -817,7 +817,9 @@ pub fn settings_window(
         });
 }
 
-/// Applies edited settings live; on a bad value nothing changes.
+/// Applies edited settings live. On a bad value, or a pool or thread the
+/// system refuses, nothing changes: everything new is made before anything
+/// is replaced.
 pub fn apply(
     draft: Draft,
     current: Draft,
@@ -830,19 +832,28 @@ pub fn apply(
     next.memory.pool_buffer_kib = draft.pool_buffer_kib;
     next.particles.max = draft.particles_max;
     next.particles.initial = next.particles.initial.min(draft.particles_max);
-    next.validate()?;
-    if draft.pool_buffers != current.pool_buffers
-        || draft.pool_buffer_kib != current.pool_buffer_kib
-    {
-        memory.set_pool(&next.memory)?;
-    }
     if draft.workers != current.workers {
-        sandbox.set_workers(draft.workers)?;
+        next.physics.threads = draft.workers;
     }
+    next.validate()?;
+    let pool = (draft.pool_buffers != current.pool_buffers
+        || draft.pool_buffer_kib != current.pool_buffer_kib)
+        .then(|| MemorySystem::instance_pool_for(&next.memory))
+        .transpose()?;
+    let workers = (draft.workers != current.workers)
+        .then(|| Sandbox::worker_pool(draft.workers))
+        .transpose()?;
+    // Last: it makes the new column space current.
     if draft.strategy != current.strategy {
         next.memory.column_strategy = draft.strategy;
         crate::memory::column_space::switch(draft.strategy, next.memory.column_space_mib << 20)?;
         sandbox.store.rehome();
+    }
+    if let Some(pool) = pool {
+        memory.set_pool(pool);
+    }
+    if let Some(workers) = workers {
+        sandbox.set_workers(workers);
     }
     sandbox.store.set_limit(draft.particles_max);
     config.0 = next;
@@ -901,6 +912,19 @@ mod tests {
         assert!(e.to_string().contains("pool_buffer_kib"), "{e}");
         assert_eq!(memory.instance_pool.stats().buffer_bytes, 256 << 10);
         assert_eq!(config.0.memory.pool_buffer_kib, 256);
+        assert_eq!(config.0.physics.threads, 1);
+        // A pool change with a worker count the pool refuses (none): the
+        // pool is not replaced either.
+        let refused = Draft {
+            pool_buffers: 7,
+            workers: 0,
+            ..draft
+        };
+        let e = apply(refused, draft, &mut sandbox, &mut memory, &mut config).unwrap_err();
+        assert!(matches!(e, SetupError::Workers { workers: 0, .. }), "{e}");
+        assert_eq!(memory.instance_pool.stats().buffers, 5);
+        assert_eq!(sandbox.pool.compute_workers(), 1);
+        assert_eq!(config.0.memory.pool_buffers, 5);
     }
 
     #[test]
