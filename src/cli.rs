@@ -157,7 +157,8 @@ pub enum ChainCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the journal: per session, events confirmed and still pending.
+    /// Print the journal: per session, events confirmed and still pending
+    /// (read without writing: it works while a game records).
     Status {
         /// Make the last line of stdout one JSON object.
         #[arg(long)]

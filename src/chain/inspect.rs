@@ -108,19 +108,19 @@ pub struct SessionStatus {
     pub recorded: u64,
 }
 
-/// Opens the journal (so no game may be recording into it) and counts.
+/// Reads the journal and counts, writing nothing: it works while a game
+/// records into it.
 pub fn status(config: &ChainConfig) -> Result<JournalStatus, OpenError> {
     let dir = config.data_dir();
-    if !super::journal::journal_path(&dir).exists() {
+    let path = super::journal::journal_path(&dir);
+    if !path.exists() {
         return Err(OpenError::NoJournal(dir));
     }
-    let opened = Journal::open(&dir)?;
-    let j = &opened.journal;
+    let (sessions, warning) = Journal::read(&dir)?;
     Ok(JournalStatus {
-        journal: j.path().display().to_string(),
-        pending: j.pending(),
-        sessions: j
-            .sessions()
+        journal: path.display().to_string(),
+        pending: sessions.iter().map(|s| s.2).sum(),
+        sessions: sessions
             .into_iter()
             .map(|(session, done, pending)| SessionStatus {
                 session,
@@ -129,7 +129,7 @@ pub fn status(config: &ChainConfig) -> Result<JournalStatus, OpenError> {
                 recorded: done + pending as u64,
             })
             .collect(),
-        warning: opened.warning,
+        warning,
         kept_aside: kept_aside(&dir),
     })
 }

@@ -73,6 +73,9 @@ struct SessionLog {
     oldest: Option<Instant>,
 }
 
+/// A session's (id, events confirmed below this number, events pending).
+pub type SessionCount = (u64, u64, usize);
+
 /// When a batch is worth sending.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchRule {
@@ -236,6 +239,41 @@ impl Journal {
         Ok(id)
     }
 
+    /// Each session's (id, confirmed below, pending) as the journal in
+    /// `dir` holds them, read without its lock and without writing (a game
+    /// may be recording into it), and a note when the file is damaged
+    /// inside (the events past the damage are counted as pending in their
+    /// session; the game sets the damage aside when it next opens it).
+    pub fn read(dir: &Path) -> Result<(Vec<SessionCount>, Option<String>), OpenError> {
+        let path = journal_path(dir);
+        let (mut records, after) =
+            RecordFile::read_only_past_damage(&path, MAGIC).map_err(|source| {
+                OpenError::Journal {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let note = (!after.is_empty()).then(|| {
+            format!(
+                "{} is damaged inside; {} intact records follow the damage (the game sets the damaged bytes aside when it next opens the journal)",
+                path.display(),
+                after.len()
+            )
+        });
+        records.extend(after);
+        let (sessions, _, gaps) = replay(&records);
+        let mut counts: Vec<SessionCount> = sessions
+            .iter()
+            .map(|(&id, s)| (id, s.done, s.pending.len()))
+            .collect();
+        for gap in gaps {
+            if let Some(c) = counts.iter_mut().find(|c| c.0 == gap.session) {
+                c.2 += gap.after.len();
+            }
+        }
+        Ok((counts, note))
+    }
+
     /// Moves `session`'s pending events to a new session, numbered from 0,
     /// and closes `session`: for a chain that no longer holds the events
     /// the journal saw confirmed before them (the contract was replaced or
@@ -324,7 +362,7 @@ impl Journal {
     }
 
     /// (session, confirmed below, pending) for each session in the journal.
-    pub fn sessions(&self) -> Vec<(u64, u64, usize)> {
+    pub fn sessions(&self) -> Vec<SessionCount> {
         self.sessions
             .iter()
             .map(|(&id, s)| (id, s.done, s.pending.len()))
@@ -801,6 +839,29 @@ mod tests {
             opened.journal.pending_of(4),
             vec![(3, boom(4)), (4, boom(5)), (5, boom(6))]
         );
+    }
+
+    #[test]
+    fn reading_needs_no_lock_and_writes_nothing() {
+        let dir = temp("read");
+        let mut j = Journal::open(&dir).unwrap().journal;
+        let at = append_one_by_one(&mut j, 3, &(1..=6).map(boom).collect::<Vec<_>>());
+        j.mark_done(3, 1).unwrap();
+        // The game holds the journal; a reader still counts.
+        let (counts, note) = Journal::read(&dir).unwrap();
+        assert_eq!((counts, note), (vec![(3, 1, 5)], None));
+        drop(j);
+        // Damage inside: counted past it, reported, and left as it is.
+        damage(&dir, at[2]);
+        let before = std::fs::read(journal_path(&dir)).unwrap();
+        let (counts, note) = Journal::read(&dir).unwrap();
+        assert_eq!(counts, vec![(3, 1, 4)]);
+        let note = note.unwrap();
+        assert!(
+            note.contains("damaged inside; 4 intact records follow"),
+            "{note}"
+        );
+        assert_eq!(std::fs::read(journal_path(&dir)).unwrap(), before);
     }
 
     #[test]

@@ -24,6 +24,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// Record bodies, in file order.
+pub type Records = Vec<Vec<u8>>;
+
 /// Longest record body accepted; anything longer is corruption.
 pub const MAX_RECORD: usize = 16 << 20;
 
@@ -163,9 +166,16 @@ impl RecordFile {
     /// The intact records of a file some other process may be appending
     /// to: nothing is cut, created or moved. A missing file has none.
     pub fn read_only(path: &Path, magic: &[u8; 8]) -> io::Result<Vec<Vec<u8>>> {
+        Ok(Self::read_only_past_damage(path, magic)?.0)
+    }
+
+    /// `read_only`, and the intact records found past damage inside the
+    /// file (none for a tail still being written): what `open` with
+    /// `PastDamage::Keep` would read, with nothing written.
+    pub fn read_only_past_damage(path: &Path, magic: &[u8; 8]) -> io::Result<(Records, Records)> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
             Err(e) => return Err(e),
         };
         if bytes.len() < 8 || &bytes[..8] != magic {
@@ -174,7 +184,8 @@ impl RecordFile {
                 "not a Particle Forge file of this kind",
             ));
         }
-        Ok(parse(&bytes[8..]).0)
+        let (records, good) = parse(&bytes[8..]);
+        Ok((records, salvage(&bytes[8 + good..])))
     }
 
     /// Appends records with one write (not yet synced).

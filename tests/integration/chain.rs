@@ -519,6 +519,49 @@ fn damage_inside_the_journal_loses_only_the_event_it_hit() {
 }
 
 #[test]
+fn chain_status_reads_the_journal_while_a_game_records() {
+    let dir = scratch_dir("chain-status-live");
+    let data = dir.to_string_lossy().into_owned();
+    let mut child = game()
+        .args([
+            "--headless",
+            "--autoplay",
+            "--particles",
+            "1000",
+            "--frames",
+            "1000000",
+            "--data-dir",
+            &data,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = particle_forge::chain::journal::journal_path(&dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&journal).map_or(true, |m| m.len() <= 8) {
+        assert!(
+            Instant::now() < deadline,
+            "the game journaled nothing in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stdout, stderr) =
+        run(game().args(["chain", "status", "--json", "--data-dir", &data]));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the game is still running"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let sessions = status["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{status}");
+    assert!(sessions[0]["recorded"].as_u64().unwrap() >= 1, "{status}");
+}
+
+#[test]
 fn a_dead_node_or_a_bad_key_leaves_the_game_running_and_the_events_pending() {
     let dead = format!(
         "http://127.0.0.1:{}",
