@@ -144,19 +144,13 @@ impl EmbeddedChain {
     fn replay(&mut self, blocks: &[Vec<u8>]) -> Result<(), OpenError> {
         for (i, block) in blocks.iter().enumerate() {
             let bad = || OpenError::MalformedBlock(i as u64 + 1);
-            if block.len() < 16 {
-                return Err(bad());
-            }
-            let number = u64::from_le_bytes(block[..8].try_into().unwrap());
-            let timestamp = u64::from_le_bytes(block[8..16].try_into().unwrap());
-            let (sender, raw) = match block[16..].split_first() {
-                Some((&WITH_SENDER, rest)) if rest.len() > 20 => (
-                    Some(Address::from_slice(&rest[..20])),
-                    Bytes::copy_from_slice(&rest[20..]),
-                ),
-                Some((&WITH_SENDER, _)) => return Err(bad()),
-                _ => (None, Bytes::copy_from_slice(&block[16..])),
-            };
+            let LoggedBlock {
+                number,
+                timestamp,
+                sender,
+                raw,
+            } = LoggedBlock::parse(block).ok_or_else(bad)?;
+            let raw = Bytes::copy_from_slice(raw);
             if number != self.number + 1 {
                 return Err(bad());
             }
@@ -270,12 +264,13 @@ impl EmbeddedChain {
         let Some(file) = &mut self.file else {
             return Ok(());
         };
-        let mut block = Vec::with_capacity(37 + raw.len());
-        block.extend_from_slice(&number.to_le_bytes());
-        block.extend_from_slice(&timestamp.to_le_bytes());
-        block.push(WITH_SENDER);
-        block.extend_from_slice(from.as_slice());
-        block.extend_from_slice(raw);
+        let block = LoggedBlock {
+            number,
+            timestamp,
+            sender: Some(from),
+            raw,
+        }
+        .to_bytes();
         file.append([block.as_slice()])
             .and_then(|()| file.sync())
             .map_err(|e| {
@@ -305,6 +300,49 @@ impl EmbeddedChain {
     }
 }
 
+/// A block record of the log:
+/// number, timestamp, then the sender (marked `WITH_SENDER`; logs older
+/// than that have none) and the raw signed transaction.
+struct LoggedBlock<'a> {
+    number: u64,
+    timestamp: u64,
+    sender: Option<Address>,
+    raw: &'a [u8],
+}
+
+impl<'a> LoggedBlock<'a> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut block = Vec::with_capacity(37 + self.raw.len());
+        block.extend_from_slice(&self.number.to_le_bytes());
+        block.extend_from_slice(&self.timestamp.to_le_bytes());
+        if let Some(sender) = self.sender {
+            block.push(WITH_SENDER);
+            block.extend_from_slice(sender.as_slice());
+        }
+        block.extend_from_slice(self.raw);
+        block
+    }
+
+    /// `None` for a record too short for its parts.
+    fn parse(block: &'a [u8]) -> Option<Self> {
+        let number = u64::from_le_bytes(block.get(..8)?.try_into().ok()?);
+        let timestamp = u64::from_le_bytes(block.get(8..16)?.try_into().ok()?);
+        let (sender, raw) = match &block[16..] {
+            [WITH_SENDER, rest @ ..] if rest.len() > 20 => {
+                (Some(Address::from_slice(&rest[..20])), &rest[20..])
+            }
+            [WITH_SENDER, ..] => return None,
+            rest => (None, rest),
+        };
+        Some(Self {
+            number,
+            timestamp,
+            sender,
+            raw,
+        })
+    }
+}
+
 /// A batch recorded in a block that was cut from the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CutBatch {
@@ -318,10 +356,8 @@ pub struct CutBatch {
 fn batches_in(blocks: &[Vec<u8>]) -> Vec<CutBatch> {
     let mut found = Vec::new();
     for block in blocks {
-        let raw = match block.get(16..) {
-            Some([WITH_SENDER, rest @ ..]) if rest.len() > 20 => &rest[20..],
-            Some(rest) => rest,
-            None => continue,
+        let Some(LoggedBlock { raw, .. }) = LoggedBlock::parse(block) else {
+            continue;
         };
         let Ok(envelope) = TxEnvelope::decode_2718(&mut &raw[..]) else {
             continue;
