@@ -121,7 +121,7 @@ impl Journal {
             // The contract takes a session's events only in order, so the
             // ones after a lost event could never go on chain under their
             // own session: they go under a new one, in their order.
-            let id = unused_session(&sessions);
+            let id = new_session(&mut sessions, gap.after.into());
             let lost = match gap.lost {
                 1 => "1 event".to_string(),
                 n => format!("{n} events"),
@@ -131,12 +131,9 @@ impl Journal {
                 gap.session,
                 gap.first_lost,
                 if gap.lost == 1 { "was" } else { "were" },
-                gap.after.len(),
+                sessions[&id].pending.len(),
                 if gap.lost == 1 { "it" } else { "them" },
             ));
-            let s = sessions.entry(id).or_default();
-            s.next = gap.after.len() as u64;
-            s.pending = gap.after.into();
             moved = true;
         }
         let recovered: usize = sessions.values().map(|s| s.pending.len()).sum();
@@ -289,16 +286,7 @@ impl Journal {
         let pending = std::mem::take(&mut s.pending);
         s.done = s.next;
         s.oldest = None;
-        let id = unused_session(&self.sessions);
-        self.sessions.insert(
-            id,
-            SessionLog {
-                done: 0,
-                next: pending.len() as u64,
-                pending,
-                oldest: Some(Instant::now()),
-            },
-        );
+        let id = new_session(&mut self.sessions, pending);
         Some((id, self.begin_compaction()))
     }
 
@@ -479,6 +467,23 @@ fn unused_session(sessions: &BTreeMap<u64, SessionLog>) -> u64 {
             return id;
         }
     }
+}
+
+/// Puts `pending` under a session new to the journal, numbered from 0;
+/// returns its id.
+fn new_session(
+    sessions: &mut BTreeMap<u64, SessionLog>,
+    pending: VecDeque<(GameEvent, usize)>,
+) -> u64 {
+    let id = unused_session(sessions);
+    let log = SessionLog {
+        done: 0,
+        next: pending.len() as u64,
+        oldest: (!pending.is_empty()).then(Instant::now),
+        pending,
+    };
+    sessions.insert(id, log);
+    id
 }
 
 /// A session whose pending events stop at a lost one.
