@@ -166,26 +166,16 @@ impl RecordFile {
     /// The intact records of a file some other process may be appending
     /// to: nothing is cut, created or moved. A missing file has none.
     pub fn read_only(path: &Path, magic: &[u8; 8]) -> io::Result<Vec<Vec<u8>>> {
-        Ok(Self::read_only_past_damage(path, magic)?.0)
+        Ok(parse(&read_checked(path, magic)?).0)
     }
 
     /// `read_only`, and the intact records found past damage inside the
     /// file (none for a tail still being written): what `open` with
     /// `PastDamage::Keep` would read, with nothing written.
     pub fn read_only_past_damage(path: &Path, magic: &[u8; 8]) -> io::Result<(Records, Records)> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
-            Err(e) => return Err(e),
-        };
-        if bytes.len() < 8 || &bytes[..8] != magic {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a Particle Forge file of this kind",
-            ));
-        }
-        let (records, good) = parse(&bytes[8..]);
-        Ok((records, salvage(&bytes[8 + good..])))
+        let bytes = read_checked(path, magic)?;
+        let (records, good) = parse(&bytes);
+        Ok((records, salvage(&bytes[good..])))
     }
 
     /// Appends records with one write (not yet synced).
@@ -362,6 +352,24 @@ fn frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
     out.extend_from_slice(body);
+}
+
+/// The bytes of the file at `path` after its magic (none if it is
+/// missing), never writing; an error if it is not a file of this kind.
+fn read_checked(path: &Path, magic: &[u8; 8]) -> io::Result<Vec<u8>> {
+    let mut bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    if bytes.len() < 8 || &bytes[..8] != magic {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a Particle Forge file of this kind",
+        ));
+    }
+    bytes.drain(..8);
+    Ok(bytes)
 }
 
 /// The intact records at the start of `bytes` and how many bytes they span.
