@@ -1,11 +1,12 @@
 //! The egui pass, run by the game instead of by bevy_egui, at the overlay's
 //! own rate: every frame while the UI is in use (a drag under way, a text
 //! field wanting the keyboard, a click, key or scroll waiting) or the
-//! overlay is closed (the status line costs nothing); otherwise every
-//! `IDLE_EVERY`th frame, and in between the last pass's triangles are drawn
-//! again. At 60 frames a second the open overlay's figures refresh 20 times
-//! a second, and egui's layout and tessellation — the overlay's CPU cost —
-//! are paid a third as often. Input that arrives between passes waits in
+//! overlay is closed (the status line costs nothing); otherwise about
+//! `IDLE_PASSES_PER_S` times a second, and in between the last pass's
+//! triangles are drawn again. egui's layout and tessellation — the
+//! overlay's CPU cost — are so paid per tenth of a second rather than per
+//! frame: a machine that runs the game at 60 or 144 frames a second pays
+//! what one at 20 pays. Input that arrives between passes waits in
 //! `EguiInput` for the next one (bevy_egui appends to it until a pass
 //! takes it).
 
@@ -16,8 +17,9 @@ use bevy_egui::{
     EguiRenderOutput, PrimaryEguiContext, egui,
 };
 
-/// Frames between passes while nobody uses the UI.
-pub const IDLE_EVERY: u64 = 3;
+/// Passes a second while nobody uses the UI: figures that change ten
+/// times a second read as live.
+pub const IDLE_PASSES_PER_S: f64 = 10.0;
 /// Frames after start-up that all run a pass (windows settle their sizes).
 const SETTLE_FRAMES: u64 = 30;
 
@@ -26,6 +28,8 @@ const SETTLE_FRAMES: u64 = 30;
 pub struct PassRate {
     pub frames: u64,
     pub passes: u64,
+    /// When the last pass ran.
+    last_pass: Option<std::time::Instant>,
     /// Whether this frame ran a pass (else it replays `triangles`).
     ran: bool,
     /// The last pass's shapes as bevy_egui tessellated them.
@@ -34,9 +38,22 @@ pub struct PassRate {
     pixels_per_point: f32,
 }
 
-/// Whether frame `frame` runs the egui pass.
-pub fn runs_pass(frame: u64, overlay_open: bool, ui_busy: bool) -> bool {
-    frame < SETTLE_FRAMES || !overlay_open || ui_busy || frame.is_multiple_of(IDLE_EVERY)
+/// Whether frame `frame` runs the egui pass, `since_pass` after the last
+/// one, frames coming `frame_time` apart. An idle overlay's pass runs on
+/// the frame nearest to its due time: a game at 30 frames a second
+/// passes every third frame, not every fourth for want of a millisecond.
+pub fn runs_pass(
+    frame: u64,
+    overlay_open: bool,
+    ui_busy: bool,
+    since_pass: std::time::Duration,
+    frame_time: std::time::Duration,
+) -> bool {
+    let due = std::time::Duration::from_secs_f64(1.0 / IDLE_PASSES_PER_S);
+    frame < SETTLE_FRAMES
+        || !overlay_open
+        || ui_busy
+        || since_pass.saturating_add(frame_time / 2) >= due
 }
 
 /// Whether the waiting input asks for a pass now: anything but pointer
@@ -88,11 +105,22 @@ pub fn egui_pass(world: &mut World) {
     let busy = ctx.egui_is_using_pointer()
         || ctx.egui_wants_keyboard_input()
         || input_waiting(&input.events);
+    let frame_time = world
+        .get_resource::<Time<Real>>()
+        .map_or(std::time::Duration::ZERO, |t| t.delta());
+    let now = std::time::Instant::now();
     let mut rate = world.resource_mut::<PassRate>();
     let frame = rate.frames;
     rate.frames += 1;
-    let run = runs_pass(frame, overlay_open, busy) || rate.triangles.is_none();
+    let since_pass = rate
+        .last_pass
+        .map_or(std::time::Duration::MAX, |t| now.duration_since(t));
+    let run =
+        rate.triangles.is_none() || runs_pass(frame, overlay_open, busy, since_pass, frame_time);
     rate.ran = run;
+    if run {
+        rate.last_pass = Some(now);
+    }
     let output = if run {
         // Take the input only when a pass runs: until then it keeps
         // collecting.
@@ -161,16 +189,57 @@ pub fn keep_triangles(
 mod tests {
     use super::*;
 
+    /// Frames `frames` apart from frame 100 on, the overlay open and idle:
+    /// which of the next `n` frames run a pass.
+    fn idle_passes(frame_ms: f64, n: u64) -> Vec<u64> {
+        let dt = Duration::from_secs_f64(frame_ms / 1000.0);
+        let mut since = Duration::MAX;
+        let mut ran = Vec::new();
+        for f in 100..100 + n {
+            since = since.saturating_add(dt);
+            if runs_pass(f, true, false, since, dt) {
+                ran.push(f);
+                since = Duration::ZERO;
+            }
+        }
+        ran
+    }
+
+    use std::time::Duration;
+
     #[test]
-    fn the_pass_runs_when_the_ui_is_used_and_a_third_of_the_time_otherwise() {
-        // Start-up: every frame.
-        assert!((0..SETTLE_FRAMES).all(|f| runs_pass(f, true, false)));
+    fn the_pass_runs_when_the_ui_is_used_and_ten_times_a_second_otherwise() {
+        let (dt, long) = (Duration::from_millis(16), Duration::from_secs(1));
+        // Start-up: every frame, however recent the last pass.
+        assert!((0..SETTLE_FRAMES).all(|f| runs_pass(f, true, false, Duration::ZERO, dt)));
         // Closed overlay or busy UI: every frame.
-        assert!((100..200).all(|f| runs_pass(f, false, false)));
-        assert!((100..200).all(|f| runs_pass(f, true, true)));
-        // Open and idle: one frame in three.
-        let ran = (100..400).filter(|&f| runs_pass(f, true, false)).count();
-        assert_eq!(ran, 100);
+        assert!((100..200).all(|f| runs_pass(f, false, false, Duration::ZERO, dt)));
+        assert!((100..200).all(|f| runs_pass(f, true, true, Duration::ZERO, dt)));
+        // Open and idle: when a pass is due, whatever the frame.
+        assert!(runs_pass(101, true, false, long, dt));
+        assert!(!runs_pass(101, true, false, Duration::from_millis(50), dt));
+        // Ten passes a second at any frame rate: every sixth frame at 60,
+        // every third at 30 (a 33.3 ms frame lands the due time within a
+        // millisecond: it must not slip to every fourth), every frame at 8.
+        let at = |ms, n| {
+            idle_passes(ms, n)
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            at(1000.0 / 60.0, 120).iter().all(|&gap| gap == 6),
+            "{:?}",
+            at(1000.0 / 60.0, 120)
+        );
+        assert!(
+            at(1000.0 / 30.0, 60).iter().all(|&gap| gap == 3),
+            "{:?}",
+            at(1000.0 / 30.0, 60)
+        );
+        assert!(at(125.0, 20).iter().all(|&gap| gap == 1));
+        // At 144, every fourteenth (97 ms apart).
+        assert!(at(1000.0 / 144.0, 144).iter().all(|&gap| gap == 14));
     }
 
     #[test]
