@@ -275,7 +275,12 @@ pub struct Recorder {
     backend: ChainBackend,
     location: String,
     recovered: u64,
-    sender: Option<TaskHandle<()>>,
+    /// The sender task; it hands its client back when asked to move.
+    sender: Option<TaskHandle<Option<client::EventLog>>>,
+    /// The pool the sender is leaving, kept until it has left (dropping a
+    /// pool waits for its tasks, and the sender is one).
+    leaving: Option<Arc<WorkerPool>>,
+    settings: sender::SenderSettings,
     flush_on_exit: Duration,
     /// Events the journal has not taken yet, in order: a frame's for the
     /// length of a call, more while it refuses writes.
@@ -353,15 +358,8 @@ impl Recorder {
                 (None, location)
             }
         };
-        let sender = client.map(|client| {
-            let shared = shared.clone();
-            let settings = config.sender_settings();
-            pool.spawn(
-                TaskSpec::new("chain.sender", Capability::Blockchain)
-                    .priority(Priority::Background),
-                move || sender::run(&shared, client, settings),
-            )
-        });
+        let settings = config.sender_settings();
+        let sender = client.map(|client| spawn_sender(&pool, &shared, client, settings));
         Ok((
             Self {
                 shared,
@@ -371,6 +369,8 @@ impl Recorder {
                 location,
                 recovered,
                 sender,
+                leaving: None,
+                settings,
                 flush_on_exit: Duration::from_millis(config.flush_on_exit_ms),
                 held: std::sync::Mutex::new(Held::default()),
             },
@@ -380,6 +380,55 @@ impl Recorder {
 
     pub fn session(&self) -> u64 {
         self.session
+    }
+
+    /// Moves the recorder's work to `pool` (the game's workers after a live
+    /// change of their count), so the old pool's threads can end: journal
+    /// writes go there at once; the sender when it is between two batches
+    /// (it may be waiting for a confirmation — the frame never waits for
+    /// it). Call every frame with the game's pool; nothing happens while it
+    /// is the same.
+    pub fn follow_pool(&mut self, pool: &Arc<WorkerPool>) {
+        if !Arc::ptr_eq(&self.pool, pool) {
+            let old = std::mem::replace(&mut self.pool, pool.clone());
+            if self.sender.is_some() {
+                // The first pool left is the one the sender runs on.
+                self.leaving.get_or_insert(old);
+                self.shared.hand_back.store(true, Ordering::Release);
+                self.shared.nudge();
+            }
+        }
+        if !self.shared.hand_back.load(Ordering::Acquire)
+            || !self.sender.as_ref().is_some_and(|h| h.is_finished())
+        {
+            return;
+        }
+        let Some(handle) = self.sender.take() else {
+            return;
+        };
+        self.shared.hand_back.store(false, Ordering::Release);
+        match handle.join() {
+            Ok(Some(client)) => {
+                self.sender = Some(spawn_sender(
+                    &self.pool,
+                    &self.shared,
+                    client,
+                    self.settings,
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .shared
+                .status
+                .fail(&format!("the chain sender failed ({e})")),
+        }
+        // Its threads end here (they are idle: the sender was its last task).
+        self.leaving = None;
+    }
+
+    /// Whether the sender runs on `pool` (or there is none).
+    pub fn sends_on(&self, pool: &Arc<WorkerPool>) -> bool {
+        Arc::ptr_eq(&self.pool, pool) && !self.shared.hand_back.load(Ordering::Acquire)
     }
 
     /// Hands events over: they are in the journal (written, synced per
@@ -472,6 +521,8 @@ impl Recorder {
     }
 
     fn stop(&mut self) {
+        // A move under way is called off: the sender flushes where it is.
+        self.shared.hand_back.store(false, Ordering::Release);
         *self
             .shared
             .flush_deadline
@@ -479,12 +530,17 @@ impl Recorder {
             .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + self.flush_on_exit);
         self.shared.stop.store(true, Ordering::Release);
         self.shared.nudge();
-        if let Some(handle) = self.sender.take()
-            && let Err(e) = handle.join()
-        {
-            self.shared
+        match self.sender.take().map(|h| h.join()) {
+            // It handed its client back for a move before the stop: the
+            // flush runs here.
+            Some(Ok(Some(client))) => {
+                sender::run(&self.shared, client, self.settings);
+            }
+            Some(Err(e)) => self
+                .shared
                 .status
-                .fail(&format!("the chain sender failed ({e})"));
+                .fail(&format!("the chain sender failed ({e})")),
+            Some(Ok(None)) | None => {}
         }
         let _ = self.shared.journal().sync();
         // Said last, so it is the status's last word.
@@ -503,6 +559,20 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts the sender on one of `pool`'s Blockchain workers.
+fn spawn_sender(
+    pool: &WorkerPool,
+    shared: &Arc<sender::Shared>,
+    client: client::EventLog,
+    settings: sender::SenderSettings,
+) -> TaskHandle<Option<client::EventLog>> {
+    let shared = shared.clone();
+    pool.spawn(
+        TaskSpec::new("chain.sender", Capability::Blockchain).priority(Priority::Background),
+        move || sender::run(&shared, client, settings),
+    )
 }
 
 /// The events of `cut` batches that only the chain had (the journal saw
@@ -683,6 +753,81 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn the_recorder_follows_the_game_to_a_new_worker_pool() {
+        let (mut recorder, _config, dir) = recorder_in("new-pool");
+        let events = blasts(20);
+        recorder.record(&events[..10]).unwrap();
+        let old = recorder.pool.clone();
+        let new = Arc::new(WorkerPool::new(1, 2).unwrap());
+        // The move never waits: the sender comes over between two batches.
+        let started = Instant::now();
+        loop {
+            let call = Instant::now();
+            recorder.follow_pool(&new);
+            assert!(
+                call.elapsed() < Duration::from_millis(50),
+                "a frame waited for the move"
+            );
+            if recorder.sends_on(&new) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the sender did not move"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Nothing of the recorder holds the old pool: its threads end with
+        // this last handle.
+        assert_eq!(Arc::strong_count(&old), 1);
+        let tasks =
+            |pool: &WorkerPool| -> u64 { pool.metrics().workers.iter().map(|w| w.tasks_run).sum() };
+        let old_tasks = tasks(&old);
+        let new_tasks = tasks(&new);
+        recorder.record(&events[10..]).unwrap();
+        assert!(
+            tasks(&new) > new_tasks,
+            "the journal write ran on the new pool"
+        );
+        assert_eq!(tasks(&old), old_tasks, "the old pool ran nothing more");
+        // The sender goes on from there: every event reaches the chain.
+        recorder.flush();
+        let status = recorder.finish();
+        assert_eq!(
+            (status.recorded, status.confirmed, status.pending),
+            (20, 20, 0),
+            "{status:?}"
+        );
+        assert_eq!(status.last_error, None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_stop_during_a_move_still_sends_what_is_pending() {
+        let (mut recorder, _config, dir) = recorder_in("stop-moving");
+        recorder.record(&blasts(5)).unwrap();
+        // Asked to move, then stopped with the client handed back and the
+        // move not completed (the next frame never comes): the stop flushes
+        // with the handed-back client.
+        recorder.follow_pool(&Arc::new(WorkerPool::new(1, 2).unwrap()));
+        let started = Instant::now();
+        while !recorder.sender.as_ref().is_some_and(|h| h.is_finished()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the sender did not hand back"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let status = recorder.finish();
+        assert_eq!(
+            (status.recorded, status.confirmed, status.pending),
+            (5, 5, 0),
+            "{status:?}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

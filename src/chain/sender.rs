@@ -19,6 +19,9 @@ pub struct Shared {
     pub status: ChainStatus,
     /// Set to end the sender (after flushing, until `flush_deadline`).
     pub stop: AtomicBool,
+    /// Set to have the sender hand its client back between batches, so it
+    /// can go on on another worker pool (`Recorder::follow_pool`).
+    pub hand_back: AtomicBool,
     /// Send what is pending now, whatever the batch rule says.
     pub flush: AtomicBool,
     /// Events were appended since the journal was last synced.
@@ -34,6 +37,7 @@ impl Shared {
             journal: Mutex::new(journal),
             status: ChainStatus::default(),
             stop: AtomicBool::new(false),
+            hand_back: AtomicBool::new(false),
             flush: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
             flush_deadline: Mutex::new(None),
@@ -79,10 +83,15 @@ pub struct SenderSettings {
 }
 
 /// Runs until `shared.stop` is set and either nothing is pending or the
-/// flush deadline passed.
-pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) {
+/// flush deadline passed (then returns `None`), or until `shared.hand_back`
+/// is set while not stopping (then returns the client, between two batches,
+/// for a sender on another pool to go on with).
+pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) -> Option<EventLog> {
     let mut backoff = settings.retry_min;
     loop {
+        if !shared.stopping() && shared.hand_back.load(Ordering::Acquire) {
+            return Some(log);
+        }
         // While stopping, every pause ends at the flush deadline.
         let mut cap = Duration::MAX;
         if shared.stopping() {
@@ -94,7 +103,7 @@ pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) {
                 d.saturating_duration_since(Instant::now())
             });
             if left.is_zero() || shared.journal().pending() == 0 {
-                return;
+                return None;
             }
             cap = left;
         }

@@ -172,13 +172,15 @@ impl Plugin for ChainPlugin {
 /// Hands the frame's events to the journal. The append runs on a
 /// Blockchain worker; the frame waits only for that write. Called every
 /// frame, events or not, so events the journal refused (a full disk) are
-/// retried; the recorder's status says so once, not every frame.
+/// retried; the recorder's status says so once, not every frame. The
+/// recorder follows the game's workers when the settings replace them.
 fn hand_over_events(mut chain: ResMut<ChainRecorder>, mut sandbox: ResMut<Sandbox>) {
     // The events, and any held while the journal refuses writes, are the
     // chain's memory.
     let _tag = crate::memory::enter(crate::memory::Component::Chain);
     let events = chain.collect(&mut sandbox);
-    if let Some(recorder) = &chain.recorder {
+    if let Some(recorder) = &mut chain.recorder {
+        recorder.follow_pool(&sandbox.pool);
         let _ = recorder.record(&events);
     }
 }

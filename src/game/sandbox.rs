@@ -315,7 +315,8 @@ impl Sandbox {
     }
 
     /// Runs the physics on `pool` from now on; the old pool finishes its
-    /// work and stops.
+    /// work and stops once the chain recorder, which follows on its next
+    /// frame (`Recorder::follow_pool`), has left it too.
     pub fn set_workers(&mut self, pool: WorkerPool) {
         self.pool = Arc::new(pool);
     }

@@ -70,3 +70,49 @@ fn same_seed_same_game() {
     assert_eq!(run(9), run(9));
     assert_ne!(run(9), run(10));
 }
+
+#[test]
+fn the_chain_recorder_moves_to_workers_the_settings_replace() {
+    // The overlay's Settings replace the worker pool live; the recorder
+    // (journal writes and the sender, on Blockchain workers) must follow,
+    // so the old pool's threads end, and keep recording from the new one.
+    let dir = std::env::temp_dir().join(format!("pf-app-new-pool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut c = config(3000, 7);
+    c.chain.backend = particle_forge::chain::ChainBackend::Embedded;
+    c.chain.data_dir = dir.display().to_string();
+    let mut app = headless::build_app(c, true).unwrap();
+    for _ in 0..30 {
+        app.update();
+    }
+    let old = {
+        let mut sandbox = app.world_mut().resource_mut::<Sandbox>();
+        let old = std::sync::Arc::downgrade(&sandbox.pool);
+        sandbox.set_workers(Sandbox::worker_pool(1).unwrap());
+        old
+    };
+    let mut frames = 0;
+    while old.upgrade().is_some() {
+        app.update();
+        frames += 1;
+        assert!(frames < 600, "the old worker pool outlived 600 frames");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // Explosions keep coming (autoplay); every event reaches the chain.
+    for _ in 0..200 {
+        app.update();
+    }
+    let frame = app.world().resource::<Sandbox>().frame;
+    let status = app
+        .world_mut()
+        .resource_mut::<particle_forge::game::chain::ChainRecorder>()
+        .end_session(frame);
+    assert!(status.recorded > 3, "{status:?}");
+    assert_eq!(
+        (status.confirmed, status.pending),
+        (status.recorded, 0),
+        "{status:?}"
+    );
+    assert_eq!(status.last_error, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
