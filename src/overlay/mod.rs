@@ -56,6 +56,12 @@ impl WorkerStats {
 
     pub fn sample(&mut self, now: crate::workers::PoolMetrics) {
         match &self.last {
+            // Another pool (the settings replaced the workers): start over
+            // from it, its workers listed at once with no rates yet.
+            Some(last) if last.pool != now.pool => {
+                self.rates = now.since(&now);
+                self.last = Some(now);
+            }
             Some(last) if now.at_ns.saturating_sub(last.at_ns) < Self::WINDOW_NS => {}
             Some(last) => {
                 self.rates = now.since(last);
@@ -352,6 +358,28 @@ mod tests {
         assert!(busy_ns >= 500_000_000, "busy {busy_ns} ns after join");
         stats.sample(pool.metrics());
         assert_eq!(stats.rates.len(), 3);
+        let busiest = stats
+            .rates
+            .iter()
+            .map(|r| r.utilization)
+            .fold(0.0, f64::max);
+        assert!(busiest > 0.5, "{:?}", stats.rates);
+
+        // The settings replace the pool (three compute workers now): its
+        // workers are listed at the next sample, with no rates yet, and its
+        // rates come half a second later. (The new pool's clock starts at
+        // zero, behind the old one's: taken for the same pool, the rates
+        // froze for as long as the old pool had run.)
+        let new = crate::workers::WorkerPool::new(3, 1).unwrap();
+        stats.sample(new.metrics());
+        assert_eq!(stats.rates.len(), 4, "{:?}", stats.rates);
+        assert!(stats.rates.iter().all(|r| r.utilization == 0.0));
+        let busy = new.spawn(
+            crate::workers::TaskSpec::new("busy", crate::workers::Capability::Physics),
+            || std::thread::sleep(std::time::Duration::from_millis(550)),
+        );
+        busy.join().unwrap();
+        stats.sample(new.metrics());
         let busiest = stats
             .rates
             .iter()

@@ -81,6 +81,9 @@ pub struct WorkerSnapshot {
 /// The whole pool at one instant.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PoolMetrics {
+    /// Which pool (unique in the process): rates come only from two
+    /// snapshots of the same one.
+    pub pool: u64,
     /// Nanoseconds since the pool started.
     pub at_ns: u64,
     pub workers: Vec<WorkerSnapshot>,

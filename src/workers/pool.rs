@@ -41,6 +41,8 @@ pub enum PoolError {
 pub struct WorkerPool {
     registry: Arc<Registry>,
     threads: Vec<JoinHandle<()>>,
+    /// Unique in the process: tells two pools' metrics apart.
+    id: u64,
 }
 
 /// I/O workers run at a lower OS priority (nice 10): on a machine with as
@@ -90,9 +92,11 @@ impl WorkerPool {
             .map(|s| (s.name.clone(), s.capabilities))
             .collect();
         let (registry, deques) = Registry::new(&pairs);
+        static POOLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut pool = WorkerPool {
             registry,
             threads: Vec::new(),
+            id: POOLS.fetch_add(1, Ordering::Relaxed),
         };
         for (index, dq) in deques.into_iter().enumerate() {
             let reg = pool.registry.clone();
@@ -335,6 +339,7 @@ impl WorkerPool {
     pub fn metrics(&self) -> PoolMetrics {
         let reg = &*self.registry;
         PoolMetrics {
+            pool: self.id,
             at_ns: reg.now_ns(),
             injector_depth: reg.injector_depth(),
             workers: reg
