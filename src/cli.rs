@@ -182,6 +182,10 @@ pub enum BenchSuite {
     /// chain (starts a local anvil when --rpc-url is not given and
     /// node_modules/.bin/anvil exists; the embedded EVM otherwise).
     Chain(BenchArgs),
+    /// The open debug overlay's CPU on the frame at 200,000 particles (its
+    /// passes at the game's rate) against the physics step and against
+    /// laying it out every frame.
+    Overlay(BenchArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,7 +472,7 @@ pub fn one_line_error(e: &clap::Error) -> String {
         return if e.to_string().contains("chain") && !e.to_string().contains("bench") {
             "chain needs a command: `particle-forge chain history` or `chain status` (add --json); run `particle-forge chain --help`".to_string()
         } else {
-            "bench needs a suite: `particle-forge bench workers`, `bench memory`, `bench physics` or `bench chain` (add --quick, --json); run `particle-forge bench --help`".to_string()
+            "bench needs a suite: `particle-forge bench workers`, `bench memory`, `bench physics`, `bench chain` or `bench overlay` (add --quick, --json); run `particle-forge bench --help`".to_string()
         };
     }
     let rendered = e.to_string();

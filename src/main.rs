@@ -77,6 +77,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let report = bench::memory::run(args.quick);
             print_report(&report.describe(), &report, args.json)
         }
+        Mode::Bench(BenchSuite::Overlay(args)) => {
+            let report = bench::overlay::run(args.quick)?;
+            print_report(&report.describe(), &report, args.json)
+        }
         Mode::Bench(BenchSuite::Chain(args)) => {
             let report = bench::chain::run(&config.chain, args.quick)?;
             print_report(&report.describe(), &report, args.json)

@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod memory;
+pub mod overlay;
 pub mod physics;
 pub mod workers;
 

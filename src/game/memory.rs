@@ -152,12 +152,19 @@ fn memory_epoch(mut sandbox: ResMut<Sandbox>, mut mem: ResMut<MemorySystem>) {
 
 /// The per-frame snapshot (and the pool's decay check).
 fn sample_memory(mut mem: ResMut<MemorySystem>, sandbox: Res<Sandbox>) {
-    mem.instance_pool.maintain();
-    let mut snap = mem.sampler.snapshot(8);
-    snap.pools = vec![mem.instance_pool.stats()];
-    snap.caches = sandbox.pool.cache_stats();
-    snap.leaks = mem.leaks.clone();
-    mem.snapshot = snap;
+    mem.sample(&sandbox);
+}
+
+impl MemorySystem {
+    /// This frame's snapshot, and the instance pool's decay check.
+    pub fn sample(&mut self, sandbox: &Sandbox) {
+        self.instance_pool.maintain();
+        let mut snap = self.sampler.snapshot(8);
+        snap.pools = vec![self.instance_pool.stats()];
+        snap.caches = sandbox.pool.cache_stats();
+        snap.leaks = self.leaks.clone();
+        self.snapshot = snap;
+    }
 }
 
 /// Logs what is still allocated at a reset (the allocations of the old scene

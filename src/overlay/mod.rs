@@ -181,6 +181,54 @@ fn kind_color(kinds: &crate::particles::KindTable, k: Kind) -> egui::Color32 {
     )
 }
 
+/// The overlay's look: no window shadows (without a GPU, under lavapipe,
+/// every blurred shadow pixel is blended in software, and they add nothing
+/// to reading).
+pub fn style(ctx: &egui::Context) {
+    ctx.all_styles_mut(|s| {
+        s.visuals.window_shadow = egui::epaint::Shadow::NONE;
+        s.visuals.popup_shadow = egui::epaint::Shadow::NONE;
+    });
+}
+
+/// What the overlay's windows read, and change (the settings, the epoch
+/// mark, a compaction asked for).
+pub struct OverlayData<'a> {
+    pub player: &'a mut PlayerState,
+    pub sandbox: &'a mut Sandbox,
+    pub config: &'a mut GameConfig,
+    pub history: &'a FrameHistory,
+    pub workers: &'a WorkerStats,
+    pub memory: &'a mut crate::game::memory::MemorySystem,
+    pub state: &'a mut OverlayState,
+    pub clock: &'a SetClock,
+    pub chain: Option<&'a crate::game::chain::ChainRecorder>,
+}
+
+/// Every window of the open overlay (F3), in one egui pass.
+pub fn draw_windows(ctx: &egui::Context, d: OverlayData<'_>) {
+    let kinds = d.sandbox.kinds;
+    let sandbox = &mut *d.sandbox;
+    windows::frame_window(ctx, sandbox, d.config, d.history, |ui| {
+        let by_kind = sandbox.count_by_kind();
+        ui.horizontal(|ui| {
+            for k in Kind::ALL {
+                ui.label(
+                    egui::RichText::new(format!("{k} {}", by_kind[k as usize]))
+                        .color(kind_color(&kinds, k)),
+                );
+            }
+        });
+    });
+    windows::memory_window(ctx, d.state, d.memory, sandbox, d.player);
+    windows::hotspots_window(ctx, d.state, d.memory);
+    windows::leaks_window(ctx, d.state, d.memory);
+    windows::workers_window(ctx, sandbox, d.workers, d.history);
+    windows::bottlenecks_window(ctx, d.clock, sandbox);
+    windows::chain_window(ctx, d.chain);
+    windows::settings_window(ctx, d.state, sandbox, d.memory, d.config);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn draw_ui(
     mut contexts: EguiContexts,
@@ -199,12 +247,7 @@ fn draw_ui(
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     if !*styled {
-        // No window shadows: without a GPU (lavapipe) every blurred shadow
-        // pixel is blended in software, and they add nothing to reading.
-        ctx.all_styles_mut(|s| {
-            s.visuals.window_shadow = egui::epaint::Shadow::NONE;
-            s.visuals.popup_shadow = egui::epaint::Shadow::NONE;
-        });
+        style(ctx);
         *styled = true;
     }
     let kinds = sandbox.kinds;
@@ -271,25 +314,20 @@ fn draw_ui(
 
     if player.show_overlay {
         let started = std::time::Instant::now();
-        let sandbox = &mut *sandbox;
-        windows::frame_window(ctx, sandbox, &config, &history, |ui| {
-            let by_kind = sandbox.count_by_kind();
-            ui.horizontal(|ui| {
-                for k in Kind::ALL {
-                    ui.label(
-                        egui::RichText::new(format!("{k} {}", by_kind[k as usize]))
-                            .color(kind_color(&kinds, k)),
-                    );
-                }
-            });
-        });
-        windows::memory_window(ctx, &mut state, &memory, sandbox, &mut player);
-        windows::hotspots_window(ctx, &mut state, &memory);
-        windows::leaks_window(ctx, &mut state, &memory);
-        windows::workers_window(ctx, sandbox, &worker_stats, &history);
-        windows::bottlenecks_window(ctx, &clock, sandbox);
-        windows::chain_window(ctx, chain.as_deref());
-        windows::settings_window(ctx, &mut state, sandbox, &mut memory, &mut config);
+        draw_windows(
+            ctx,
+            OverlayData {
+                player: &mut player,
+                sandbox: &mut sandbox,
+                config: &mut config,
+                history: &history,
+                workers: &worker_stats,
+                memory: &mut memory,
+                state: &mut state,
+                clock: &clock,
+                chain: chain.as_deref(),
+            },
+        );
         // The cost of the passes after start-up (which runs one every
         // frame), reported once per frame over the frames they served.
         if rate.frames > 60 {

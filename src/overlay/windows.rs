@@ -66,11 +66,18 @@ pub fn clock_mark<const I: usize>(mut clock: ResMut<SetClock>) {
                 *out = b.saturating_duration_since(a).as_secs_f64() * 1e3;
             }
         }
-        clock.last_ms = ms;
-        if clock.frames.len() == 120 {
-            clock.frames.pop_front();
+        clock.push(ms);
+    }
+}
+
+impl SetClock {
+    /// A frame's time per set (Management, Physics, Rendering, Blockchain).
+    pub fn push(&mut self, ms: [f64; 4]) {
+        self.last_ms = ms;
+        if self.frames.len() == 120 {
+            self.frames.pop_front();
         }
-        clock.frames.push_back(ms);
+        self.frames.push_back(ms);
     }
 }
 
@@ -134,29 +141,36 @@ fn mib(bytes: i64) -> f64 {
 
 /// Once per frame: the memory history.
 pub fn sample_overlay(mut state: ResMut<OverlayState>, memory: Res<MemorySystem>) {
-    let started = Instant::now();
-    let t = state.born.elapsed().as_secs_f64();
-    // Ten samples a second are plenty for a 60-second graph.
-    if state
-        .memory
-        .samples
-        .back()
-        .is_some_and(|(last, _)| t - last < 0.1)
-    {
-        return;
+    state.sample(&memory);
+}
+
+impl OverlayState {
+    /// The memory history's next sample, if one is due.
+    pub fn sample(&mut self, memory: &MemorySystem) {
+        let started = Instant::now();
+        let t = self.born.elapsed().as_secs_f64();
+        // Ten samples a second are plenty for a 60-second graph.
+        if self
+            .memory
+            .samples
+            .back()
+            .is_some_and(|(last, _)| t - last < 0.1)
+        {
+            return;
+        }
+        let mut live = [0i64; Component::COUNT];
+        for (k, row) in memory
+            .snapshot
+            .components
+            .iter()
+            .enumerate()
+            .take(Component::COUNT)
+        {
+            live[k] = row.totals.live();
+        }
+        self.memory.push(t, live);
+        self.cost.0 += started.elapsed().as_secs_f64() * 1e3;
     }
-    let mut live = [0i64; Component::COUNT];
-    for (k, row) in memory
-        .snapshot
-        .components
-        .iter()
-        .enumerate()
-        .take(Component::COUNT)
-    {
-        live[k] = row.totals.live();
-    }
-    state.memory.push(t, live);
-    state.cost.0 += started.elapsed().as_secs_f64() * 1e3;
 }
 
 /// Points per plotted line: about one per two pixels of a window's plot.

@@ -8,6 +8,7 @@ mod headless_app;
 mod loom_memory;
 mod loom_workers;
 mod memory;
+mod overlay_bench;
 mod physics_bench;
 mod screenshot;
 mod workers;
