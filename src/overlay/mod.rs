@@ -379,14 +379,24 @@ mod tests {
 
     #[test]
     fn worker_rates_come_from_snapshots_half_a_second_apart() {
-        let pool = crate::workers::WorkerPool::new(2, 1).unwrap();
+        use crate::workers::{Capability, TaskSpec, WorkerPool};
+        let busy_for_550_ms = |pool: &WorkerPool| {
+            pool.spawn(TaskSpec::new("busy", Capability::Physics), || {
+                std::thread::sleep(std::time::Duration::from_millis(550))
+            })
+        };
+        let busiest = |stats: &WorkerStats| {
+            stats
+                .rates
+                .iter()
+                .map(|r| r.utilization)
+                .fold(0.0, f64::max)
+        };
+        let pool = WorkerPool::new(2, 1).unwrap();
         let mut stats = WorkerStats::default();
         stats.sample(pool.metrics());
         assert!(stats.rates.is_empty());
-        let busy = pool.spawn(
-            crate::workers::TaskSpec::new("busy", crate::workers::Capability::Physics),
-            || std::thread::sleep(std::time::Duration::from_millis(550)),
-        );
+        let busy = busy_for_550_ms(&pool);
         stats.sample(pool.metrics());
         assert!(stats.rates.is_empty(), "rates before the window is over");
         busy.join().unwrap();
@@ -396,33 +406,19 @@ mod tests {
         assert!(busy_ns >= 500_000_000, "busy {busy_ns} ns after join");
         stats.sample(pool.metrics());
         assert_eq!(stats.rates.len(), 3);
-        let busiest = stats
-            .rates
-            .iter()
-            .map(|r| r.utilization)
-            .fold(0.0, f64::max);
-        assert!(busiest > 0.5, "{:?}", stats.rates);
+        assert!(busiest(&stats) > 0.5, "{:?}", stats.rates);
 
         // The settings replace the pool (three compute workers now): its
         // workers are listed at the next sample, with no rates yet, and its
         // rates come half a second later. (The new pool's clock starts at
         // zero, behind the old one's: taken for the same pool, the rates
         // froze for as long as the old pool had run.)
-        let new = crate::workers::WorkerPool::new(3, 1).unwrap();
+        let new = WorkerPool::new(3, 1).unwrap();
         stats.sample(new.metrics());
         assert_eq!(stats.rates.len(), 4, "{:?}", stats.rates);
-        assert!(stats.rates.iter().all(|r| r.utilization == 0.0));
-        let busy = new.spawn(
-            crate::workers::TaskSpec::new("busy", crate::workers::Capability::Physics),
-            || std::thread::sleep(std::time::Duration::from_millis(550)),
-        );
-        busy.join().unwrap();
+        assert_eq!(busiest(&stats), 0.0);
+        busy_for_550_ms(&new).join().unwrap();
         stats.sample(new.metrics());
-        let busiest = stats
-            .rates
-            .iter()
-            .map(|r| r.utilization)
-            .fold(0.0, f64::max);
-        assert!(busiest > 0.5, "{:?}", stats.rates);
+        assert!(busiest(&stats) > 0.5, "{:?}", stats.rates);
     }
 }
