@@ -76,6 +76,11 @@ impl ChainRecorder {
         this
     }
 
+    /// Whether the config turned recording off (not: it failed to start).
+    pub fn is_off(&self) -> bool {
+        self.backend == ChainBackend::Off
+    }
+
     pub fn session(&self) -> Option<u64> {
         self.recorder.as_ref().map(|r| r.session())
     }

@@ -702,6 +702,16 @@ pub fn chain_window(ctx: &egui::Context, chain: Option<&ChainRecorder>) {
                 ui.label("backend: off");
                 return;
             };
+            if chain.is_off() {
+                ui.label("backend: off");
+                ui.label(
+                    egui::RichText::new(
+                        "game events are not recorded; start with --chain embedded (or rpc) to record them",
+                    )
+                    .small(),
+                );
+                return;
+            }
             let s = chain.snapshot();
             ui.label(format!("backend: {}", s.backend));
             if !s.location.is_empty() {
