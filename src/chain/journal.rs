@@ -14,8 +14,9 @@
 //! too (`PastDamage::Keep`), and a session's events after a lost one,
 //! which its numbering could no longer carry on chain, go on under a new
 //! session, with a warning that says which events were lost (should the
-//! damage also have taken the done mark of events already confirmed, those
-//! are recorded a second time under the new session rather than lost). A
+//! damage also have taken the done mark of events already confirmed after
+//! it, the recorder asks the chain which of the moved events it holds and
+//! marks those done: `Moved`). A
 //! lock file keeps a second game on the same data directory from writing
 //! into the same journal.
 //!
@@ -99,6 +100,32 @@ pub struct OpenedJournal {
     pub warning: Option<String>,
     /// Events still pending from earlier runs.
     pub recovered: usize,
+    /// Events moved to a new session past a lost one, with their numbers
+    /// in the old session: for the recorder to ask the chain which of them
+    /// it holds already (damage that took an event may have taken the done
+    /// mark of events confirmed after it too).
+    pub moved: Vec<Moved>,
+}
+
+/// A session's events after a lost one, moved to a new session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub from: u64,
+    pub to: u64,
+    /// The number in `from` of `to`'s event 0, 1, … (ascending).
+    pub seqs: Vec<u64>,
+}
+
+impl Moved {
+    /// How many of the moved events the chain holds under `from`, when it
+    /// expects `from`'s number `chain_next` next: the contract takes a
+    /// session's events only in order, so all those below it.
+    pub fn on_chain(&self, chain_next: u64) -> u64 {
+        self.seqs
+            .iter()
+            .take_while(|&&seq| seq < chain_next)
+            .count() as u64
+    }
 }
 
 impl Journal {
@@ -115,13 +142,19 @@ impl Journal {
             }
         })?;
         let (mut sessions, bad, gaps) = replay(&opened.records);
-        let mut moved = false;
+        let mut moved = Vec::new();
         let mut notes = Vec::new();
         for gap in gaps {
             // The contract takes a session's events only in order, so the
             // ones after a lost event could never go on chain under their
             // own session: they go under a new one, in their order.
-            let id = new_session(&mut sessions, gap.after.into());
+            let (seqs, after): (Vec<u64>, VecDeque<_>) = gap.after.into_iter().unzip();
+            let id = new_session(&mut sessions, after);
+            moved.push(Moved {
+                from: gap.session,
+                to: id,
+                seqs,
+            });
             let lost = match gap.lost {
                 1 => "1 event".to_string(),
                 n => format!("{n} events"),
@@ -134,7 +167,6 @@ impl Journal {
                 sessions[&id].pending.len(),
                 if gap.lost == 1 { "it" } else { "them" },
             ));
-            moved = true;
         }
         let recovered: usize = sessions.values().map(|s| s.pending.len()).sum();
         // Recovered events are overdue: send them at once.
@@ -164,7 +196,7 @@ impl Journal {
         };
         // Moved events are written under their new session before any of
         // them can be sent, so a second opening cannot move them again.
-        if moved || journal.worth_compacting(64 << 10) {
+        if !moved.is_empty() || journal.worth_compacting(64 << 10) {
             journal
                 .compact_now()
                 .map_err(|source| OpenError::Compact { path, source })?;
@@ -173,6 +205,7 @@ impl Journal {
             journal,
             warning,
             recovered,
+            moved,
         })
     }
 
@@ -491,9 +524,9 @@ struct Gap {
     session: u64,
     first_lost: u64,
     lost: u64,
-    /// The intact events after the first lost one, in order, with their
-    /// packed size.
-    after: Vec<(GameEvent, usize)>,
+    /// The intact events after the first lost one, in order: their
+    /// number, and the event with its packed size.
+    after: Vec<(u64, (GameEvent, usize))>,
 }
 
 /// Each session's state from the journal's records, the records that fit
@@ -553,7 +586,7 @@ fn replay(records: &[Vec<u8>]) -> (BTreeMap<u64, SessionLog>, usize, Vec<Gap>) {
                 session,
                 first_lost: s.next,
                 lost: last + 1 - s.next - after.len() as u64,
-                after: after.into_iter().map(|(_, e)| e).collect(),
+                after,
             });
         }
         sessions.insert(session, s);
@@ -783,8 +816,8 @@ mod tests {
             drop(j);
             damage(&dir, at[2]);
         }
-        let opened = Journal::open(&dir).unwrap();
-        let warning = opened.warning.unwrap();
+        let mut opened = Journal::open(&dir).unwrap();
+        let warning = opened.warning.take().unwrap();
         assert!(warning.contains("skipped"), "{warning}");
         assert!(
             warning.contains("1 event of session 2 from number 2 on was lost"),
@@ -805,6 +838,15 @@ mod tests {
             j.pending_of(moved),
             vec![(0, boom(4)), (1, boom(5)), (2, boom(6))]
         );
+        // Their numbers in session 2, for asking the chain which it holds.
+        assert_eq!(
+            opened.moved,
+            vec![Moved {
+                from: 2,
+                to: moved,
+                seqs: vec![3, 4, 5]
+            }]
+        );
         // Session 2 sends what it has and stops; the new one starts at 0.
         let rule = BatchRule {
             max_events: 100,
@@ -822,6 +864,23 @@ mod tests {
         assert!(again.warning.is_none(), "{:?}", again.warning);
         assert_eq!(again.journal.sessions(), sessions);
         assert_eq!(again.journal.pending_of(moved).len(), 3);
+    }
+
+    #[test]
+    fn moved_events_the_chain_holds_are_those_below_its_next_number() {
+        // Numbers 3, 4 and 6 moved (5 was lost too).
+        let m = Moved {
+            from: 1,
+            to: 2,
+            seqs: vec![3, 4, 6],
+        };
+        assert_eq!(m.on_chain(0), 0);
+        assert_eq!(m.on_chain(3), 0);
+        assert_eq!(m.on_chain(4), 1);
+        // The chain holds 0..6: the lost 5 too, but not 6.
+        assert_eq!(m.on_chain(6), 2);
+        assert_eq!(m.on_chain(7), 3);
+        assert_eq!(m.on_chain(100), 3);
     }
 
     #[test]

@@ -318,10 +318,14 @@ impl Recorder {
         let opened = journal::Journal::open(&dir)?;
         let mut warnings: Vec<String> = opened.warning.into_iter().collect();
         let mut recovered = opened.recovered as u64;
+        let moved = opened.moved;
         let shared = Arc::new(sender::Shared::new(opened.journal));
         let (client, location) = match open_backend(config, false) {
-            Ok((client, warning, cut)) => {
+            Ok((mut client, warning, cut)) => {
                 warnings.extend(warning);
+                for m in &moved {
+                    warnings.extend(skip_moved_on_chain(&shared, &mut client, m));
+                }
                 // Confirmed once, then cut from the embedded chain with
                 // damage before them: they go on chain again, under new
                 // sessions (the chain's state no longer has their
@@ -561,6 +565,57 @@ impl Drop for Recorder {
     }
 }
 
+/// Events the journal moved to a new session past a lost one (`m`) that
+/// the chain holds already under their old session — the damage took their
+/// done mark too — are marked done, so they are not recorded twice, and the
+/// rest move on to a session numbered from 0 (the contract takes a session
+/// only from its start). Returns the warning to log, if any.
+fn skip_moved_on_chain(
+    shared: &sender::Shared,
+    client: &mut client::EventLog,
+    m: &journal::Moved,
+) -> Option<String> {
+    let chain_next = match client.expected_seq(m.from) {
+        Ok(next) => next,
+        Err(e) => {
+            return Some(format!(
+                "could not ask the chain which events of session {} it holds ({e}); any of them moved to session {} that it holds already will be recorded twice",
+                m.from, m.to
+            ));
+        }
+    };
+    let held = m.on_chain(chain_next);
+    if held == 0 {
+        return None;
+    }
+    let (from, to) = (m.from, m.to);
+    let on = format!(
+        "the chain holds {held} of the events moved from session {from} to session {to} already (the damage took their done mark too)"
+    );
+    let mut journal = shared.journal();
+    if let Err(e) = journal.mark_done(to, held).and_then(|_| journal.sync()) {
+        return Some(format!(
+            "{on}, but the event journal could not mark them done ({e}); they will be recorded twice"
+        ));
+    }
+    let Some((id, compaction)) = journal.move_pending(to) else {
+        return Some(format!("{on}: they are not recorded again"));
+    };
+    drop(journal);
+    let rest = shared.journal().pending_of(id).len();
+    Some(match sender::compact(shared, compaction) {
+        Ok(()) => format!(
+            "{on}: they are not recorded again, and the other {rest} are recorded as session {id}"
+        ),
+        Err(e) => {
+            shared.journal().unmove(to, id);
+            format!(
+                "{on}: they are not recorded again; the other {rest} wait, the event journal could not be rewritten ({e})"
+            )
+        }
+    })
+}
+
 /// Starts the sender on one of `pool`'s Blockchain workers.
 fn spawn_sender(
     pool: &WorkerPool,
@@ -753,6 +808,71 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Flips a bit in the body of each record of `dir`'s journal that
+    /// `hit` picks (by its body).
+    fn damage_journal_records(dir: &Path, hit: impl Fn(&[u8]) -> bool) -> usize {
+        let path = journal::journal_path(dir);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let (mut at, mut hits) = (8, 0);
+        while at + 8 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            let body = at + 8;
+            if hit(&bytes[body..body + len]) {
+                bytes[body + 3] ^= 0x20;
+                hits += 1;
+            }
+            at = body + len;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        hits
+    }
+
+    #[test]
+    fn events_confirmed_after_a_lost_one_are_not_recorded_twice() {
+        // Ten events confirmed on chain; then damage takes the journal's
+        // record of event 3 and every done mark, so the journal sees 0..2
+        // pending, 3 lost and 4..9 pending after it (moved to a new
+        // session). The chain holds all ten: nothing may go on twice.
+        let (recorder, config, dir) = recorder_in("double-damage");
+        recorder.record(&blasts(10)).unwrap();
+        recorder.flush();
+        let session = recorder.session();
+        let status = recorder.finish();
+        assert_eq!((status.confirmed, status.pending), (10, 0), "{status:?}");
+        let event_3 = |b: &[u8]| {
+            b[0] == 1 && b[1..9] == session.to_le_bytes() && b[9..17] == 3u64.to_le_bytes()
+        };
+        let done_mark = |b: &[u8]| b[0] == 2;
+        assert!(damage_journal_records(&dir, |b| event_3(b) || done_mark(b)) >= 2);
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+        let all = warnings.join("; ");
+        assert!(all.contains("1 event of session"), "{all}");
+        assert!(
+            all.contains("the chain holds 6 of the events moved from session"),
+            "{all}"
+        );
+        recorder.flush();
+        let status = recorder.finish();
+        assert_eq!(status.pending, 0, "{status:?}");
+        let (mut log, _) = open_client(&config, true).unwrap();
+        let on_chain: Vec<(u64, u32)> = log
+            .history(None)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| {
+                let s = b.session;
+                b.events.into_iter().map(move |e| match e.body {
+                    EventBody::Explosion { x, .. } => (s, x),
+                    _ => (s, u32::MAX),
+                })
+            })
+            .collect();
+        let expected: Vec<(u64, u32)> = (0..10).map(|x| (session, x)).collect();
+        assert_eq!(on_chain, expected, "every event once, under its session");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

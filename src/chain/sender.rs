@@ -218,7 +218,7 @@ fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Pro
 /// Rewrites the journal with only its pending events, holding it only to
 /// swap the files: the game's appends go on while the new file is written
 /// and synced.
-fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
+pub(super) fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
     c.write()?;
     let path = c.path().to_path_buf();
     let old = shared.journal().finish_compaction(c)?;
