@@ -79,6 +79,9 @@ const BLOCKS: usize = 5;
 
 /// Particles per task when a tool touches every particle.
 const GRAIN: usize = 16384;
+/// The most of the box the initial particles may cover before the player
+/// is told they cannot rest in it (a settled pile covers about 0.8).
+const CROWDED: f32 = 0.8;
 
 impl Sandbox {
     /// Builds the sandbox and spawns the initial particles.
@@ -117,7 +120,35 @@ impl Sandbox {
             blasts: Vec::new(),
         };
         sandbox.reset();
+        if let Some(warning) = sandbox.crowding_warning() {
+            bevy::log::warn!("{warning}");
+        }
         Ok(sandbox)
+    }
+
+    /// The particles' area ÷ the box's: discs cannot lie side by side above
+    /// ~0.9 (a hexagonal packing), a pile settles near 0.8.
+    pub fn crowding(&self) -> f32 {
+        let r = self.store.slices().radius;
+        let area: f32 = r.iter().map(|r| r * r).sum::<f32>() * std::f32::consts::PI;
+        area / (self.width() * self.height())
+    }
+
+    /// What to tell a player whose initial particles cannot rest in the box
+    /// without overlapping (they would stay packed and compressed).
+    pub fn crowding_warning(&self) -> Option<String> {
+        let crowding = self.crowding();
+        if !self.physics.params.walls || crowding <= CROWDED {
+            return None;
+        }
+        let n = self.store.len();
+        let fit = (n as f32 * CROWDED / crowding) as usize;
+        Some(format!(
+            "{n} particles cover {:.0}% of the {}×{} box, more than can rest in it without overlapping (about {fit} can): they stay packed and compressed; lower --particles or enlarge the box (world.width, world.height)",
+            crowding * 100.0,
+            self.width(),
+            self.height()
+        ))
     }
 
     pub fn width(&self) -> f32 {
@@ -373,5 +404,38 @@ mod tests {
             by_kind.iter().filter(|&&n| n > 0).count() >= 3,
             "{by_kind:?}"
         );
+    }
+
+    #[test]
+    fn a_box_too_small_for_its_particles_is_named() {
+        // The headless target's scene fits its box.
+        let mut config = Config::default();
+        config.particles.initial = 200_000;
+        let fits = Sandbox::new(&config).unwrap();
+        assert!(fits.crowding() < CROWDED, "{}", fits.crowding());
+        assert_eq!(fits.crowding_warning(), None);
+        // Ten times as many in a tenth of the area: far too many.
+        config.particles.initial = 20_000;
+        config.world.width = 128.0;
+        config.world.height = 72.0;
+        let crowded = Sandbox::new(&config).unwrap();
+        let c = crowded.crowding();
+        assert!(c > 2.0, "{c}");
+        let w = crowded.crowding_warning().unwrap();
+        assert!(w.starts_with("20000 particles cover"), "{w}");
+        assert!(w.contains("128×72 box"), "{w}");
+        let fit: usize = w
+            .split("(about ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((fit as f32 - 20_000.0 * CROWDED / c).abs() <= 1.0, "{w}");
+        // Without walls they spread out: nothing to say.
+        config.world.walls = false;
+        assert_eq!(Sandbox::new(&config).unwrap().crowding_warning(), None);
     }
 }
