@@ -155,6 +155,8 @@ impl Game {
     }
 }
 
+/// 300 frames at 200,000 particles (90 with `quick`, ~4 s), after 30
+/// that let the windows settle.
 pub fn run(quick: bool) -> anyhow::Result<OverlayReport> {
     let particles = 200_000;
     let frames = if quick { 90 } else { 300 };
