@@ -771,8 +771,16 @@ pub struct PhysicsReport {
     pub triad_gb_s: f64,
     pub integrate_gb_s: f64,
     pub bytes_per_particle_step: f64,
-    /// The 1M pile's step, 1 worker's time ÷ 2 workers'.
+    /// The 1M pile's step, 1 worker's time ÷ 2 workers': the median of
+    /// `scaling_2_workers_rounds`.
     pub scaling_2_workers: f64,
+    /// Each round's ratio, in order: how far the machine's speed moved
+    /// during the measurement.
+    pub scaling_2_workers_rounds: Vec<f64>,
+    /// What the machine itself gave a second worker in the same rounds: a
+    /// compute-bound loop with no memory traffic, 1 worker's time ÷ 2
+    /// workers' (median). Where it is below 1.8, no step can show 1.8.
+    pub compute_scaling_2_workers: f64,
     /// The same for the 100k pile, whose columns fit in the last-level cache.
     pub scaling_2_workers_100k: f64,
     /// What the memory bus itself gives a second worker: the STREAM triad
@@ -988,10 +996,10 @@ fn lockstep_scaling(
     (w, h, g): (f32, f32, f32),
     (one, two): (&WorkerPool, &WorkerPool),
     steps: usize,
-) -> f64 {
+) -> Scaling {
     let mut alone = Ours::new(init, w, h, g);
     let mut paired = Ours::new(init, w, h, g);
-    let mut ratios = Vec::new();
+    let (mut ratios, mut machine) = (Vec::new(), Vec::new());
     for _ in 0..8 {
         let t1 = time_steps(steps, 1, |_| {
             alone.physics.step(&mut alone.store, DT, one);
@@ -1000,8 +1008,39 @@ fn lockstep_scaling(
             paired.physics.step(&mut paired.store, DT, two);
         });
         ratios.push(t1 / t2);
+        machine.push(compute_seconds(one) / compute_seconds(two));
     }
-    median(&mut ratios)
+    let rounds = ratios.iter().map(|r| round(*r, 3)).collect();
+    Scaling {
+        step: median(&mut ratios),
+        rounds,
+        machine: median(&mut machine),
+    }
+}
+
+/// A step's 2-worker scaling, round by round, and what the machine gave a
+/// second worker in the same rounds.
+struct Scaling {
+    /// The median of the rounds' ratios.
+    step: f64,
+    rounds: Vec<f64>,
+    /// A compute-bound loop (no memory traffic) on 1 worker ÷ on 2, timed
+    /// in each round right after the steps: the vCPUs' own scaling then.
+    machine: f64,
+}
+
+/// Seconds a compute-bound parallel loop takes on `pool` (~80 ms on one
+/// worker here: long enough that waking the second worker does not count).
+fn compute_seconds(pool: &WorkerPool) -> f64 {
+    let mut out = vec![0f32; 262_144];
+    let t = Instant::now();
+    pool.for_each_chunk_mut(&mut out, 2048, |off, chunk| {
+        for (k, y) in chunk.iter_mut().enumerate() {
+            *y = super::workers::heavy_item(off + k, 64);
+        }
+    });
+    std::hint::black_box(&out);
+    t.elapsed().as_secs_f64()
 }
 
 pub fn run(quick: bool) -> PhysicsReport {
@@ -1058,7 +1097,7 @@ pub fn run(quick: bool) -> PhysicsReport {
     let scaling = lockstep_scaling(&init, (w, h, g), (&one, &two), 4);
     // A 100k step is a tenth as long: more of them per round.
     let (init_100k, w, h, g) = scene(Scene::Pile, 100_000);
-    let scaling_100k = lockstep_scaling(&init_100k, (w, h, g), (&one, &two), 16);
+    let scaling_100k = lockstep_scaling(&init_100k, (w, h, g), (&one, &two), 16).step;
     // The triad in alternating pairs too, for the same reason.
     let triad_n = if quick { 1 << 23 } else { 1 << 24 };
     let mut triad_ratios: Vec<f64> = (0..5)
@@ -1094,7 +1133,9 @@ pub fn run(quick: bool) -> PhysicsReport {
         triad_gb_s: round(triad_bps / 1e9, 2),
         integrate_gb_s: round(integrate_bps / 1e9, 2),
         bytes_per_particle_step: BYTES_PER_PARTICLE_STEP,
-        scaling_2_workers: round(scaling, 3),
+        scaling_2_workers: round(scaling.step, 3),
+        scaling_2_workers_rounds: scaling.rounds,
+        compute_scaling_2_workers: round(scaling.machine, 3),
         scaling_2_workers_100k: round(scaling_100k, 3),
         triad_scaling_2_workers: round(triad_scaling, 3),
         rows,
@@ -1135,11 +1176,14 @@ impl PhysicsReport {
         }
         s.push('\n');
         s.push_str(&format!(
-            "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2} (100k pile ×{:.2}; the memory bus ×{:.2})\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
+            "  1M pile: {:.1} steps/s, {:.1} ns per particle per step; 2-worker scaling ×{:.2} (rounds {:.2}–{:.2}; 100k pile ×{:.2}; the machine, compute-bound ×{:.2}; the memory bus ×{:.2})\n  STREAM triad {:.2} GB/s; integration {:.2} GB/s = {:.2} of it; ~{:.0} bytes streamed per particle per step",
             self.steps_per_s_1m,
             self.ns_per_particle_1m,
             self.scaling_2_workers,
+            self.scaling_2_workers_rounds.iter().copied().fold(f64::INFINITY, f64::min),
+            self.scaling_2_workers_rounds.iter().copied().fold(0.0, f64::max),
             self.scaling_2_workers_100k,
+            self.compute_scaling_2_workers,
             self.triad_scaling_2_workers,
             self.triad_gb_s,
             self.integrate_gb_s,

@@ -78,7 +78,9 @@ fn spin(d: Duration) {
 
 /// Some arithmetic per item (compute-bound, no memory traffic).
 #[inline]
-fn heavy_item(i: usize, reps: u32) -> f32 {
+/// A compute-bound item: a dependent chain of multiplies, adds and square
+/// roots, no memory traffic.
+pub(super) fn heavy_item(i: usize, reps: u32) -> f32 {
     let mut x = i as f32 * 1e-3;
     for _ in 0..reps {
         x = x * 0.999_9 + 0.5;

@@ -18,10 +18,25 @@ fn bench_physics_quick_json_reports_every_figure() {
             "scaling_2_workers",
             "scaling_2_workers_100k",
             "triad_scaling_2_workers",
+            "compute_scaling_2_workers",
         ],
     );
     // An entity per particle with a HashMap grid is far behind.
     assert!(v["vs_naive_bevy_100k"].as_f64().unwrap() > 3.0, "{v}");
+    // The scaling figure is the median of its eight rounds, reported too.
+    let mut rounds: Vec<f64> = v["scaling_2_workers_rounds"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rounds in {v}"))
+        .iter()
+        .map(|r| r.as_f64().unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 8, "{v}");
+    rounds.sort_by(f64::total_cmp);
+    let scaling = v["scaling_2_workers"].as_f64().unwrap();
+    assert!(
+        (scaling - rounds[4]).abs() < 0.002,
+        "{scaling} vs {rounds:?}"
+    );
 }
 
 #[test]
