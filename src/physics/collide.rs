@@ -848,6 +848,9 @@ pub fn resolve(
 ) -> u64 {
     let n = store.len();
     // Per-particle inputs, and the sums zeroed, in one parallel pass.
+    // The sums are zero here: new rows come zeroed, and the last pass's
+    // apply zeroed each sum after reading it (while its lines were in
+    // cache, instead of a pass of its own over four columns).
     for v in [
         &mut scratch.dx,
         &mut scratch.dy,
@@ -866,23 +869,13 @@ pub fn resolve(
     let mut chunks: Vec<_> = scratch.mu[..n]
         .chunks_mut(GRAIN)
         .zip(scratch.inv_n[..n].chunks_mut(GRAIN))
-        .zip(scratch.dx[..n].chunks_mut(GRAIN))
-        .zip(scratch.dy[..n].chunks_mut(GRAIN))
-        .zip(scratch.n[..n].chunks_mut(GRAIN))
-        .zip(scratch.speed2[..n].chunks_mut(GRAIN))
         .enumerate()
         .collect();
-    pool.for_each_mut(
-        &mut chunks,
-        |(chunk, (((((mu, inv_n), dx), dy), hits), sp))| {
-            let base = *chunk * GRAIN;
-            let end = base + mu.len();
-            prepare_chunk(mu, inv_n, &kind[base..end], &n_prev[base..end], &friction);
-            for sum in [dx, dy, hits, sp] {
-                sum.fill(0.0);
-            }
-        },
-    );
+    pool.for_each_mut(&mut chunks, |(chunk, (mu, inv_n))| {
+        let base = *chunk * GRAIN;
+        let end = base + mu.len();
+        prepare_chunk(mu, inv_n, &kind[base..end], &n_prev[base..end], &friction);
+    });
     let cols = Cols::new(n, [x, y, r, w], [vx, vy, &scratch.mu, &scratch.inv_n]);
     // The widest contact within a set of bands: its bands' height, and the
     // x window searched.
@@ -953,8 +946,6 @@ pub fn resolve(
 
     let (bw, bh, walls) = (p.width, p.height, p.walls);
     let s = store.slices_mut();
-    let (ddx, ddy, speed2) = (&scratch.dx[..], &scratch.dy[..], &scratch.speed2[..]);
-    let hits = &scratch.n[..];
     let mut chunks: Vec<_> =
         s.x.chunks_mut(GRAIN)
             .zip(s.y.chunks_mut(GRAIN))
@@ -962,7 +953,13 @@ pub fn resolve(
             .zip(s.vy.chunks_mut(GRAIN))
             .zip(s.radius.chunks(GRAIN))
             .zip(s.contacts.chunks_mut(GRAIN))
-            .enumerate()
+            .zip(
+                scratch.dx[..n]
+                    .chunks_mut(GRAIN)
+                    .zip(scratch.dy[..n].chunks_mut(GRAIN))
+                    .zip(scratch.speed2[..n].chunks_mut(GRAIN))
+                    .zip(scratch.n[..n].chunks_mut(GRAIN)),
+            )
             .collect();
     let cap = Caps {
         relax: p.relaxation,
@@ -974,12 +971,14 @@ pub fn resolve(
     };
     pool.for_each_mut(
         &mut chunks,
-        |(chunk, (((((x, y), vx), vy), r), contacts))| {
-            let base = *chunk * GRAIN;
-            let end = base + x.len();
-            contacts.copy_from_slice(&hits[base..end]);
-            let sums = (&ddx[base..end], &ddy[base..end], &speed2[base..end]);
-            apply_chunk(x, y, vx, vy, r, sums, cap);
+        |((((((x, y), vx), vy), r), contacts), (((ddx, ddy), speed2), hits))| {
+            contacts.copy_from_slice(hits);
+            apply_chunk(x, y, vx, vy, r, (&ddx[..], &ddy[..], &speed2[..]), cap);
+            // Zeroed for the next pass while in cache.
+            ddx.fill(0.0);
+            ddy.fill(0.0);
+            speed2.fill(0.0);
+            hits.fill(0.0);
         },
     );
     contacts
