@@ -592,27 +592,23 @@ fn skip_moved_on_chain(
     let on = format!(
         "the chain holds {held} of the events moved from session {from} to session {to} already (the damage took their done mark too)"
     );
-    let mut journal = shared.journal();
-    if let Err(e) = journal.mark_done(to, held).and_then(|_| journal.sync()) {
+    let marked = {
+        let mut journal = shared.journal();
+        journal.mark_done(to, held).and_then(|_| journal.sync())
+    };
+    if let Err(e) = marked {
         return Some(format!(
             "{on}, but the event journal could not mark them done ({e}); they will be recorded twice"
         ));
     }
-    let Some((id, compaction)) = journal.move_pending(to) else {
-        return Some(format!("{on}: they are not recorded again"));
-    };
-    drop(journal);
-    let rest = shared.journal().pending_of(id).len();
-    Some(match sender::compact(shared, compaction) {
-        Ok(()) => format!(
+    Some(match sender::move_pending_durably(shared, to) {
+        Ok(None) => format!("{on}: they are not recorded again"),
+        Ok(Some((id, rest))) => format!(
             "{on}: they are not recorded again, and the other {rest} are recorded as session {id}"
         ),
-        Err(e) => {
-            shared.journal().unmove(to, id);
-            format!(
-                "{on}: they are not recorded again; the other {rest} wait, the event journal could not be rewritten ({e})"
-            )
-        }
+        Err(e) => format!(
+            "{on}: they are not recorded again; the others wait, the event journal could not be rewritten ({e})"
+        ),
     })
 }
 

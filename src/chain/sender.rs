@@ -195,17 +195,12 @@ fn step(
 /// session's pending events move to a new session, written down before any
 /// of them is sent. Without this the session would block every later one.
 fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Progress, ChainError> {
-    let moved = shared.journal().move_pending(batch.session);
-    let Some((id, compaction)) = moved else {
+    let moved = move_pending_durably(shared, batch.session).map_err(|e| {
+        ChainError::Other(format!("cannot write the event journal ({e}); check the disk"))
+    })?;
+    let Some((id, pending)) = moved else {
         return Ok(Progress::Idle);
     };
-    if let Err(e) = compact(shared, compaction) {
-        shared.journal().unmove(batch.session, id);
-        return Err(ChainError::Other(format!(
-            "cannot write the event journal ({e}); check the disk"
-        )));
-    }
-    let pending = shared.journal().pending_of(id).len();
     let message = format!(
         "the chain holds session {}'s events only up to {expected}, but the journal saw them confirmed up to {} (the contract was replaced or the chain reset); its {pending} pending events are recorded as session {id}",
         batch.session, batch.first_seq
@@ -215,10 +210,29 @@ fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Pro
     Ok(Progress::Sent)
 }
 
+/// Moves `session`'s pending events to a new session, numbered from 0, and
+/// writes the move down (a compaction) before any of them can be sent; if
+/// the journal cannot be rewritten, the move is undone. Returns the new
+/// session and how many events it holds (none if nothing was pending).
+pub(super) fn move_pending_durably(
+    shared: &Shared,
+    session: u64,
+) -> std::io::Result<Option<(u64, usize)>> {
+    let moved = shared.journal().move_pending(session);
+    let Some((id, compaction)) = moved else {
+        return Ok(None);
+    };
+    if let Err(e) = compact(shared, compaction) {
+        shared.journal().unmove(session, id);
+        return Err(e);
+    }
+    Ok(Some((id, shared.journal().pending_of(id).len())))
+}
+
 /// Rewrites the journal with only its pending events, holding it only to
 /// swap the files: the game's appends go on while the new file is written
 /// and synced.
-pub(super) fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
+fn compact(shared: &Shared, mut c: Compaction) -> std::io::Result<()> {
     c.write()?;
     let path = c.path().to_path_buf();
     let old = shared.journal().finish_compaction(c)?;
