@@ -1032,14 +1032,8 @@ struct Scaling {
 /// Seconds a compute-bound parallel loop takes on `pool` (~80 ms on one
 /// worker here: long enough that waking the second worker does not count).
 fn compute_seconds(pool: &WorkerPool) -> f64 {
-    let mut out = vec![0f32; 262_144];
     let t = Instant::now();
-    pool.for_each_chunk_mut(&mut out, 2048, |off, chunk| {
-        for (k, y) in chunk.iter_mut().enumerate() {
-            *y = super::workers::heavy_item(off + k, 64);
-        }
-    });
-    std::hint::black_box(&out);
+    super::workers::compute_bound_loop(pool, 262_144);
     t.elapsed().as_secs_f64()
 }
 

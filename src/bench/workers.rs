@@ -78,9 +78,21 @@ fn spin(d: Duration) {
 
 /// Some arithmetic per item (compute-bound, no memory traffic).
 #[inline]
+/// `n` compute-bound items (`heavy_item`) over `pool`'s workers: what a
+/// second worker adds where memory is not in the way.
+pub(super) fn compute_bound_loop(pool: &WorkerPool, n: usize) {
+    let mut out = vec![0f32; n];
+    pool.for_each_chunk_mut(&mut out, 2048, |off, chunk| {
+        for (k, y) in chunk.iter_mut().enumerate() {
+            *y = heavy_item(off + k, 64);
+        }
+    });
+    std::hint::black_box(out);
+}
+
 /// A compute-bound item: a dependent chain of multiplies, adds and square
 /// roots, no memory traffic.
-pub(super) fn heavy_item(i: usize, reps: u32) -> f32 {
+fn heavy_item(i: usize, reps: u32) -> f32 {
     let mut x = i as f32 * 1e-3;
     for _ in 0..reps {
         x = x * 0.999_9 + 0.5;
@@ -158,15 +170,7 @@ pub fn run(quick: bool) -> WorkersReport {
     // Scaling: the same compute-bound loop on 1 and on 2 workers.
     progress("scaling, 1 worker vs 2");
     let n = if quick { 200_000 } else { 400_000 };
-    let scaling_job = |pool: &WorkerPool| {
-        let mut out = vec![0f32; n];
-        pool.for_each_chunk_mut(&mut out, 2048, |off, chunk| {
-            for (k, y) in chunk.iter_mut().enumerate() {
-                *y = heavy_item(off + k, 64);
-            }
-        });
-        std::hint::black_box(out);
-    };
+    let scaling_job = |pool: &WorkerPool| compute_bound_loop(pool, n);
     let one = WorkerPool::new(1, 0).expect("pool");
     let two = WorkerPool::new(2, 0).expect("pool");
     let (t2, t1) = side_by_side(reps, || scaling_job(&two), || scaling_job(&one));
