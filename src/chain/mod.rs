@@ -806,25 +806,6 @@ mod tests {
             .collect()
     }
 
-    /// Flips a bit in the body of each record of `dir`'s journal that
-    /// `hit` picks (by its body).
-    fn damage_journal_records(dir: &Path, hit: impl Fn(&[u8]) -> bool) -> usize {
-        let path = journal::journal_path(dir);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let (mut at, mut hits) = (8, 0);
-        while at + 8 <= bytes.len() {
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            let body = at + 8;
-            if hit(&bytes[body..body + len]) {
-                bytes[body + 3] ^= 0x20;
-                hits += 1;
-            }
-            at = body + len;
-        }
-        std::fs::write(&path, &bytes).unwrap();
-        hits
-    }
-
     #[test]
     fn events_confirmed_after_a_lost_one_are_not_recorded_twice() {
         // Ten events confirmed on chain; then damage takes the journal's
@@ -841,7 +822,8 @@ mod tests {
             b[0] == 1 && b[1..9] == session.to_le_bytes() && b[9..17] == 3u64.to_le_bytes()
         };
         let done_mark = |b: &[u8]| b[0] == 2;
-        assert!(damage_journal_records(&dir, |b| event_3(b) || done_mark(b)) >= 2);
+        let journal = journal::journal_path(&dir);
+        assert!(record::damage_records(&journal, |b| event_3(b) || done_mark(b)) >= 2);
         let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
         let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
         let all = warnings.join("; ");

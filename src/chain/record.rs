@@ -513,6 +513,24 @@ pub(crate) mod full_disk {
     }
 }
 
+/// Tests' bad disk: flips a bit in the body of every intact record of the
+/// file at `path` that `hit` picks (by its body); returns how many.
+#[cfg(test)]
+pub(crate) fn damage_records(path: &Path, hit: impl Fn(&[u8]) -> bool) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let (mut at, mut hits) = (8, 0);
+    while let Some(len) = record_at(&bytes, at).map(<[u8]>::len) {
+        let body = at + 8;
+        if hit(&bytes[body..body + len]) {
+            bytes[body + 3] ^= 0x20;
+            hits += 1;
+        }
+        at = body + len;
+    }
+    std::fs::write(path, &bytes).unwrap();
+    hits
+}
+
 /// Makes a rename or creation in `path`'s directory durable.
 pub fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {

@@ -196,7 +196,9 @@ fn step(
 /// of them is sent. Without this the session would block every later one.
 fn resume_elsewhere(shared: &Shared, batch: &Batch, expected: u64) -> Result<Progress, ChainError> {
     let moved = move_pending_durably(shared, batch.session).map_err(|e| {
-        ChainError::Other(format!("cannot write the event journal ({e}); check the disk"))
+        ChainError::Other(format!(
+            "cannot write the event journal ({e}); check the disk"
+        ))
     })?;
     let Some((id, pending)) = moved else {
         return Ok(Progress::Idle);
