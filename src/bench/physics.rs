@@ -577,7 +577,7 @@ impl AosSame {
             }
             *o = (ax, ay, hits, s2);
         });
-        let (relax, out) = (p.relaxation, &self.out);
+        let (relax, passed2, out) = (p.relaxation, p.speed_passed * p.speed_passed, &self.out);
         self.q
             .par_iter_mut()
             .zip(out)
@@ -593,7 +593,7 @@ impl AosSame {
                 let nx = (q.x + ax).clamp(RADIUS, w - RADIUS);
                 let ny = (q.y + ay).clamp(RADIUS, ht - RADIUS);
                 let (mut u, mut v) = (q.vx + (nx - q.x) / h, q.vy + (ny - q.y) / h);
-                let limit2 = (q.vx * q.vx + q.vy * q.vy).max(s2);
+                let limit2 = (q.vx * q.vx + q.vy * q.vy).max(s2 * passed2);
                 let sq = u * u + v * v;
                 if sq > limit2 {
                     let f = (limit2 / sq).sqrt();

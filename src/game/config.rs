@@ -159,6 +159,9 @@ pub struct PhysicsConfig {
     pub relaxation: f32,
     /// Largest move per substep as a fraction of the radius (prevents tunnelling), (0, 1].
     pub max_move: f32,
+    /// How fast a contact may make a particle, as a fraction of its fastest
+    /// neighbour's speed, (0, 1]; below 1 a deep pile's churn dies out.
+    pub speed_passed: f32,
     /// Physics threads; 0 means one per core.
     pub threads: usize,
 }
@@ -221,6 +224,7 @@ impl Default for PhysicsConfig {
             iterations: 1,
             relaxation: 1.5,
             max_move: 0.9,
+            speed_passed: 0.9,
             threads: 0,
         }
     }
@@ -445,6 +449,12 @@ impl Config {
             return err(format!(
                 "physics.max_move must be in (0, 1], got {}",
                 ph.max_move
+            ));
+        }
+        if !(ph.speed_passed > 0.0 && ph.speed_passed <= 1.0) {
+            return err(format!(
+                "physics.speed_passed must be in (0, 1], got {}",
+                ph.speed_passed
             ));
         }
         if ph.threads > 1024 {

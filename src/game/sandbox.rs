@@ -105,6 +105,7 @@ impl Sandbox {
         params.iterations = config.physics.iterations;
         params.relaxation = config.physics.relaxation;
         params.max_move = config.physics.max_move;
+        params.speed_passed = config.physics.speed_passed;
         let mut sandbox = Self {
             store: ParticleStore::with_limit(config.particles.max),
             physics: Physics::new(params),

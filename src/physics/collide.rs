@@ -32,10 +32,12 @@
 //!
 //! Pass 2 applies the sums to positions and, as position-based dynamics
 //! does, to velocities (`Δx / h`), except that a correction may not make a
-//! particle faster than it or its fastest neighbour was: pushing apart the
-//! overlap of a pile under its own weight must not launch its top layer.
-//! Pair terms are equal and opposite, so momentum is conserved up to that
-//! limit and the per-particle correction cap.
+//! particle faster than it was or than `speed_passed` (0.9) of its fastest
+//! neighbour's speed: pushing apart the overlap of a pile under its own
+//! weight must not launch its top layer, and motion passed from grain to
+//! grain loses a little at each, so a deep pile's churn dies out. Pair
+//! terms are equal and opposite, so momentum is conserved up to that limit
+//! and the per-particle correction cap.
 
 use super::{PhysicsParams, grid::Grid};
 use crate::particles::ParticleStore;
@@ -964,6 +966,7 @@ pub fn resolve(
     let cap = Caps {
         relax: p.relaxation,
         max_move: p.max_move,
+        passed2: p.speed_passed * p.speed_passed,
         inv_h: 1.0 / h,
         width: bw,
         height: bh,
@@ -1007,6 +1010,8 @@ fn prepare_chunk(
 struct Caps {
     relax: f32,
     max_move: f32,
+    /// `speed_passed` squared.
+    passed2: f32,
     inv_h: f32,
     width: f32,
     height: f32,
@@ -1044,12 +1049,13 @@ fn apply_chunk(
             ny = ny.max(r[i]).min(c.height - r[i]);
         }
         // Position-based dynamics: the correction is motion too. But it may
-        // not make a particle faster than it or any particle touching it
-        // was: pushing apart an old overlap (a pile under its own weight)
-        // must not launch the top layer.
+        // not make a particle faster than it was, or than a share of the
+        // fastest particle touching it: pushing apart an old overlap (a pile
+        // under its own weight) must not launch the top layer, nor a push
+        // passed from grain to grain keep a deep pile churning.
         let (u0, v0) = (vx[i], vy[i]);
         let (u, v) = (u0 + (nx - ox) * c.inv_h, v0 + (ny - oy) * c.inv_h);
-        let limit2 = (u0 * u0 + v0 * v0).max(speed2[i]);
+        let limit2 = (u0 * u0 + v0 * v0).max(speed2[i] * c.passed2);
         let g = (limit2 / (u * u + v * v)).sqrt().min(1.0);
         vx[i] = u * g;
         vy[i] = v * g;

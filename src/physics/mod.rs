@@ -50,6 +50,16 @@ pub struct PhysicsParams {
     /// Largest move per substep, as a fraction of the particle's radius; this
     /// is what keeps particles from tunnelling through each other.
     pub max_move: f32,
+    /// How fast a contact correction may make a particle, as a fraction of
+    /// its fastest neighbour's speed (its own speed is always allowed), in
+    /// (0, 1]. Below 1 a push loses a little at every grain it passes, as
+    /// in an inelastic collision, so the motion in a deep pile dies out
+    /// instead of feeding itself: at 1, a 200-deep pool of frictionless
+    /// water boiled up to the ceiling of its box (mean speed 52 units/s
+    /// after 15 s, touching pairs overlapping by 0.3 of a radius); at 0.9
+    /// it lies still at its packed height (speed ~10, overlap 0.11), and
+    /// sand and water still collapse and flow as before.
+    pub speed_passed: f32,
     pub friction: [f32; Kind::COUNT],
     /// Velocity kept per second in free flight, per kind.
     pub drag: [f32; Kind::COUNT],
@@ -94,6 +104,7 @@ impl PhysicsParams {
             iterations: 1,
             relaxation: 1.5,
             max_move: 0.9,
+            speed_passed: 0.9,
             friction: rows.map(|k| k.friction),
             drag: rows.map(|k| k.drag),
             gravity_scale: rows.map(|k| k.gravity_scale),

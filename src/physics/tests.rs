@@ -416,3 +416,68 @@ fn a_pass_leaves_the_scratch_as_a_fresh_one_would_be() {
         );
     }
 }
+
+/// A pool of frictionless water 200 particles deep, settled for 15 s:
+/// (its mean speed, its highest surface, touching pairs' mean overlap).
+fn deep_pool(speed_passed: f32) -> (f32, f32, f32) {
+    let kinds = KindTable::default();
+    let (w, h) = (120.0, 500.0);
+    let mut p = params(&kinds, w, h);
+    p.speed_passed = speed_passed;
+    let mut rng = Rng::new(7);
+    let mut store = ParticleStore::with_limit(12_000);
+    let (water, r) = (&kinds.water, kinds.water.radius);
+    let per_row = (116.0 / (2.0 * r)) as usize;
+    for i in 0..12_000 {
+        let radius = r * (1.0 + water.size_jitter * rng.range(-1.0, 1.0));
+        store
+            .spawn(NewParticle {
+                x: 2.0 + (i % per_row) as f32 * 2.0 * r + rng.range(-0.1, 0.1),
+                y: 2.0 + (i / per_row) as f32 * 2.0 * r,
+                vx: 0.0,
+                vy: 0.0,
+                radius,
+                inv_mass: 1.0 / kinds.mass_at(Kind::Water, radius),
+                kind: Kind::Water as u8,
+            })
+            .unwrap();
+    }
+    let mut physics = Physics::new(p);
+    let pool = pool(2);
+    for _ in 0..900 {
+        physics.step(&mut store, 1.0 / 60.0, &pool);
+    }
+    let s = store.slices();
+    let mean_speed =
+        s.vx.iter().zip(s.vy).map(|(a, b)| a.hypot(*b)).sum::<f32>() / s.x.len() as f32;
+    // The surface: the highest 5-unit layer still a third full.
+    let mut layers = vec![0u32; (h / 5.0) as usize];
+    let last = layers.len() - 1;
+    for &y in s.y {
+        layers[((y / 5.0) as usize).min(last)] += 1;
+    }
+    let full = layers.iter().copied().max().unwrap_or(0);
+    let top = layers.iter().rposition(|&c| c * 3 > full).unwrap_or(0);
+    let (_, _, overlap) = overlaps(&store, 0.5);
+    (mean_speed, (top + 1) as f32 * 5.0, overlap)
+}
+
+#[test]
+fn a_deep_pool_of_water_lies_still() {
+    // 12,000 grains 58 to a row fill 200 rows, about 350 units packed.
+    let (speed, top, overlap) =
+        deep_pool(PhysicsParams::new(1.0, 1.0, 1.0, &KindTable::default()).speed_passed);
+    assert!(speed < 20.0, "the pool still churns at {speed} units/s");
+    assert!(top < 420.0, "the pool boiled up to {top} units");
+    assert!(
+        overlap < 0.15,
+        "touching pairs overlap by {overlap} of a radius"
+    );
+    // Passing on the fastest neighbour's whole speed, it boils: the test
+    // tells the two apart.
+    let (speed, top, _) = deep_pool(1.0);
+    assert!(
+        speed > 30.0 && top > 450.0,
+        "at 1: speed {speed}, top {top}"
+    );
+}
