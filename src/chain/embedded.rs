@@ -14,15 +14,17 @@
 //! a cost that grew with every session played). Blocks written before the
 //! sender was kept are recovered as they replay. A block is written to the
 //! log before its state is committed, so a block the disk refuses is not
-//! mined. Damage inside the log cuts it there; the batches of the intact
-//! blocks after the damage are handed to the recorder (`take_cut_events`),
-//! which records them again.
+//! mined. Damage inside the log cuts it there; the intact blocks after the
+//! damage wait in an unclaimed cut file (`record`), and their batches are
+//! handed to the recorder (`take_cut_events`), which puts them back in the
+//! journal and then claims the file — at the next start if a crash came
+//! first.
 
 use super::OpenError;
 use super::backend::{Backend, ChainError, Receipt};
 use super::contract::RawLog;
 use super::event::GameEvent;
-use super::record::{PastDamage, RecordFile};
+use super::record::{self, PastDamage, RecordFile};
 use super::wallet::{Fees, Wallet};
 use alloy::consensus::TxEnvelope;
 use alloy::consensus::transaction::SignerRecoverable;
@@ -34,7 +36,7 @@ use revm::database::{CacheDB, EmptyDB};
 use revm::state::AccountInfo;
 use revm::{Context, DatabaseRef, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The embedded chain's id (a private development chain).
 pub const EMBEDDED_CHAIN_ID: u64 = 1337;
@@ -65,8 +67,8 @@ pub struct EmbeddedChain {
     logs: Vec<RawLog>,
     where_: String,
     /// The batches of intact blocks cut from the log with damage before
-    /// them, in order (`take_cut_events`).
-    cut_events: Vec<CutBatch>,
+    /// them and not yet claimed, by cut file (`take_cut_events`).
+    cut_events: Vec<CutBlocks>,
 }
 
 impl EmbeddedChain {
@@ -87,12 +89,23 @@ impl EmbeddedChain {
         let mut chain = Self::genesis(format!("embedded EVM ({})", path.display()));
         chain.replay(&opened.records)?;
         chain.file = Some(opened.file);
-        chain.cut_events = batches_in(&opened.cut_records);
+        chain.cut_events = record::unclaimed_cuts(&path)
+            .map_err(|source| OpenError::Embedded {
+                path: path.clone(),
+                source,
+            })?
+            .into_iter()
+            .map(|(file, blocks)| CutBlocks {
+                file,
+                batches: batches_in(&blocks),
+            })
+            .collect();
         Ok((chain, opened.warning))
     }
 
-    /// The batches in blocks cut with damage, in order (once; none after).
-    pub fn take_cut_events(&mut self) -> Vec<CutBatch> {
+    /// The batches in blocks cut with damage and not yet claimed, by cut
+    /// file, oldest first (once; none after).
+    pub fn take_cut_events(&mut self) -> Vec<CutBlocks> {
         std::mem::take(&mut self.cut_events)
     }
 
@@ -341,6 +354,14 @@ impl<'a> LoggedBlock<'a> {
             raw,
         })
     }
+}
+
+/// The blocks of one unclaimed cut file (`record::claim_cut` it once
+/// their events are safe).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutBlocks {
+    pub file: PathBuf,
+    pub batches: Vec<CutBatch>,
 }
 
 /// A batch recorded in a block that was cut from the log.

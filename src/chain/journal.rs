@@ -260,15 +260,6 @@ impl Journal {
             .then(|| self.begin_compaction()))
     }
 
-    /// Appends `events` as a session of their own, new to the journal
-    /// (events that must go on chain again under another numbering);
-    /// returns its id.
-    pub fn append_new_session(&mut self, events: &[GameEvent]) -> io::Result<u64> {
-        let id = unused_session(&self.sessions);
-        self.append(id, events)?;
-        Ok(id)
-    }
-
     /// Each session's (id, confirmed below, pending) as the journal in
     /// `dir` holds them, read without its lock and without writing (a game
     /// may be recording into it), and a note when the file is damaged

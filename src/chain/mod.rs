@@ -223,9 +223,9 @@ pub fn open_client(
     open_backend(config, read_only).map(|(log, warning, _)| (log, warning))
 }
 
-/// Batches the embedded chain cut from its log with damage
-/// (`EmbeddedChain::take_cut_events`).
-type CutEvents = Vec<embedded::CutBatch>;
+/// Batches the embedded chain cut from its log with damage, by unclaimed
+/// cut file (`EmbeddedChain::take_cut_events`).
+type CutEvents = Vec<embedded::CutBlocks>;
 
 /// `open_client`, with the events of the embedded chain's cut blocks.
 fn open_backend(
@@ -326,29 +326,8 @@ impl Recorder {
                 for m in &moved {
                     warnings.extend(skip_moved_on_chain(&shared, &mut client, m));
                 }
-                // Confirmed once, then cut from the embedded chain with
-                // damage before them: they go on chain again, under new
-                // sessions (the chain's state no longer has their
-                // sessions' earlier events). Those the journal still holds
-                // (a crash before it marked them done) go on from there.
-                let lost = lost_from_chain(&shared.journal(), cut);
-                for (session, events) in lost {
-                    let n = events.len();
-                    let mut journal = shared.journal();
-                    let again = journal
-                        .append_new_session(&events)
-                        .and_then(|id| journal.sync().map(|()| id));
-                    warnings.push(match again {
-                        Ok(id) => {
-                            recovered += n as u64;
-                            format!(
-                                "the embedded chain's blocks cut with the damage held {n} events of session {session}; they are recorded again as session {id}"
-                            )
-                        }
-                        Err(e) => format!(
-                            "the embedded chain's blocks cut with the damage held {n} events of session {session}, which could not be written to the event journal ({e}); they are only in the saved bytes"
-                        ),
-                    });
+                for blocks in cut {
+                    warnings.extend(record_cut_again(&shared, blocks, &mut recovered));
                 }
                 let location = client.describe();
                 (Some(client), location)
@@ -628,7 +607,77 @@ fn spawn_sender(
 
 /// The events of `cut` batches that only the chain had (the journal saw
 /// them confirmed), a session's joined, in order.
-fn lost_from_chain(journal: &journal::Journal, cut: CutEvents) -> Vec<(u64, Vec<GameEvent>)> {
+/// Events confirmed once, then cut from the embedded chain with damage
+/// before them, go on chain again under new sessions (the chain's state no
+/// longer has their sessions' earlier events); those the journal still
+/// holds (a crash before it marked them done) go on from there. Once they
+/// are in the journal, synced, the cut file is claimed. Each new session
+/// is named by the cut file and the old session (`recovery_session`), so
+/// after a crash between the journal's sync and the claim the next start
+/// finds them in the journal and does not add them twice. Returns the
+/// warnings to log.
+fn record_cut_again(
+    shared: &sender::Shared,
+    blocks: embedded::CutBlocks,
+    recovered: &mut u64,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let file = blocks.file;
+    let lost = lost_from_chain(&shared.journal(), blocks.batches);
+    let mut all_safe = true;
+    for (session, events) in lost {
+        let n = events.len();
+        let id = recovery_session(&file, session);
+        let mut journal = shared.journal();
+        if journal.sessions().iter().any(|s| s.0 == id) {
+            warnings.push(format!(
+                "the embedded chain's blocks cut with the damage held {n} events of session {session}; they were already back in the event journal as session {id}"
+            ));
+            continue;
+        }
+        let again = journal.append(id, &events).and_then(|_| journal.sync());
+        warnings.push(match again {
+            Ok(()) => {
+                *recovered += n as u64;
+                format!(
+                    "the embedded chain's blocks cut with the damage held {n} events of session {session}; they are recorded again as session {id}"
+                )
+            }
+            Err(e) => {
+                all_safe = false;
+                format!(
+                    "the embedded chain's blocks cut with the damage held {n} events of session {session}, which could not be written to the event journal ({e}); they stay in {} and are tried again at the next start",
+                    file.display()
+                )
+            }
+        });
+    }
+    if all_safe && let Err(e) = record::claim_cut(&file) {
+        warnings.push(format!(
+            "{} could not be marked as recovered ({e}); the next start checks its events against the event journal again",
+            file.display()
+        ));
+    }
+    warnings
+}
+
+/// The session that the events of `session` cut with `file` are recorded
+/// again under: the same for the same two at every start (FNV-1a, stable
+/// across builds), never 0.
+fn recovery_session(file: &Path, session: u64) -> u64 {
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+    let bytes = name.unwrap_or_default().into_bytes();
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for b in bytes.iter().chain(&session.to_le_bytes()) {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash.max(1)
+}
+
+fn lost_from_chain(
+    journal: &journal::Journal,
+    cut: Vec<embedded::CutBatch>,
+) -> Vec<(u64, Vec<GameEvent>)> {
     let confirmed: std::collections::HashMap<u64, u64> = journal
         .sessions()
         .into_iter()
@@ -995,9 +1044,11 @@ mod tests {
         starts
     }
 
-    #[test]
-    fn batches_cut_from_a_damaged_block_log_are_recorded_again() {
-        let (recorder, config, dir) = recorder_in("cut-blocks");
+    /// Three batches of five events confirmed on the embedded chain, then a
+    /// bit flipped in the second batch's block: (config, dir, the session,
+    /// the events).
+    fn damaged_block_log(name: &str) -> (ChainConfig, PathBuf, u64, Vec<GameEvent>) {
+        let (recorder, config, dir) = recorder_in(name);
         let events = blasts(15);
         for (i, batch) in events.chunks(5).enumerate() {
             recorder.record(batch).unwrap();
@@ -1018,21 +1069,22 @@ mod tests {
         let mut bytes = std::fs::read(&log).unwrap();
         bytes[starts[2] + 30] ^= 0x08;
         std::fs::write(&log, &bytes).unwrap();
+        (config, dir, session, events)
+    }
 
+    /// Starts a recorder, sends all it holds, stops; returns its warnings.
+    fn start_and_finish(config: &ChainConfig) -> String {
         let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
-        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
-        let said = warnings.join("; ");
-        assert!(said.contains("cut a torn or corrupt tail"), "{said}");
-        assert!(
-            said.contains(&format!(
-                "held 5 events of session {session}; they are recorded again as session"
-            )),
-            "{said}"
-        );
+        let (recorder, warnings) = Recorder::start(config, pool).unwrap();
         recorder.flush();
         let status = recorder.finish();
         assert_eq!(status.pending, 0, "{status:?}");
-        let (mut log, _) = open_client(&config, true).unwrap();
+        warnings.join("; ")
+    }
+
+    /// The events on the chain in `dir`, by session.
+    fn on_chain(config: &ChainConfig) -> std::collections::BTreeMap<u64, Vec<GameEvent>> {
+        let (mut log, _) = open_client(config, true).unwrap();
         let mut by_session: std::collections::BTreeMap<u64, Vec<GameEvent>> = Default::default();
         for batch in log.history(None).unwrap() {
             by_session
@@ -1040,11 +1092,70 @@ mod tests {
                 .or_default()
                 .extend(batch.events);
         }
+        by_session
+    }
+
+    #[test]
+    fn batches_cut_from_a_damaged_block_log_are_recorded_again() {
+        let (config, dir, session, events) = damaged_block_log("cut-blocks");
+        let said = start_and_finish(&config);
+        assert!(said.contains("cut a torn or corrupt tail"), "{said}");
+        assert!(
+            said.contains(&format!(
+                "held 5 events of session {session}; they are recorded again as session"
+            )),
+            "{said}"
+        );
         // The first batch is still there; the damaged block's is lost; the
         // one after it is on chain again under a session of its own.
+        let mut by_session = on_chain(&config);
         assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
         let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
         assert_eq!(rest, vec![events[10..].to_vec()]);
+        // Claimed: the next start has nothing to recover.
+        let log = dir.join("embedded-chain.log");
+        assert!(record::unclaimed_cuts(&log).unwrap().is_empty());
+        let said = start_and_finish(&config);
+        assert!(!said.contains("cut with the damage"), "{said}");
+        assert_eq!(on_chain(&config).len(), 2);
+    }
+
+    #[test]
+    fn cut_batches_survive_a_crash_before_the_journal_has_them_and_after() {
+        let (config, dir, session, events) = damaged_block_log("cut-crash");
+        let log = dir.join("embedded-chain.log");
+        // A crash right after the block log was cut: the chain opened (and
+        // cut), the recorder never got its batches.
+        let (chain, warning) = embedded::EmbeddedChain::open(&dir).unwrap();
+        assert!(warning.unwrap().contains("cut a torn or corrupt tail"));
+        drop(chain);
+        let unclaimed = record::unclaimed_cuts(&log).unwrap();
+        assert_eq!(unclaimed.len(), 1);
+        // The next start finds them in the unclaimed cut.
+        let said = start_and_finish(&config);
+        assert!(
+            said.contains(&format!(
+                "held 5 events of session {session}; they are recorded again as session"
+            )),
+            "{said}"
+        );
+        let mut by_session = on_chain(&config);
+        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
+        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
+        assert_eq!(rest, vec![events[10..].to_vec()]);
+        // A crash after the journal's sync but before the claim: the cut
+        // is unclaimed again, its events already in the journal (and on
+        // chain). The next start must not record them twice.
+        let claimed = unclaimed[0].0.with_extension("");
+        assert!(claimed.exists() && !unclaimed[0].0.exists());
+        std::fs::rename(&claimed, &unclaimed[0].0).unwrap();
+        let said = start_and_finish(&config);
+        assert!(said.contains("already back in the event journal"), "{said}");
+        let mut by_session = on_chain(&config);
+        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
+        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
+        assert_eq!(rest, vec![events[10..].to_vec()]);
+        assert!(record::unclaimed_cuts(&log).unwrap().is_empty());
     }
 
     #[test]

@@ -16,9 +16,12 @@
 //! searched for the next place where two records in a row (or one ending
 //! the file) pass their checks, reading resumes there, and the file is
 //! rewritten with every intact record. The block log keeps the cut (a
-//! block after a lost one cannot be replayed) and is handed the intact
-//! records cut with the damage (`Opened::cut_records`), to recover what
-//! they recorded.
+//! block after a lost one cannot be replayed); when intact records were
+//! cut with the damage, their saved file is marked unclaimed
+//! (`<name>.cut-<secs>.unclaimed`, written and synced before the file is
+//! cut) until the owner has put what they recorded somewhere safe and
+//! claims it (`unclaimed_cuts`, `claim_cut`): a crash in between leaves
+//! it unclaimed, to be found again at the next open.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -45,7 +48,7 @@ pub struct RecordFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PastDamage {
     /// Cut the file at the damage; the records after it are only in the
-    /// saved bytes.
+    /// saved bytes (an unclaimed cut, when there are any).
     Cut,
     /// Keep them: the file is rewritten without the damaged bytes.
     Keep,
@@ -56,10 +59,6 @@ pub struct Opened {
     pub file: RecordFile,
     /// Every intact record's body, in order.
     pub records: Vec<Vec<u8>>,
-    /// With `PastDamage::Cut`: the intact records found past the damage,
-    /// cut with it (their bytes are in the saved file), for an owner that
-    /// can still use what they say.
-    pub cut_records: Vec<Vec<u8>>,
     /// A sentence for the log when a tail was cut or the file set aside.
     pub warning: Option<String>,
 }
@@ -106,19 +105,27 @@ impl RecordFile {
         let good = 8 + good as u64;
         let mut len = bytes.len() as u64;
         let mut kept_after = 0;
-        let mut cut_records = Vec::new();
         if good < len {
             let damaged = &bytes[good as usize..];
-            let saved = match save_cut(path, damaged) {
-                Ok(to) => format!("the bytes are saved in {}", to.display()),
+            let later = salvage(damaged);
+            let cut = later.is_empty() || past_damage == PastDamage::Cut;
+            // Intact records cut: the owner claims them once it has them.
+            let unclaimed = cut && !later.is_empty();
+            let saved = match save_cut(path, damaged, unclaimed) {
+                Ok(to) => format!("the bytes are saved in {}", claimed_name(&to).display()),
+                Err(e) if unclaimed => {
+                    // Cutting now would lose what they recorded.
+                    return Err(io::Error::other(format!(
+                        "{}: intact records follow damage at offset {good}, and the bytes could not be saved before cutting them ({e})",
+                        path.display()
+                    )));
+                }
                 Err(e) => format!("the bytes could not be saved ({e})"),
             };
-            let later = salvage(damaged);
-            let w = if later.is_empty() || past_damage == PastDamage::Cut {
+            let w = if cut {
                 file.set_len(good)?;
                 file.sync_all()?;
                 len = good;
-                cut_records = later;
                 format!(
                     "{}: cut a torn or corrupt tail of {} bytes at offset {good} ({} intact records kept); {saved}",
                     path.display(),
@@ -158,7 +165,6 @@ impl RecordFile {
         Ok(Opened {
             file,
             records,
-            cut_records,
             warning,
         })
     }
@@ -427,6 +433,54 @@ fn salvage(bytes: &[u8]) -> Vec<Vec<u8>> {
 /// was not one of ours.
 const CUT: &str = "cut";
 const UNREADABLE: &str = "unreadable";
+/// The suffix of a cut whose intact records the owner has not claimed.
+const UNCLAIMED: &str = ".unclaimed";
+
+/// `file` (a saved cut) without the unclaimed suffix.
+fn claimed_name(file: &Path) -> PathBuf {
+    let name = file.as_os_str().to_string_lossy();
+    PathBuf::from(name.strip_suffix(UNCLAIMED).unwrap_or(&name).to_string())
+}
+
+/// The cuts saved beside `path` whose intact records their owner has not
+/// claimed yet (oldest first), each with those records.
+pub fn unclaimed_cuts(path: &Path) -> io::Result<Vec<(PathBuf, Records)>> {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem()) else {
+        return Ok(Vec::new());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.{CUT}-", stem.to_string_lossy());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name.ends_with(UNCLAIMED)
+        })
+        .map(|e| e.path())
+        .collect();
+    // `<secs>` has ten digits until the year 2286; `-n` follows.
+    found.sort();
+    found
+        .into_iter()
+        .map(|file| {
+            let bytes = std::fs::read(&file)?;
+            Ok((file, salvage(&bytes)))
+        })
+        .collect()
+}
+
+/// Marks an unclaimed cut as taken over (renames it to its plain name);
+/// returns that name.
+pub fn claim_cut(file: &Path) -> io::Result<PathBuf> {
+    let to = claimed_name(file);
+    std::fs::rename(file, &to)?;
+    sync_dir(&to)?;
+    Ok(to)
+}
 
 /// Whether `file_name` is a file `open` set aside (for listing them).
 pub fn is_set_aside(file_name: &str) -> bool {
@@ -444,14 +498,20 @@ fn aside_path(path: &Path, kind: &str) -> io::Result<PathBuf> {
             0 => path.with_extension(format!("{kind}-{secs}")),
             _ => path.with_extension(format!("{kind}-{secs}-{n}")),
         })
-        .find(|to| !to.exists())
+        .find(|to| !to.exists() && !unclaimed_name(to).exists())
         .ok_or_else(|| io::Error::other("a hundred files set aside in this second already"))
 }
 
-/// Writes `tail`, cut from `path`, to a new file beside it and syncs it;
-/// returns its path.
-fn save_cut(path: &Path, tail: &[u8]) -> io::Result<PathBuf> {
+/// `file` with the unclaimed suffix.
+fn unclaimed_name(file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}{UNCLAIMED}", file.display()))
+}
+
+/// Writes `tail`, cut from `path`, to a new file beside it (marked
+/// unclaimed if asked) and syncs it; returns its path.
+fn save_cut(path: &Path, tail: &[u8], unclaimed: bool) -> io::Result<PathBuf> {
     let to = aside_path(path, CUT)?;
+    let to = if unclaimed { unclaimed_name(&to) } else { to };
     let mut f = OpenOptions::new().write(true).create_new(true).open(&to)?;
     f.write_all(tail)?;
     f.sync_all()?;
@@ -685,16 +745,30 @@ mod tests {
             .map(|&i| bodies[i].clone())
             .collect();
         // Cut (the block log's way): everything from the damage on leaves
-        // the file; the intact records among it are handed back.
+        // the file; the intact records among it wait in an unclaimed cut,
+        // written before the file was cut, until the owner claims them.
         let cut = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
         assert_eq!(cut.records, bodies[..2]);
-        assert_eq!(cut.cut_records, expect[2..]);
         drop(cut);
+        let unclaimed = unclaimed_cuts(&path).unwrap();
+        assert_eq!(unclaimed.len(), 1);
+        assert_eq!(unclaimed[0].1, expect[2..]);
+        // Not claimed (a crash before the owner had them): still there at
+        // the next open, which finds no new damage.
+        let again = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
+        assert!(again.warning.is_none());
+        drop(again);
+        assert_eq!(unclaimed_cuts(&path).unwrap(), unclaimed);
+        let claimed = claim_cut(&unclaimed[0].0).unwrap();
+        assert!(unclaimed_cuts(&path).unwrap().is_empty());
+        assert_eq!(std::fs::read(&claimed).unwrap(), bytes[spans[2].0..]);
         std::fs::write(&path, &bytes).unwrap();
 
+        // Keep (the journal's way): the file is rewritten without the
+        // damage; nothing is left unclaimed.
         let kept = RecordFile::open(&path, MAGIC, PastDamage::Keep).unwrap();
         assert_eq!(kept.records, expect);
-        assert!(kept.cut_records.is_empty());
+        assert!(unclaimed_cuts(&path).unwrap().is_empty());
         let warning = kept.warning.clone().unwrap();
         let damaged = spans[2].1 - spans[2].0 + spans[5].1 - spans[5].0;
         assert!(
