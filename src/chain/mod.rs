@@ -1095,6 +1095,20 @@ mod tests {
         by_session
     }
 
+    /// The chain after `damaged_block_log`'s recovery: the first batch
+    /// under its session; the damaged block's lost; the one after it on
+    /// chain again, once, under a session of its own.
+    fn chain_holds_the_recovered_batch_once(
+        config: &ChainConfig,
+        session: u64,
+        events: &[GameEvent],
+    ) {
+        let mut by_session = on_chain(config);
+        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
+        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
+        assert_eq!(rest, vec![events[10..].to_vec()]);
+    }
+
     #[test]
     fn batches_cut_from_a_damaged_block_log_are_recorded_again() {
         let (config, dir, session, events) = damaged_block_log("cut-blocks");
@@ -1106,18 +1120,13 @@ mod tests {
             )),
             "{said}"
         );
-        // The first batch is still there; the damaged block's is lost; the
-        // one after it is on chain again under a session of its own.
-        let mut by_session = on_chain(&config);
-        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
-        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
-        assert_eq!(rest, vec![events[10..].to_vec()]);
+        chain_holds_the_recovered_batch_once(&config, session, &events);
         // Claimed: the next start has nothing to recover.
         let log = dir.join("embedded-chain.log");
         assert!(record::unclaimed_cuts(&log).unwrap().is_empty());
         let said = start_and_finish(&config);
         assert!(!said.contains("cut with the damage"), "{said}");
-        assert_eq!(on_chain(&config).len(), 2);
+        chain_holds_the_recovered_batch_once(&config, session, &events);
     }
 
     #[test]
@@ -1139,10 +1148,7 @@ mod tests {
             )),
             "{said}"
         );
-        let mut by_session = on_chain(&config);
-        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
-        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
-        assert_eq!(rest, vec![events[10..].to_vec()]);
+        chain_holds_the_recovered_batch_once(&config, session, &events);
         // A crash after the journal's sync but before the claim: the cut
         // is unclaimed again, its events already in the journal (and on
         // chain). The next start must not record them twice.
@@ -1151,10 +1157,7 @@ mod tests {
         std::fs::rename(&claimed, &unclaimed[0].0).unwrap();
         let said = start_and_finish(&config);
         assert!(said.contains("already back in the event journal"), "{said}");
-        let mut by_session = on_chain(&config);
-        assert_eq!(by_session.remove(&session), Some(events[..5].to_vec()));
-        let rest: Vec<Vec<GameEvent>> = by_session.into_values().collect();
-        assert_eq!(rest, vec![events[10..].to_vec()]);
+        chain_holds_the_recovered_batch_once(&config, session, &events);
         assert!(record::unclaimed_cuts(&log).unwrap().is_empty());
     }
 
