@@ -605,8 +605,6 @@ fn spawn_sender(
     )
 }
 
-/// The events of `cut` batches that only the chain had (the journal saw
-/// them confirmed), a session's joined, in order.
 /// Events confirmed once, then cut from the embedded chain with damage
 /// before them, go on chain again under new sessions (the chain's state no
 /// longer has their sessions' earlier events); those the journal still
@@ -674,6 +672,8 @@ fn recovery_session(file: &Path, session: u64) -> u64 {
     hash.max(1)
 }
 
+/// The events of `cut` batches that only the chain had (the journal saw
+/// them confirmed), a session's joined, in order.
 fn lost_from_chain(
     journal: &journal::Journal,
     cut: Vec<embedded::CutBatch>,
