@@ -454,19 +454,21 @@ pub fn unclaimed_cuts(path: &Path) -> io::Result<Vec<(PathBuf, Records)>> {
         dir
     };
     let prefix = format!("{}.{CUT}-", stem.to_string_lossy());
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+    // Oldest first: by `<secs>`, then by the `-n` of a second cut within
+    // the same second.
+    let mut found: Vec<((u64, u64), PathBuf)> = std::fs::read_dir(dir)?
         .flatten()
-        .filter(|e| {
+        .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&prefix) && name.ends_with(UNCLAIMED)
+            let stamp = name.strip_prefix(&prefix)?.strip_suffix(UNCLAIMED)?;
+            let (secs, n) = stamp.split_once('-').unwrap_or((stamp, "0"));
+            Some(((secs.parse().ok()?, n.parse().ok()?), e.path()))
         })
-        .map(|e| e.path())
         .collect();
-    // `<secs>` has ten digits until the year 2286; `-n` follows.
     found.sort();
     found
         .into_iter()
-        .map(|file| {
+        .map(|(_, file)| {
             let bytes = std::fs::read(&file)?;
             Ok((file, salvage(&bytes)))
         })
@@ -725,6 +727,34 @@ mod tests {
                 (start, file.len() as usize)
             })
             .collect()
+    }
+
+    #[test]
+    fn unclaimed_cuts_come_oldest_first() {
+        // Two cuts, most likely within one second (the second is named
+        // `-1`, which sorts before the first as text).
+        let path = temp("unclaimed-order");
+        let mut firsts = Vec::new();
+        for round in 0..2u8 {
+            let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| vec![round * 10 + i; 12]).collect();
+            let mut opened = RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap();
+            let start = opened.file.len() as usize;
+            opened
+                .file
+                .append(bodies.iter().map(|b| b.as_slice()))
+                .unwrap();
+            drop(opened);
+            // A flipped bit in the first new record: the three after it
+            // are intact and cut with it.
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[start + 10] ^= 0x01;
+            std::fs::write(&path, &bytes).unwrap();
+            drop(RecordFile::open(&path, MAGIC, PastDamage::Cut).unwrap());
+            firsts.push(bodies[1].clone());
+        }
+        let cuts = unclaimed_cuts(&path).unwrap();
+        let got: Vec<Vec<u8>> = cuts.iter().map(|(_, records)| records[0].clone()).collect();
+        assert_eq!(got, firsts);
     }
 
     #[test]
