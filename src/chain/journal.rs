@@ -5,7 +5,8 @@
 //! The file (`journal.log` in the data directory) is a record file (see
 //! `record`) of two record kinds: an event (session, sequence number,
 //! packed event) and a done mark (session, next sequence number: everything
-//! below it is confirmed). Opening it replays both, so the events still
+//! below it is confirmed) — and, after damage, two more for moves (below).
+//! Opening it replays them, so the events still
 //! pending, from this session or from a run that crashed, come back in
 //! order and are sent again. Sequence numbers are per session and dense;
 //! the contract accepts a session's batches only in order, which is what
@@ -16,7 +17,10 @@
 //! session, with a warning that says which events were lost (should the
 //! damage also have taken the done mark of events already confirmed after
 //! it, the recorder asks the chain which of the moved events it holds and
-//! marks those done: `Moved`). A
+//! marks those done: `Moved`). A move stays in the file (a record of its
+//! own, kept through compaction, until a checked record follows it), so a
+//! node that cannot be reached at start, or for the whole run, only
+//! delays the question, never skips it. A
 //! lock file keeps a second game on the same data directory from writing
 //! into the same journal.
 //!
@@ -38,6 +42,11 @@ use std::time::{Duration, Instant};
 const MAGIC: &[u8; 8] = b"PFJRNL01";
 const TAG_EVENT: u8 = 1;
 const TAG_DONE: u8 = 2;
+/// A move not yet checked against the chain: (to, from, the numbers in
+/// `from` of `to`'s events 0, 1, …).
+const TAG_MOVED: u8 = 3;
+/// The chain was asked about the move to a session (to, 0).
+const TAG_CHECKED: u8 = 4;
 /// An event record's bytes before the packed event: tag, session, seq.
 const EVENT_HEADER: usize = 1 + 8 + 8;
 /// Past this size, and when most of it is confirmed, the journal is
@@ -90,6 +99,9 @@ pub struct BatchRule {
 pub struct Journal {
     file: RecordFile,
     sessions: BTreeMap<u64, SessionLog>,
+    /// Moves the chain has not been asked about yet, by the session moved
+    /// to.
+    unchecked: BTreeMap<u64, Moved>,
     _lock: File,
 }
 
@@ -103,7 +115,8 @@ pub struct OpenedJournal {
     /// Events moved to a new session past a lost one, with their numbers
     /// in the old session: for the recorder to ask the chain which of them
     /// it holds already (damage that took an event may have taken the done
-    /// mark of events confirmed after it too).
+    /// mark of events confirmed after it too). Moves found now, and those
+    /// of earlier runs not yet checked (`Journal::mark_checked`).
     pub moved: Vec<Moved>,
 }
 
@@ -141,7 +154,9 @@ impl Journal {
                 source,
             }
         })?;
-        let (mut sessions, bad, gaps) = replay(&opened.records);
+        let (mut sessions, bad, gaps, mut unchecked) = replay(&opened.records);
+        // A move whose session has nothing pending is settled.
+        unchecked.retain(|to, _| sessions.get(to).is_some_and(|s| !s.pending.is_empty()));
         let mut moved = Vec::new();
         let mut notes = Vec::new();
         for gap in gaps {
@@ -189,14 +204,20 @@ impl Journal {
             .into_iter()
             .chain(notes)
             .reduce(|first, w| format!("{first}; {w}"));
+        let found_now = !moved.is_empty();
+        for m in moved {
+            unchecked.insert(m.to, m);
+        }
+        let moved = unchecked.values().cloned().collect();
         let mut journal = Journal {
             file: opened.file,
             sessions,
+            unchecked,
             _lock: lock,
         };
         // Moved events are written under their new session before any of
         // them can be sent, so a second opening cannot move them again.
-        if !moved.is_empty() || journal.worth_compacting(64 << 10) {
+        if found_now || journal.worth_compacting(64 << 10) {
             journal
                 .compact_now()
                 .map_err(|source| OpenError::Compact { path, source })?;
@@ -260,6 +281,19 @@ impl Journal {
             .then(|| self.begin_compaction()))
     }
 
+    /// Records that the chain was asked about the move to session `to`
+    /// (`Moved`), so no later opening reports it again. The caller syncs.
+    pub fn mark_checked(&mut self, to: u64) -> io::Result<()> {
+        let Some(m) = self.unchecked.remove(&to) else {
+            return Ok(());
+        };
+        self.file
+            .append([encode_checked(to).as_slice()])
+            .inspect_err(|_| {
+                self.unchecked.insert(to, m);
+            })
+    }
+
     /// Each session's (id, confirmed below, pending) as the journal in
     /// `dir` holds them, read without its lock and without writing (a game
     /// may be recording into it), and a note when the file is damaged
@@ -282,7 +316,7 @@ impl Journal {
             )
         });
         records.extend(after);
-        let (sessions, _, gaps) = replay(&records);
+        let (sessions, _, gaps, _) = replay(&records);
         let mut counts: Vec<SessionCount> = sessions
             .iter()
             .map(|(&id, s)| (id, s.done, s.pending.len()))
@@ -443,12 +477,22 @@ impl Journal {
         }
     }
 
-    /// What a compacted file holds: a done mark per session with events
-    /// pending (it keeps the session's numbering; sessions with nothing
-    /// pending are finished and leave the file), then those events.
+    /// What a compacted file holds: the moves not yet checked, a done mark
+    /// per session with events pending (it keeps the session's numbering;
+    /// sessions with nothing pending are finished and leave the file), then
+    /// those events.
     fn pending_records(&self) -> Vec<Vec<u8>> {
         let open = self.sessions.iter().filter(|(_, s)| !s.pending.is_empty());
-        let marks = open.clone().map(|(&id, s)| encode_done(id, s.done));
+        let moves = self
+            .unchecked
+            .values()
+            .filter(|m| {
+                self.sessions
+                    .get(&m.to)
+                    .is_some_and(|s| !s.pending.is_empty())
+            })
+            .map(encode_moved);
+        let marks = moves.chain(open.clone().map(|(&id, s)| encode_done(id, s.done)));
         let events = open.flat_map(|(&id, s)| {
             s.pending
                 .iter()
@@ -524,8 +568,16 @@ struct Gap {
 /// no session, and the sessions whose pending events have holes (damage in
 /// the file took some): their `pending` stops at the first hole, and what
 /// came after is in the `Gap`.
-fn replay(records: &[Vec<u8>]) -> (BTreeMap<u64, SessionLog>, usize, Vec<Gap>) {
+fn replay(
+    records: &[Vec<u8>],
+) -> (
+    BTreeMap<u64, SessionLog>,
+    usize,
+    Vec<Gap>,
+    BTreeMap<u64, Moved>,
+) {
     let mut done: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut unchecked = BTreeMap::new();
     let mut events: BTreeMap<u64, BTreeMap<u64, (GameEvent, usize)>> = BTreeMap::new();
     let mut bad = 0;
     // A done mark may come after events it confirms, so every record is
@@ -549,6 +601,12 @@ fn replay(records: &[Vec<u8>]) -> (BTreeMap<u64, SessionLog>, usize, Vec<Gap>) {
             Some(Entry::Done(session, next)) => {
                 let d = done.entry(session).or_default();
                 *d = (*d).max(next);
+            }
+            Some(Entry::Moved(m)) => {
+                unchecked.insert(m.to, m);
+            }
+            Some(Entry::Checked(to)) => {
+                unchecked.remove(&to);
             }
             None => bad += 1,
         }
@@ -582,12 +640,33 @@ fn replay(records: &[Vec<u8>]) -> (BTreeMap<u64, SessionLog>, usize, Vec<Gap>) {
         }
         sessions.insert(session, s);
     }
-    (sessions, bad, gaps)
+    (sessions, bad, gaps, unchecked)
 }
 
 enum Entry {
     Event(u64, u64, GameEvent),
     Done(u64, u64),
+    Moved(Moved),
+    Checked(u64),
+}
+
+/// A move not yet checked against the chain.
+fn encode_moved(m: &Moved) -> Vec<u8> {
+    let mut body = vec![TAG_MOVED];
+    body.extend_from_slice(&m.to.to_le_bytes());
+    body.extend_from_slice(&m.from.to_le_bytes());
+    for seq in &m.seqs {
+        body.extend_from_slice(&seq.to_le_bytes());
+    }
+    body
+}
+
+/// The chain was asked about the move to `to`.
+fn encode_checked(to: u64) -> Vec<u8> {
+    let mut body = vec![TAG_CHECKED];
+    body.extend_from_slice(&to.to_le_bytes());
+    body.extend_from_slice(&0u64.to_le_bytes());
+    body
 }
 
 /// A done mark: `session`'s events below `next` are confirmed.
@@ -621,6 +700,19 @@ fn decode(body: &[u8]) -> Option<Entry> {
             GameEvent::unpack(&rest[16..]).ok()?,
         )),
         TAG_DONE if rest.len() == 16 => Some(Entry::Done(session, n)),
+        TAG_MOVED if rest.len() % 8 == 0 => Some(Entry::Moved(Moved {
+            to: session,
+            from: n,
+            seqs: rest[16..]
+                .chunks_exact(8)
+                .map(|b| {
+                    let mut seq = [0u8; 8];
+                    seq.copy_from_slice(b);
+                    u64::from_le_bytes(seq)
+                })
+                .collect(),
+        })),
+        TAG_CHECKED if rest.len() == 16 => Some(Entry::Checked(session)),
         _ => None,
     }
 }
@@ -855,6 +947,21 @@ mod tests {
         assert!(again.warning.is_none(), "{:?}", again.warning);
         assert_eq!(again.journal.sessions(), sessions);
         assert_eq!(again.journal.pending_of(moved).len(), 3);
+        // The chain was not asked yet: the move is reported again (the
+        // first opening's rewrite kept it), until it is marked checked.
+        let unchecked = vec![Moved {
+            from: 2,
+            to: moved,
+            seqs: vec![3, 4, 5],
+        }];
+        assert_eq!(again.moved, unchecked);
+        let mut j = again.journal;
+        j.mark_checked(moved).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let checked = Journal::open(&dir).unwrap();
+        assert!(checked.moved.is_empty());
+        assert_eq!(checked.journal.pending_of(moved).len(), 3);
     }
 
     #[test]

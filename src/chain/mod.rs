@@ -323,8 +323,23 @@ impl Recorder {
         let (client, location) = match open_backend(config, false) {
             Ok((mut client, warning, cut)) => {
                 warnings.extend(warning);
-                for m in &moved {
-                    warnings.extend(skip_moved_on_chain(&shared, &mut client, m));
+                let mut moves = moved.into_iter();
+                for m in moves.by_ref() {
+                    match skip_moved_on_chain(&shared, &mut client, &m) {
+                        Ok(note) => warnings.extend(note),
+                        Err(e) => {
+                            warnings.push(format!(
+                                "could not ask the chain which events of session {} it holds ({e}); the events moved from it to session {} wait until it answers, so none is recorded twice",
+                                m.from, m.to
+                            ));
+                            shared.defer_move(m);
+                            break;
+                        }
+                    }
+                }
+                // The chain did not answer: the sender asks before it sends.
+                for m in moves {
+                    shared.defer_move(m);
                 }
                 for blocks in cut {
                     warnings.extend(record_cut_again(&shared, blocks, &mut recovered));
@@ -548,25 +563,36 @@ impl Drop for Recorder {
 /// the chain holds already under their old session — the damage took their
 /// done mark too — are marked done, so they are not recorded twice, and the
 /// rest move on to a session numbered from 0 (the contract takes a session
-/// only from its start). Returns the warning to log, if any.
+/// only from its start); then the journal notes that the chain was asked.
+/// Returns the warning to log, if any, or the error of a chain that could
+/// not be asked (the move stays unchecked, in the journal too: ask again
+/// before sending).
 fn skip_moved_on_chain(
     shared: &sender::Shared,
     client: &mut client::EventLog,
     m: &journal::Moved,
-) -> Option<String> {
-    let chain_next = match client.expected_seq(m.from) {
-        Ok(next) => next,
-        Err(e) => {
-            return Some(format!(
-                "could not ask the chain which events of session {} it holds ({e}); any of them moved to session {} that it holds already will be recorded twice",
-                m.from, m.to
-            ));
-        }
-    };
+) -> Result<Option<String>, ChainError> {
+    let chain_next = client.expected_seq(m.from)?;
     let held = m.on_chain(chain_next);
-    if held == 0 {
-        return None;
-    }
+    let note = (held > 0).then(|| mark_moved_held(shared, m, held));
+    let checked = {
+        let mut journal = shared.journal();
+        journal.mark_checked(m.to).and_then(|()| journal.sync())
+    };
+    Ok(match checked {
+        Ok(()) => note,
+        Err(e) => Some(format!(
+            "{}the event journal could not note that the chain was asked about session {} ({e}); the next start asks again",
+            note.map(|n| format!("{n}; ")).unwrap_or_default(),
+            m.from
+        )),
+    })
+}
+
+/// Marks done the first `held` events moved to `m.to` (the chain has them
+/// under `m.from`) and moves the rest to a session of their own; returns
+/// the warning to log.
+fn mark_moved_held(shared: &sender::Shared, m: &journal::Moved, held: u64) -> String {
     let (from, to) = (m.from, m.to);
     let on = format!(
         "the chain holds {held} of the events moved from session {from} to session {to} already (the damage took their done mark too)"
@@ -576,11 +602,11 @@ fn skip_moved_on_chain(
         journal.mark_done(to, held).and_then(|_| journal.sync())
     };
     if let Err(e) = marked {
-        return Some(format!(
+        return format!(
             "{on}, but the event journal could not mark them done ({e}); they will be recorded twice"
-        ));
+        );
     }
-    Some(match sender::move_pending_durably(shared, to) {
+    match sender::move_pending_durably(shared, to) {
         Ok(None) => format!("{on}: they are not recorded again"),
         Ok(Some((id, rest))) => format!(
             "{on}: they are not recorded again, and the other {rest} are recorded as session {id}"
@@ -588,7 +614,7 @@ fn skip_moved_on_chain(
         Err(e) => format!(
             "{on}: they are not recorded again; the others wait, the event journal could not be rewritten ({e})"
         ),
-    })
+    }
 }
 
 /// Starts the sender on one of `pool`'s Blockchain workers.
@@ -899,6 +925,98 @@ mod tests {
             .collect();
         let expected: Vec<(u64, u32)> = (0..10).map(|x| (session, x)).collect();
         assert_eq!(on_chain, expected, "every event once, under its session");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn moved_events_wait_for_a_chain_that_cannot_be_asked_at_start() {
+        // Ten events confirmed on a real anvil (its chain kept in a state
+        // file); then damage takes event 3's record and every done mark, so
+        // the journal moves 4..9 to a new session, and the node is down at
+        // the next two starts. The chain is not asked, so the move stays in
+        // the journal and nothing is sent; back up (same state) during the
+        // second run, the sender asks before it sends: every event once.
+        let dir = std::env::temp_dir().join(format!("pf-chain-{}-moved-down", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("anvil-state.json");
+        let node = anvil::Anvil::start(None, Some(&state)).unwrap();
+        let port = node.port;
+        let config = ChainConfig {
+            backend: ChainBackend::Rpc,
+            rpc_url: node.url.clone(),
+            data_dir: dir.join("data").display().to_string(),
+            signing_key: Some(SecretKey(anvil::DEV_KEY.into())),
+            batch_ms: 20,
+            timeout_ms: 2000,
+            flush_on_exit_ms: 200,
+            ..ChainConfig::default()
+        };
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let wait = |recorder: &Recorder, what: &str, done: &dyn Fn(&ChainSnapshot) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done(&recorder.snapshot()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: {:?}",
+                    recorder.snapshot()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let (recorder, _) = Recorder::start(&config, pool.clone()).unwrap();
+        recorder.record(&blasts(10)).unwrap();
+        recorder.flush();
+        wait(&recorder, "confirmed", &|s| s.confirmed == 10);
+        let session = recorder.session();
+        drop(recorder.finish());
+        node.stop();
+        let event_3 = |b: &[u8]| {
+            b[0] == 1 && b[1..9] == session.to_le_bytes() && b[9..17] == 3u64.to_le_bytes()
+        };
+        let journal_file = journal::journal_path(&config.data_dir());
+        assert!(record::damage_records(&journal_file, |b| event_3(b) || b[0] == 2) >= 2);
+
+        // Down for a whole run: nothing sent, the move kept.
+        let (recorder, warnings) = Recorder::start(&config, pool.clone()).unwrap();
+        let all = warnings.join("; ");
+        assert!(all.contains("1 event of session"), "{all}");
+        assert!(all.contains("wait until it answers"), "{all}");
+        let status = recorder.finish();
+        assert_eq!((status.confirmed, status.pending), (0, 9), "{status:?}");
+        // Down at the next start too: the move, read back from the
+        // journal, still waits; then the node comes back mid-run.
+        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+        let all = warnings.join("; ");
+        assert!(all.contains("wait until it answers"), "{all}");
+        let node = anvil::Anvil::start(Some(port), Some(&state)).unwrap();
+        recorder.flush();
+        wait(&recorder, "sent", &|s| s.pending == 0);
+        drop(recorder.finish());
+        let (mut log, _) = open_client(&config, true).unwrap();
+        let on_chain: Vec<(u64, u32)> = log
+            .history(None)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| {
+                let s = b.session;
+                b.events.into_iter().map(move |e| match e.body {
+                    EventBody::Explosion { x, .. } => (s, x),
+                    _ => (s, u32::MAX),
+                })
+            })
+            .collect();
+        let expected: Vec<(u64, u32)> = (0..10).map(|x| (session, x)).collect();
+        assert_eq!(on_chain, expected, "every event once, under its session");
+        drop(log);
+        node.stop();
+        // Asked: no later start asks again.
+        assert!(
+            journal::Journal::open(&config.data_dir())
+                .unwrap()
+                .moved
+                .is_empty()
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -6,7 +6,7 @@
 
 use super::backend::ChainError;
 use super::client::EventLog;
-use super::journal::{Batch, BatchRule, Compaction, Journal};
+use super::journal::{Batch, BatchRule, Compaction, Journal, Moved};
 use super::record;
 use super::status::ChainStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,9 @@ pub struct Shared {
     /// Events were appended since the journal was last synced.
     pub dirty: AtomicBool,
     pub flush_deadline: Mutex<Option<Instant>>,
+    /// Moves the chain could not be asked about at start
+    /// (`skip_moved_on_chain`): asked before any batch is sent.
+    deferred_moves: Mutex<Vec<Moved>>,
     wake: Condvar,
     woken: Mutex<bool>,
 }
@@ -41,6 +44,7 @@ impl Shared {
             flush: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
             flush_deadline: Mutex::new(None),
+            deferred_moves: Mutex::new(Vec::new()),
             wake: Condvar::new(),
             woken: Mutex::new(false),
         }
@@ -48,6 +52,15 @@ impl Shared {
 
     pub fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leaves a move for the sender to ask the chain about before it sends
+    /// anything (the chain did not answer at start).
+    pub fn defer_move(&self, m: Moved) {
+        self.deferred_moves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(m);
     }
 
     /// Wakes the sender (new events, a flush, a stop).
@@ -133,6 +146,27 @@ pub fn run(shared: &Shared, mut log: EventLog, settings: SenderSettings) -> Opti
     }
 }
 
+/// Asks the chain about the moves it could not be asked about at start,
+/// oldest first, before any batch goes: a moved session's events must not
+/// be sent before the chain has said which of them it holds.
+fn ask_deferred_moves(shared: &Shared, log: &mut EventLog) -> Result<(), ChainError> {
+    let deferred = || {
+        shared
+            .deferred_moves
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    };
+    loop {
+        let Some(m) = deferred().first().cloned() else {
+            return Ok(());
+        };
+        if let Some(note) = super::skip_moved_on_chain(shared, log, &m)? {
+            tracing::warn!("chain: {note}");
+        }
+        deferred().retain(|d| d.to != m.to);
+    }
+}
+
 enum Progress {
     Sent,
     Idle,
@@ -145,6 +179,7 @@ fn step(
 ) -> Result<Progress, ChainError> {
     let address = log.prepare()?;
     shared.status.set_contract(&address.to_string());
+    ask_deferred_moves(shared, log)?;
     let flush = shared.flush.load(Ordering::Acquire) || shared.stopping();
     let batch = shared.journal().next_batch(&settings.rule, flush);
     let Some(batch) = batch else {
