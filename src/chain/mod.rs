@@ -881,36 +881,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn events_confirmed_after_a_lost_one_are_not_recorded_twice() {
-        // Ten events confirmed on chain; then damage takes the journal's
-        // record of event 3 and every done mark, so the journal sees 0..2
-        // pending, 3 lost and 4..9 pending after it (moved to a new
-        // session). The chain holds all ten: nothing may go on twice.
-        let (recorder, config, dir) = recorder_in("double-damage");
-        recorder.record(&blasts(10)).unwrap();
-        recorder.flush();
-        let session = recorder.session();
-        let status = recorder.finish();
-        assert_eq!((status.confirmed, status.pending), (10, 0), "{status:?}");
+    /// Damage in the journal in `dir` takes the record of `session`'s
+    /// event 3 and every done mark.
+    fn damage_event_3_and_done_marks(dir: &Path, session: u64) {
         let event_3 = |b: &[u8]| {
             b[0] == 1 && b[1..9] == session.to_le_bytes() && b[9..17] == 3u64.to_le_bytes()
         };
         let done_mark = |b: &[u8]| b[0] == 2;
-        let journal = journal::journal_path(&dir);
+        let journal = journal::journal_path(dir);
         assert!(record::damage_records(&journal, |b| event_3(b) || done_mark(b)) >= 2);
-        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
-        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
-        let all = warnings.join("; ");
-        assert!(all.contains("1 event of session"), "{all}");
-        assert!(
-            all.contains("the chain holds 6 of the events moved from session"),
-            "{all}"
-        );
-        recorder.flush();
-        let status = recorder.finish();
-        assert_eq!(status.pending, 0, "{status:?}");
-        let (mut log, _) = open_client(&config, true).unwrap();
+    }
+
+    /// The chain holds `blasts(n)` once each, all under `session`.
+    fn each_blast_once_under(config: &ChainConfig, session: u64, n: u32) {
+        let (mut log, _) = open_client(config, true).unwrap();
         let on_chain: Vec<(u64, u32)> = log
             .history(None)
             .unwrap()
@@ -923,8 +907,35 @@ mod tests {
                 })
             })
             .collect();
-        let expected: Vec<(u64, u32)> = (0..10).map(|x| (session, x)).collect();
+        let expected: Vec<(u64, u32)> = (0..n).map(|x| (session, x)).collect();
         assert_eq!(on_chain, expected, "every event once, under its session");
+    }
+
+    #[test]
+    fn events_confirmed_after_a_lost_one_are_not_recorded_twice() {
+        // Ten events confirmed on chain; then damage takes the journal's
+        // record of event 3 and every done mark, so the journal sees 0..2
+        // pending, 3 lost and 4..9 pending after it (moved to a new
+        // session). The chain holds all ten: nothing may go on twice.
+        let (recorder, config, dir) = recorder_in("double-damage");
+        recorder.record(&blasts(10)).unwrap();
+        recorder.flush();
+        let session = recorder.session();
+        let status = recorder.finish();
+        assert_eq!((status.confirmed, status.pending), (10, 0), "{status:?}");
+        damage_event_3_and_done_marks(&dir, session);
+        let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
+        let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
+        let all = warnings.join("; ");
+        assert!(all.contains("1 event of session"), "{all}");
+        assert!(
+            all.contains("the chain holds 6 of the events moved from session"),
+            "{all}"
+        );
+        recorder.flush();
+        let status = recorder.finish();
+        assert_eq!(status.pending, 0, "{status:?}");
+        each_blast_once_under(&config, session, 10);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -971,11 +982,7 @@ mod tests {
         let session = recorder.session();
         drop(recorder.finish());
         node.stop();
-        let event_3 = |b: &[u8]| {
-            b[0] == 1 && b[1..9] == session.to_le_bytes() && b[9..17] == 3u64.to_le_bytes()
-        };
-        let journal_file = journal::journal_path(&config.data_dir());
-        assert!(record::damage_records(&journal_file, |b| event_3(b) || b[0] == 2) >= 2);
+        damage_event_3_and_done_marks(&config.data_dir(), session);
 
         // Down for a whole run: nothing sent, the move kept.
         let (recorder, warnings) = Recorder::start(&config, pool.clone()).unwrap();
@@ -993,22 +1000,7 @@ mod tests {
         recorder.flush();
         wait(&recorder, "sent", &|s| s.pending == 0);
         drop(recorder.finish());
-        let (mut log, _) = open_client(&config, true).unwrap();
-        let on_chain: Vec<(u64, u32)> = log
-            .history(None)
-            .unwrap()
-            .into_iter()
-            .flat_map(|b| {
-                let s = b.session;
-                b.events.into_iter().map(move |e| match e.body {
-                    EventBody::Explosion { x, .. } => (s, x),
-                    _ => (s, u32::MAX),
-                })
-            })
-            .collect();
-        let expected: Vec<(u64, u32)> = (0..10).map(|x| (session, x)).collect();
-        assert_eq!(on_chain, expected, "every event once, under its session");
-        drop(log);
+        each_blast_once_under(&config, session, 10);
         node.stop();
         // Asked: no later start asks again.
         assert!(
