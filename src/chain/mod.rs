@@ -1269,6 +1269,18 @@ mod tests {
         assert!(said.contains("already back in the event journal"), "{said}");
         chain_holds_the_recovered_batch_once(&config, session, &events);
         assert!(record::unclaimed_cuts(&log).unwrap().is_empty());
+        // A cut left unclaimed through a long run whose journal let the
+        // recovered session go (here: no journal at all): its events go
+        // back under the same session, which the chain already holds, so
+        // they are marked done, not sent again.
+        std::fs::rename(&claimed, &unclaimed[0].0).unwrap();
+        std::fs::remove_file(journal::journal_path(&dir)).unwrap();
+        let said = start_and_finish(&config);
+        assert!(
+            said.contains("they are recorded again as session"),
+            "{said}"
+        );
+        chain_holds_the_recovered_batch_once(&config, session, &events);
     }
 
     #[test]
