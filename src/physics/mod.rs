@@ -79,9 +79,9 @@ pub struct PhysicsParams {
     /// share, turned into velocity, cancels what gravity adds (giving the
     /// velocities true-mass shares and only the positions the weighted
     /// ones crushed the same piles to 0.5–0.7 overlap). Without friction
-    /// to take it out again, that momentum keeps deep water churning (a
-    /// 7,000-particle pool still moves at 33 units/s after 10 s; 12 with
-    /// water friction 0.2).
+    /// to take it out again, that momentum kept deep water churning (a
+    /// 7,000-particle pool still moved at 33 units/s after 10 s) until
+    /// `speed_passed` took a little of it at every grain.
     pub stacking: f32,
 
     /// Largest particle radius (twice it is the widest contact).
