@@ -625,6 +625,18 @@ mod tests {
         );
         assert!(c.set("physics.substeps=0").is_err());
         assert!(c.set("garbage").is_err());
+        // The share of a neighbour's speed a contact may pass on.
+        c.set("physics.speed_passed=0.8").unwrap();
+        assert_eq!(c.physics.speed_passed, 0.8);
+        for bad in ["0", "1.5", "-0.1"] {
+            let e = c.set(&format!("physics.speed_passed={bad}")).unwrap_err();
+            assert!(
+                e.0.contains("physics.speed_passed must be in (0, 1]"),
+                "{}",
+                e.0
+            );
+        }
+        assert_eq!(c.physics.speed_passed, 0.8);
         assert_eq!(
             c.physics.substeps, 4,
             "a failed --set leaves the config alone"

@@ -408,6 +408,21 @@ mod tests {
     }
 
     #[test]
+    fn the_physics_section_of_the_config_reaches_the_step() {
+        let mut config = Config::default();
+        config.particles.initial = 100;
+        config.physics.substeps = 5;
+        config.physics.relaxation = 1.2;
+        config.physics.max_move = 0.5;
+        config.physics.speed_passed = 0.75;
+        let p = Sandbox::new(&config).unwrap().physics.params;
+        assert_eq!(
+            (p.substeps, p.relaxation, p.max_move, p.speed_passed),
+            (5, 1.2, 0.5, 0.75)
+        );
+    }
+
+    #[test]
     fn a_box_too_small_for_its_particles_is_named() {
         // The headless target's scene fits its box.
         let mut config = Config::default();
