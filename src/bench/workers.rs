@@ -76,8 +76,6 @@ fn spin(d: Duration) {
     }
 }
 
-/// Some arithmetic per item (compute-bound, no memory traffic).
-#[inline]
 /// `n` compute-bound items (`heavy_item`) over `pool`'s workers: what a
 /// second worker adds where memory is not in the way.
 pub(super) fn compute_bound_loop(pool: &WorkerPool, n: usize) {
@@ -92,6 +90,7 @@ pub(super) fn compute_bound_loop(pool: &WorkerPool, n: usize) {
 
 /// A compute-bound item: a dependent chain of multiplies, adds and square
 /// roots, no memory traffic.
+#[inline]
 fn heavy_item(i: usize, reps: u32) -> f32 {
     let mut x = i as f32 * 1e-3;
     for _ in 0..reps {
