@@ -849,10 +849,10 @@ pub fn resolve(
     pool: &WorkerPool,
 ) -> u64 {
     let n = store.len();
-    // Per-particle inputs, and the sums zeroed, in one parallel pass.
-    // The sums are zero here: new rows come zeroed, and the last pass's
-    // apply zeroed each sum after reading it (while its lines were in
-    // cache, instead of a pass of its own over four columns).
+    // Per-particle inputs in one parallel pass. The sums are zero here:
+    // new rows come zeroed, and the last pass's apply zeroed each sum after
+    // reading it (while its lines were in cache, instead of a pass of its
+    // own over four columns).
     for v in [
         &mut scratch.dx,
         &mut scratch.dy,
