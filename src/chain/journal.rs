@@ -156,7 +156,7 @@ impl Journal {
         })?;
         let (mut sessions, bad, gaps, mut unchecked) = replay(&opened.records);
         // A move whose session has nothing pending is settled.
-        unchecked.retain(|to, _| sessions.get(to).is_some_and(|s| !s.pending.is_empty()));
+        unchecked.retain(|to, _| has_pending(&sessions, *to));
         let mut moved = Vec::new();
         let mut notes = Vec::new();
         for gap in gaps {
@@ -486,11 +486,7 @@ impl Journal {
         let moves = self
             .unchecked
             .values()
-            .filter(|m| {
-                self.sessions
-                    .get(&m.to)
-                    .is_some_and(|s| !s.pending.is_empty())
-            })
+            .filter(|m| has_pending(&self.sessions, m.to))
             .map(encode_moved);
         let marks = moves.chain(open.clone().map(|(&id, s)| encode_done(id, s.done)));
         let events = open.flat_map(|(&id, s)| {
@@ -527,14 +523,11 @@ pub fn journal_path(dir: &Path) -> PathBuf {
     dir.join("journal.log")
 }
 
-/// A new session id that none in the journal has.
-fn unused_session(sessions: &BTreeMap<u64, SessionLog>) -> u64 {
-    loop {
-        let id = super::new_session_id();
-        if !sessions.contains_key(&id) {
-            return id;
-        }
-    }
+/// Whether `session` has events pending (a move to it still matters).
+fn has_pending(sessions: &BTreeMap<u64, SessionLog>, session: u64) -> bool {
+    sessions
+        .get(&session)
+        .is_some_and(|s| !s.pending.is_empty())
 }
 
 /// Puts `pending` under a session new to the journal, numbered from 0;
@@ -543,7 +536,12 @@ fn new_session(
     sessions: &mut BTreeMap<u64, SessionLog>,
     pending: VecDeque<(GameEvent, usize)>,
 ) -> u64 {
-    let id = unused_session(sessions);
+    let id = loop {
+        let id = super::new_session_id();
+        if !sessions.contains_key(&id) {
+            break id;
+        }
+    };
     let log = SessionLog {
         done: 0,
         next: pending.len() as u64,
