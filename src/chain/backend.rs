@@ -24,6 +24,18 @@ pub enum ChainError {
     Other(String),
 }
 
+impl ChainError {
+    /// The same kind of error, its message put in `wrap`'s words.
+    pub fn reworded(self, wrap: impl FnOnce(&str) -> String) -> Self {
+        match self {
+            Self::Unreachable(m) => Self::Unreachable(wrap(&m)),
+            Self::Rejected(m) => Self::Rejected(wrap(&m)),
+            Self::Misconfigured(m) => Self::Misconfigured(wrap(&m)),
+            Self::Other(m) => Self::Other(wrap(&m)),
+        }
+    }
+}
+
 /// A mined transaction's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {

@@ -329,7 +329,7 @@ impl Recorder {
                         Ok(note) => warnings.extend(note),
                         Err(e) => {
                             warnings.push(format!(
-                                "could not ask the chain which events of session {} it holds ({e}); the events moved from it to session {} wait until it answers, so none is recorded twice",
+                                "{e}; the events moved from session {} to session {} wait until that is settled, so none is recorded twice",
                                 m.from, m.to
                             ));
                             shared.defer_move(m);
@@ -565,16 +565,27 @@ impl Drop for Recorder {
 /// rest move on to a session numbered from 0 (the contract takes a session
 /// only from its start); then the journal notes that the chain was asked.
 /// Returns the warning to log, if any, or the error of a chain that could
-/// not be asked (the move stays unchecked, in the journal too: ask again
-/// before sending).
+/// not be asked or a journal that could not take the done marks (the move
+/// stays unchecked, in the journal too: ask again before sending).
 fn skip_moved_on_chain(
     shared: &sender::Shared,
     client: &mut client::EventLog,
     m: &journal::Moved,
 ) -> Result<Option<String>, ChainError> {
-    let chain_next = client.expected_seq(m.from)?;
+    let chain_next = client.expected_seq(m.from).map_err(|e| {
+        e.reworded(|e| {
+            format!(
+                "could not ask the chain which events of session {} it holds ({e})",
+                m.from
+            )
+        })
+    })?;
     let held = m.on_chain(chain_next);
-    let note = (held > 0).then(|| mark_moved_held(shared, m, held));
+    let note = if held > 0 {
+        Some(mark_moved_held(shared, m, held)?)
+    } else {
+        None
+    };
     let checked = {
         let mut journal = shared.journal();
         journal.mark_checked(m.to).and_then(|()| journal.sync())
@@ -591,8 +602,13 @@ fn skip_moved_on_chain(
 
 /// Marks done the first `held` events moved to `m.to` (the chain has them
 /// under `m.from`) and moves the rest to a session of their own; returns
-/// the warning to log.
-fn mark_moved_held(shared: &sender::Shared, m: &journal::Moved, held: u64) -> String {
+/// the warning to log, or the error of a journal that could not take the
+/// done marks (the move is then asked about again: nothing goes twice).
+fn mark_moved_held(
+    shared: &sender::Shared,
+    m: &journal::Moved,
+    held: u64,
+) -> Result<String, ChainError> {
     let (from, to) = (m.from, m.to);
     let on = format!(
         "the chain holds {held} of the events moved from session {from} to session {to} already (the damage took their done mark too)"
@@ -602,11 +618,11 @@ fn mark_moved_held(shared: &sender::Shared, m: &journal::Moved, held: u64) -> St
         journal.mark_done(to, held).and_then(|_| journal.sync())
     };
     if let Err(e) = marked {
-        return format!(
-            "{on}, but the event journal could not mark them done ({e}); they will be recorded twice"
-        );
+        return Err(ChainError::Other(format!(
+            "{on}, but the event journal could not mark them done ({e}); the events of session {to} wait until it can"
+        )));
     }
-    match sender::move_pending_durably(shared, to) {
+    Ok(match sender::move_pending_durably(shared, to) {
         Ok(None) => format!("{on}: they are not recorded again"),
         Ok(Some((id, rest))) => format!(
             "{on}: they are not recorded again, and the other {rest} are recorded as session {id}"
@@ -614,7 +630,7 @@ fn mark_moved_held(shared: &sender::Shared, m: &journal::Moved, held: u64) -> St
         Err(e) => format!(
             "{on}: they are not recorded again; the others wait, the event journal could not be rewritten ({e})"
         ),
-    }
+    })
 }
 
 /// Starts the sender on one of `pool`'s Blockchain workers.
@@ -940,6 +956,42 @@ mod tests {
     }
 
     #[test]
+    fn moved_events_wait_for_a_journal_that_cannot_mark_them_done() {
+        // Ten events confirmed; damage moves 4..9 to a new session, and the
+        // chain holds them all. When the chain is asked, the journal's disk
+        // is full: the done marks cannot be written, so the move stays
+        // unchecked and its events pending (not sent as if new); with room
+        // again, the next start asks again and marks them: every event once.
+        let (recorder, config, dir) = recorder_in("moved-full-disk");
+        recorder.record(&blasts(10)).unwrap();
+        recorder.flush();
+        let session = recorder.session();
+        assert_eq!(recorder.finish().confirmed, 10);
+        damage_event_3_and_done_marks(&dir, session);
+        let opened = journal::Journal::open(&dir).unwrap();
+        let [m] = opened.moved.as_slice() else {
+            panic!("one move expected: {:?}", opened.moved);
+        };
+        let m = m.clone();
+        let shared = sender::Shared::new(opened.journal);
+        let (mut client, _) = open_client(&config, false).unwrap();
+        let path = journal::journal_path(&dir);
+        full_disk::set(&path, true);
+        let e = skip_moved_on_chain(&shared, &mut client, &m).unwrap_err();
+        full_disk::set(&path, false);
+        assert!(e.to_string().contains("could not mark them done"), "{e}");
+        assert_eq!(shared.journal().pending_of(m.to).len(), 6);
+        drop((shared, client));
+        let said = start_and_finish(&config);
+        assert!(
+            said.contains("the chain holds 6 of the events moved from session"),
+            "{said}"
+        );
+        each_blast_once_under(&config, session, 10);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn moved_events_wait_for_a_chain_that_cannot_be_asked_at_start() {
         // Ten events confirmed on a real anvil (its chain kept in a state
         // file); then damage takes event 3's record and every done mark, so
@@ -988,14 +1040,20 @@ mod tests {
         let (recorder, warnings) = Recorder::start(&config, pool.clone()).unwrap();
         let all = warnings.join("; ");
         assert!(all.contains("1 event of session"), "{all}");
-        assert!(all.contains("wait until it answers"), "{all}");
+        assert!(
+            all.contains("could not ask the chain which events"),
+            "{all}"
+        );
         let status = recorder.finish();
         assert_eq!((status.confirmed, status.pending), (0, 9), "{status:?}");
         // Down at the next start too: the move, read back from the
         // journal, still waits; then the node comes back mid-run.
         let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
         let all = warnings.join("; ");
-        assert!(all.contains("wait until it answers"), "{all}");
+        assert!(
+            all.contains("could not ask the chain which events"),
+            "{all}"
+        );
         let node = anvil::Anvil::start(Some(port), Some(&state)).unwrap();
         recorder.flush();
         wait(&recorder, "sent", &|s| s.pending == 0);
