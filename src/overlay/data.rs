@@ -1,8 +1,10 @@
 //! The overlay's data shaping, kept apart from drawing so it can be tested:
 //! bounded histories, hotspot ranking, the leak badge, the bottleneck pick,
-//! the "mark epoch" comparison and the job caches' line.
+//! the "mark epoch" comparison, the job caches' line and the timeline's
+//! bars.
 
 use crate::memory::{CacheStats, Component, LeakWarning};
+use crate::workers::Capability;
 use std::collections::{HashMap, VecDeque};
 
 /// A time series that forgets samples older than `span_s`.
@@ -174,8 +176,82 @@ pub fn job_cache_line(caches: &[CacheStats]) -> String {
     }
 }
 
+/// A bar of the worker timeline: worker, kind of work, left and right
+/// edge in pixels from the timeline's left.
+pub type TimelineBar = (usize, Capability, f32, f32);
+
+/// The worker timeline's bars for task spans `(worker, capability, start
+/// ns, end ns)` drawn over `width` pixels from `since` to `now`: every
+/// span at least a pixel wide, and a worker's consecutive spans of the
+/// same kind of work that overlap or lie less than a pixel apart drawn as
+/// one bar. A 200k step's hundreds of chunk tasks are mostly a pixel or
+/// less wide; drawn one by one they were a fifth of the overlay's
+/// triangles for the same picture.
+pub fn timeline_bars(
+    spans: &[(usize, Capability, u64, u64)],
+    since: u64,
+    now: u64,
+    width: f32,
+) -> Vec<TimelineBar> {
+    let per_ns = width / now.saturating_sub(since).max(1) as f32;
+    let mut bars: Vec<TimelineBar> = spans
+        .iter()
+        .map(|&(worker, capability, start, end)| {
+            let x0 = start.saturating_sub(since) as f32 * per_ns;
+            let x1 = end.saturating_sub(since) as f32 * per_ns;
+            (worker, capability, x0, x1.max(x0 + 1.0))
+        })
+        .collect();
+    bars.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+    let mut merged: Vec<TimelineBar> = Vec::with_capacity(bars.len());
+    for bar in bars {
+        match merged.last_mut() {
+            Some(last) if last.0 == bar.0 && last.1 == bar.1 && bar.2 - last.3 < 1.0 => {
+                last.3 = last.3.max(bar.3);
+            }
+            _ => merged.push(bar),
+        }
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timeline_spans_closer_than_a_pixel_are_one_bar() {
+        use crate::workers::Capability::{Physics, Rendering};
+        // 1,000 ns over 100 px: 10 ns a pixel. Newest first, as the pool
+        // lists them, both workers interleaved.
+        let spans = [
+            (1, Physics, 500, 520),
+            (0, Physics, 405, 600),
+            (0, Physics, 300, 398),
+            (0, Physics, 200, 290),
+            (0, Rendering, 150, 190),
+            (0, Physics, 100, 140),
+            (1, Physics, 100, 101),
+        ];
+        let bars = super::timeline_bars(&spans, 0, 1000, 100.0);
+        assert_eq!(
+            bars,
+            vec![
+                // 10..14 px, then a render span: not merged across it.
+                (0, Physics, 10.0, 14.0),
+                (0, Rendering, 15.0, 19.0),
+                // 20..29, 30..39.8, 40.5..60: gaps of 1 px and 0.7 px. The
+                // first stays apart, the second joins.
+                (0, Physics, 20.0, 29.0),
+                (0, Physics, 30.0, 60.0),
+                // A span under a pixel is drawn one pixel wide.
+                (1, Physics, 10.0, 11.0),
+                (1, Physics, 50.0, 52.0),
+            ]
+        );
+        // Spans begun before the window start at its left edge.
+        let early = super::timeline_bars(&[(0, Physics, 0, 300)], 100, 1100, 100.0);
+        assert_eq!(early, vec![(0, Physics, 0.0, 20.0)]);
+    }
+
     #[test]
     fn decimation_keeps_spikes_and_bounds_the_point_count() {
         let mut points: Vec<[f64; 2]> = (0..300).map(|i| [i as f64, 10.0]).collect();

@@ -635,18 +635,15 @@ pub fn workers_window(
                 ui.allocate_exact_size(egui::vec2(width, row * rows as f32), egui::Sense::hover());
             let painter = ui.painter_at(rect);
             painter.rect_filled(rect, 0.0, egui::Color32::from_gray(30));
-            let span = (now - since).max(1) as f32;
-            for &(worker, capability, start_ns, end_ns) in &tasks {
+            let gap = (row / 14.0).min(1.0);
+            for (worker, capability, x0, x1) in data::timeline_bars(&tasks, since, now, width) {
                 if worker >= rows {
                     continue;
                 }
-                let x0 = rect.left() + (start_ns.max(since) - since) as f32 / span * rect.width();
-                let x1 = rect.left() + (end_ns.saturating_sub(since)) as f32 / span * rect.width();
                 let y = rect.top() + worker as f32 * row;
-                let gap = (row / 14.0).min(1.0);
                 let r = egui::Rect::from_min_max(
-                    egui::pos2(x0, y + gap),
-                    egui::pos2(x1.max(x0 + 1.0), y + row - gap),
+                    egui::pos2(rect.left() + x0, y + gap),
+                    egui::pos2(rect.left() + x1, y + row - gap),
                 );
                 painter.rect_filled(r, 0.0, capability_color(capability));
             }
