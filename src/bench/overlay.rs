@@ -1,22 +1,26 @@
 //! The open debug overlay's cost on the frame: its egui passes (every
-//! window laid out, then tessellated, as bevy_egui does on a pass frame)
-//! and, between passes, the copy of the last pass's triangles, against the
-//! physics step of the same frames — 200,000 particles on the game's
-//! workers, in one process. No rasteriser runs: this is the overlay's CPU
-//! on the frame's path, what a machine with a GPU pays (under lavapipe the
-//! overlay's pixels are drawn on the CPU too, and that cost is the
-//! software rasteriser's, not the overlay's).
+//! window laid out, then tessellated, as bevy_egui does on a pass frame,
+//! then packed into one vertex and one index list, as the render world
+//! does before the upload) and, between passes, the replay of the last
+//! pass's triangles (`overlay::replay`), against the physics step of the
+//! same frames — 200,000 particles on the game's workers, in one process.
+//! No rasteriser runs: this is the overlay's CPU on the frame's path, what
+//! a machine with a GPU pays (under lavapipe the overlay's pixels are drawn
+//! on the CPU too, and that cost is the software rasteriser's, not the
+//! overlay's). Not in it: encoding the draws in the render world (~50
+//! draw calls a frame, either way).
 //!
-//! The peer is the same overlay laid out every frame, as bevy_egui runs it
-//! by default. Each frame runs one pass, so both are timed on the same
-//! passes: ours counts a pass on the frames the game's rule
-//! (`overlay::pass::runs_pass`) picks, at the frame rate the step gives,
-//! and the copy on the others.
+//! The peer is the same overlay laid out and packed every frame, as
+//! bevy_egui runs it by default. Each frame runs one pass, so both are
+//! timed on the same passes: ours counts a pass on the frames the game's
+//! rule (`overlay::pass::runs_pass`) picks, at the frame rate the step
+//! gives, and the replay on the others.
 
 use super::{progress, quantile, round};
 use crate::game::chain::ChainRecorder;
 use crate::game::memory::MemorySystem;
 use crate::game::{Config, GameConfig, PlayerState, Sandbox};
+use crate::overlay::replay::{self, KeptTriangles};
 use crate::overlay::windows::{OverlayState, SetClock};
 use crate::overlay::{FrameHistory, OverlayData, WorkerStats, draw_windows, pass, style};
 use bevy_egui::egui;
@@ -32,8 +36,10 @@ pub struct OverlayReport {
     pub step_ms_p50: f64,
     /// One pass: layout of every window and tessellation, ms (p50).
     pub pass_ms_p50: f64,
-    /// Drawing the last pass's triangles again on a frame without a pass, ms
-    /// (p50).
+    /// Packing a pass's triangles for the upload, ms (p50).
+    pub pack_ms_p50: f64,
+    /// Handing bevy_egui the replay of the last pass's triangles on a frame
+    /// without a pass, ms (p50).
     pub replay_ms_p50: f64,
     /// Passes a second at this frame rate, with the overlay left alone.
     pub passes_per_s: f64,
@@ -52,7 +58,7 @@ pub struct OverlayReport {
 impl OverlayReport {
     pub fn describe(&self) -> String {
         format!(
-            "overlay at {} particles, {} workers, {} frames: step p50 {:.2} ms; a pass {:.3} ms ({} vertices), a replay {:.3} ms\n\
+            "overlay at {} particles, {} workers, {} frames: step p50 {:.2} ms; a pass {:.3} ms ({} vertices, packed in {:.3} ms), a replay {:.4} ms\n\
              ours: {:.1} passes/s, {:.3} ms a frame = {:.2}% of the frame\n\
              laid out every frame: {:.3} ms a frame = {:.2}% ({:.1}x ours)",
             self.particles,
@@ -61,6 +67,7 @@ impl OverlayReport {
             self.step_ms_p50,
             self.pass_ms_p50,
             self.vertices,
+            self.pack_ms_p50,
             self.replay_ms_p50,
             self.passes_per_s,
             self.overlay_ms_per_frame,
@@ -174,7 +181,10 @@ pub fn run(quick: bool) -> anyhow::Result<OverlayReport> {
         game.pass(&ctx, born.elapsed().as_secs_f64());
         frame_ms = t.elapsed().as_secs_f64() * 1e3 + game.sandbox.last_step.total_ms;
     }
-    let (mut steps, mut passes, mut replays) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut steps, mut passes, mut packs, mut replays) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut packed_vertices, mut packed_indices) = (Vec::new(), Vec::new());
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1280.0, 720.0));
     let (mut ours, mut every) = (0.0, 0.0);
     let mut since_pass = Duration::MAX;
     let mut ran = 0usize;
@@ -186,15 +196,16 @@ pub fn run(quick: bool) -> anyhow::Result<OverlayReport> {
         let triangles = game.pass(&ctx, born.elapsed().as_secs_f64());
         let pass_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
-        let copy = std::hint::black_box(triangles.clone());
+        std::hint::black_box(replay::pack(
+            &triangles,
+            &mut packed_vertices,
+            &mut packed_indices,
+        ));
+        let pack_ms = t.elapsed().as_secs_f64() * 1e3;
+        vertices = packed_vertices.len();
+        let t = Instant::now();
+        drop(std::hint::black_box(KeptTriangles::replay(screen)));
         let replay_ms = t.elapsed().as_secs_f64() * 1e3;
-        vertices = copy
-            .iter()
-            .map(|c| match &c.primitive {
-                egui::epaint::Primitive::Mesh(m) => m.vertices.len(),
-                _ => 0,
-            })
-            .sum();
         // The game's rule, as it runs in the game: a frame after the last
         // one (whose time it knows) since the last pass's decision.
         let last_frame = Duration::from_secs_f64(frame_ms / 1e3);
@@ -203,16 +214,17 @@ pub fn run(quick: bool) -> anyhow::Result<OverlayReport> {
         let cost = if due {
             ran += 1;
             since_pass = Duration::ZERO;
-            pass_ms
+            pass_ms + pack_ms
         } else {
             replay_ms
         };
         frame_ms = step_ms + cost;
         virtual_s += frame_ms / 1e3;
         ours += cost;
-        every += pass_ms;
+        every += pass_ms + pack_ms;
         steps.push(step_ms);
         passes.push(pass_ms);
+        packs.push(pack_ms);
         replays.push(replay_ms);
         if (f + 1) % 30 == 0 {
             progress(&format!("overlay: frame {} of {frames}", f + 1));
@@ -227,6 +239,7 @@ pub fn run(quick: bool) -> anyhow::Result<OverlayReport> {
         workers: game.sandbox.pool.compute_workers(),
         step_ms_p50: round(step, 3),
         pass_ms_p50: round(quantile(&mut passes, 0.5), 3),
+        pack_ms_p50: round(quantile(&mut packs, 0.5), 4),
         replay_ms_p50: round(quantile(&mut replays, 0.5), 4),
         passes_per_s: round(ran as f64 / virtual_s, 2),
         overlay_ms_per_frame: round(ours, 4),

@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod pass;
+pub mod replay;
 pub mod windows;
 
 use crate::game::{GameConfig, GameSet, PlayerState, Sandbox, input::UiCapturesInput};
@@ -109,6 +110,7 @@ impl Plugin for OverlayPlugin {
                 ),
             )
             .init_resource::<pass::PassRate>()
+            .init_resource::<replay::KeptTriangles>()
             .add_systems(
                 PostUpdate,
                 (
@@ -119,6 +121,11 @@ impl Plugin for OverlayPlugin {
                 ),
             )
             .add_systems(EguiPrimaryContextPass, draw_ui);
+        if let Some(render_app) = app.get_sub_app_mut(bevy::render::RenderApp) {
+            render_app
+                .init_resource::<replay::KeptGpu>()
+                .add_systems(bevy::render::ExtractSchedule, replay::extract_kept);
+        }
     }
 }
 

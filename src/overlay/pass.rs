@@ -3,13 +3,15 @@
 //! field wanting the keyboard, a click, key or scroll waiting) or the
 //! overlay is closed (the status line costs nothing); otherwise about
 //! `IDLE_PASSES_PER_S` times a second, and in between the last pass's
-//! triangles are drawn again. egui's layout and tessellation — the
+//! triangles are drawn again from the GPU (`replay`). egui's layout and
+//! tessellation — the
 //! overlay's CPU cost — are so paid per tenth of a second rather than per
 //! frame: a machine that runs the game at 60 or 144 frames a second pays
 //! what one at 20 pays. Input that arrives between passes waits in
 //! `EguiInput` for the next one (bevy_egui appends to it until a pass
 //! takes it).
 
+use super::replay::KeptTriangles;
 use crate::game::{PlayerState, input::UiCapturesInput};
 use bevy::prelude::*;
 use bevy_egui::{
@@ -24,18 +26,31 @@ pub const IDLE_PASSES_PER_S: f64 = 10.0;
 const SETTLE_FRAMES: u64 = 30;
 
 /// How often the pass ran, and what the last one drew.
-#[derive(Resource, Default)]
+#[derive(Resource)]
 pub struct PassRate {
     pub frames: u64,
     pub passes: u64,
     /// When the last pass ran.
     last_pass: Option<std::time::Instant>,
-    /// Whether this frame ran a pass (else it replays `triangles`).
+    /// Whether this frame ran a pass (else it replays the last one's
+    /// triangles).
     ran: bool,
-    /// The last pass's shapes as bevy_egui tessellated them.
-    triangles: Option<Vec<egui::ClippedPrimitive>>,
-    /// The last pass's scale.
+    /// The last pass's scale and screen (points).
     pixels_per_point: f32,
+    screen: egui::Rect,
+}
+
+impl Default for PassRate {
+    fn default() -> Self {
+        Self {
+            frames: 0,
+            passes: 0,
+            last_pass: None,
+            ran: false,
+            pixels_per_point: 1.0,
+            screen: egui::Rect::ZERO,
+        }
+    }
 }
 
 /// Whether frame `frame` runs the egui pass, `since_pass` after the last
@@ -115,8 +130,7 @@ pub fn egui_pass(world: &mut World) {
     let since_pass = rate
         .last_pass
         .map_or(std::time::Duration::MAX, |t| now.duration_since(t));
-    let run =
-        rate.triangles.is_none() || runs_pass(frame, overlay_open, busy, since_pass, frame_time);
+    let run = rate.passes == 0 || runs_pass(frame, overlay_open, busy, since_pass, frame_time);
     rate.ran = run;
     if run {
         rate.last_pass = Some(now);
@@ -137,6 +151,7 @@ pub fn egui_pass(world: &mut World) {
         let mut rate = world.resource_mut::<PassRate>();
         rate.passes += 1;
         rate.pixels_per_point = output.pixels_per_point;
+        rate.screen = ctx.viewport_rect();
         output
     } else {
         let pixels_per_point = rate.pixels_per_point;
@@ -168,20 +183,25 @@ pub fn egui_pass(world: &mut World) {
     }
 }
 
-/// After bevy_egui has tessellated the output: a pass's triangles are kept,
-/// and a frame without a pass draws the kept ones again (tessellating the
-/// same shapes again cost about as much as a third of a pass).
+/// After bevy_egui has tessellated the output: a pass's triangles are moved
+/// into `KeptTriangles` (the render world uploads them once), and every
+/// frame bevy_egui is given one paint callback that draws the kept ones
+/// from the GPU (tessellating the same shapes again cost about as much as
+/// a third of a pass; copying and uploading them again, in the main and
+/// render worlds, about a third of a pass's cost a frame).
 pub fn keep_triangles(
-    mut rate: ResMut<PassRate>,
-    mut outputs: Query<&mut EguiRenderOutput, With<PrimaryEguiContext>>,
+    rate: Res<PassRate>,
+    mut kept: ResMut<KeptTriangles>,
+    mut outputs: Query<(Entity, &mut EguiRenderOutput), With<PrimaryEguiContext>>,
 ) {
-    let Ok(mut output) = outputs.single_mut() else {
+    let Ok((context, mut output)) = outputs.single_mut() else {
         return;
     };
     if rate.ran {
-        rate.triangles = Some(output.paint_jobs.clone());
-    } else if let Some(triangles) = &rate.triangles {
-        output.paint_jobs = triangles.clone();
+        kept.keep(context, std::mem::take(&mut output.paint_jobs));
+    }
+    if kept.generation > 0 {
+        output.paint_jobs = KeptTriangles::replay(rate.screen);
     }
 }
 
@@ -259,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_without_a_pass_draw_the_last_pass_triangles() {
+    fn frames_draw_the_last_pass_triangles_kept_on_the_gpu() {
         use bevy::ecs::system::RunSystemOnce;
         let mesh = |n: u32| egui::ClippedPrimitive {
             clip_rect: egui::Rect::EVERYTHING,
@@ -268,22 +288,16 @@ mod tests {
                 ..Default::default()
             }),
         };
-        let indices = |out: &EguiRenderOutput| -> Vec<usize> {
-            out.paint_jobs
-                .iter()
-                .map(|c| match &c.primitive {
-                    egui::epaint::Primitive::Mesh(m) => m.indices.len(),
-                    _ => 0,
-                })
-                .collect()
-        };
         let mut world = World::new();
         let camera = world
             .spawn((EguiRenderOutput::default(), PrimaryEguiContext))
             .id();
         world.init_resource::<PassRate>();
+        world.init_resource::<KeptTriangles>();
         // One frame: bevy_egui leaves `tessellated` (nothing on a frame
-        // without a pass), then `keep_triangles` runs; what is drawn.
+        // without a pass), then `keep_triangles` runs. Returns whether
+        // bevy_egui is left the replay (`KeptTriangles::replay`), and the
+        // kept triangles' generation and index counts.
         let mut frame = |ran: bool, tessellated: Vec<egui::ClippedPrimitive>| {
             world
                 .get_mut::<EguiRenderOutput>(camera)
@@ -291,15 +305,31 @@ mod tests {
                 .paint_jobs = tessellated;
             world.resource_mut::<PassRate>().ran = ran;
             world.run_system_once(keep_triangles).unwrap();
-            indices(world.get::<EguiRenderOutput>(camera).unwrap())
+            let out = &world.get::<EguiRenderOutput>(camera).unwrap().paint_jobs;
+            let callback =
+                out.len() == 2 && matches!(out[1].primitive, egui::epaint::Primitive::Callback(_));
+            let kept = world.resource::<KeptTriangles>();
+            let counts: Vec<usize> = kept
+                .jobs
+                .iter()
+                .map(|c| match &c.primitive {
+                    egui::epaint::Primitive::Mesh(m) => m.indices.len(),
+                    _ => 0,
+                })
+                .collect();
+            assert_eq!(kept.context, (kept.generation > 0).then_some(camera));
+            (callback, kept.generation, counts)
         };
-        // A pass ran: its triangles are drawn as they are, and kept.
-        assert_eq!(frame(true, vec![mesh(3), mesh(6)]), [3, 6]);
-        // No pass: the kept triangles are drawn again, frame after frame.
-        assert_eq!(frame(false, Vec::new()), [3, 6]);
-        assert_eq!(frame(false, Vec::new()), [3, 6]);
+        // Before any pass there is nothing to replay.
+        assert_eq!(frame(false, Vec::new()), (false, 0, vec![]));
+        // A pass ran: its triangles are kept (moved, not drawn directly).
+        assert_eq!(frame(true, vec![mesh(3), mesh(6)]), (true, 1, vec![3, 6]));
+        // No pass: the same kept triangles are drawn, frame after frame,
+        // and nothing new goes to the render world.
+        assert_eq!(frame(false, Vec::new()), (true, 1, vec![3, 6]));
+        assert_eq!(frame(false, Vec::new()), (true, 1, vec![3, 6]));
         // A new pass replaces them.
-        assert_eq!(frame(true, vec![mesh(9)]), [9]);
-        assert_eq!(frame(false, Vec::new()), [9]);
+        assert_eq!(frame(true, vec![mesh(9)]), (true, 2, vec![9]));
+        assert_eq!(frame(false, Vec::new()), (true, 2, vec![9]));
     }
 }
