@@ -1,7 +1,9 @@
 //! The egui layer: a one-line status bar, the help window (H) and the debug
 //! overlay (F3, or the button at the top right): windows for the frame,
 //! memory, hotspots, leaks, workers, bottlenecks, the chain and live
-//! settings (`windows`), fed by data sampled once per frame (`data`).
+//! settings (`windows`), fed by data sampled once per frame (`data`). The
+//! egui pass runs at the overlay's own rate (`pass`); in between, the last
+//! pass's triangles are drawn again from the GPU (`replay`).
 
 pub mod data;
 pub mod pass;
