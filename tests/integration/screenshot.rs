@@ -151,6 +151,22 @@ fn the_overlay_shows_its_windows_and_graph_lines() {
     assert!(frame_line > 100, "frame line: {frame_line} pixels");
     assert!(physics_line > 100, "physics line: {physics_line} pixels");
     assert!(plot_pixels(&off, FRAME_LINE) < frame_line / 10);
+    // The status line at the top left is drawn with the overlay closed
+    // too (the same replay of the last pass): its light text.
+    let status_text = |img: &image::RgbImage| {
+        let mut n = 0;
+        for y in 6..26 {
+            for x in 8..256 {
+                n += u32::from(img.get_pixel(x, y).0.iter().all(|&c| c > 150));
+            }
+        }
+        n
+    };
+    assert!(
+        status_text(&off) > 200,
+        "{} light pixels",
+        status_text(&off)
+    );
 }
 
 #[test]
