@@ -28,10 +28,11 @@ use bevy::{
             RenderCommandResult, SetItemPipeline, TrackedRenderPass, ViewSortedRenderPhases,
         },
         render_resource::{
-            BindGroupLayoutDescriptor, BlendState, BufferUsages, ColorTargetState, ColorWrites,
-            CompareFunction, DepthStencilState, FragmentState, MultisampleState, PipelineCache,
-            PrimitiveState, RawBufferVec, RenderPipelineDescriptor, SpecializedRenderPipeline,
-            SpecializedRenderPipelines, VertexAttribute, VertexFormat, VertexState, VertexStepMode,
+            BindGroupLayoutDescriptor, BlendState, Buffer, BufferDescriptor, BufferUsages,
+            ColorTargetState, ColorWrites, CompareFunction, DepthStencilState, FragmentState,
+            MultisampleState, PipelineCache, PrimitiveState, RenderPipelineDescriptor,
+            SpecializedRenderPipeline, SpecializedRenderPipelines, VertexAttribute, VertexFormat,
+            VertexState, VertexStepMode,
         },
         renderer::{RenderDevice, RenderQueue},
         sync_world::{MainEntity, RenderEntity, SyncToRenderWorld},
@@ -165,24 +166,15 @@ fn pack_instances(
 struct ParticleShader(Handle<Shader>);
 
 /// Render-world handles to this frame's instance buffers, and the GPU buffer.
-#[derive(Resource)]
+#[derive(Resource, Default)]
 struct GpuParticles {
     chunks: InstanceChunks,
-    instances: RawBufferVec<ParticleInstance>,
+    /// The instances on the GPU, `capacity` bytes (grown by doubling).
+    instances: Option<Buffer>,
+    capacity: u64,
     count: u32,
     /// The layer entity: (render world, main world).
     layer: Option<(Entity, MainEntity)>,
-}
-
-impl Default for GpuParticles {
-    fn default() -> Self {
-        Self {
-            chunks: InstanceChunks::default(),
-            instances: RawBufferVec::new(BufferUsages::VERTEX),
-            count: 0,
-            layer: None,
-        }
-    }
 }
 
 fn extract_particles(
@@ -199,22 +191,35 @@ fn extract_particles(
         .map(|(main, render)| (render.id(), MainEntity::from(main)));
 }
 
+/// Writes the packed chunks straight from the pool buffers into the GPU
+/// buffer, one write a chunk: at 200,000 particles a 3.2 MB copy a frame
+/// less than gathering them into one list first.
 fn upload_particles(
     mut gpu: ResMut<GpuParticles>,
     device: Res<RenderDevice>,
     queue: Res<RenderQueue>,
 ) {
     let gpu = &mut *gpu;
-    let values = gpu.instances.values_mut();
-    values.clear();
-    for part in gpu.chunks.slices() {
-        values.extend_from_slice(part);
+    let bytes = u64::from(gpu.count) * size_of::<ParticleInstance>() as u64;
+    if bytes > gpu.capacity {
+        gpu.capacity = bytes.next_power_of_two();
+        gpu.instances = Some(device.create_buffer(&BufferDescriptor {
+            label: Some("particle instances"),
+            size: gpu.capacity,
+            usage: BufferUsages::VERTEX | BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }));
+    }
+    if let Some(buffer) = &gpu.instances {
+        let mut at = 0;
+        for part in gpu.chunks.slices().filter(|p| !p.is_empty()) {
+            let part: &[u8] = bytemuck::cast_slice(part);
+            queue.write_buffer(buffer, at, part);
+            at += part.len() as u64;
+        }
     }
     // Let the packer have its buffers back.
     gpu.chunks = InstanceChunks::default();
-    if gpu.count > 0 {
-        gpu.instances.write_buffer(&device, &queue);
-    }
 }
 
 #[derive(Resource)]
@@ -345,7 +350,7 @@ impl<P: PhaseItem> RenderCommand<P> for DrawParticleInstances {
         pass: &mut TrackedRenderPass<'w>,
     ) -> RenderCommandResult {
         let gpu = gpu.into_inner();
-        let Some(buffer) = gpu.instances.buffer() else {
+        let Some(buffer) = &gpu.instances else {
             return RenderCommandResult::Skip;
         };
         pass.set_vertex_buffer(0, buffer.slice(..));
