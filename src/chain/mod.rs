@@ -908,6 +908,20 @@ mod tests {
         assert!(record::damage_records(&journal, |b| event_3(b) || done_mark(b)) >= 2);
     }
 
+    /// Ten events confirmed on the embedded chain, then the journal's
+    /// record of event 3 and every done mark damaged: (config, data dir,
+    /// session).
+    fn ten_confirmed_then_event_3_lost(name: &str) -> (ChainConfig, PathBuf, u64) {
+        let (recorder, config, dir) = recorder_in(name);
+        recorder.record(&blasts(10)).unwrap();
+        recorder.flush();
+        let session = recorder.session();
+        let status = recorder.finish();
+        assert_eq!((status.confirmed, status.pending), (10, 0), "{status:?}");
+        damage_event_3_and_done_marks(&dir, session);
+        (config, dir, session)
+    }
+
     /// The chain holds `blasts(n)` once each, all under `session`.
     fn each_blast_once_under(config: &ChainConfig, session: u64, n: u32) {
         let (mut log, _) = open_client(config, true).unwrap();
@@ -933,13 +947,7 @@ mod tests {
         // record of event 3 and every done mark, so the journal sees 0..2
         // pending, 3 lost and 4..9 pending after it (moved to a new
         // session). The chain holds all ten: nothing may go on twice.
-        let (recorder, config, dir) = recorder_in("double-damage");
-        recorder.record(&blasts(10)).unwrap();
-        recorder.flush();
-        let session = recorder.session();
-        let status = recorder.finish();
-        assert_eq!((status.confirmed, status.pending), (10, 0), "{status:?}");
-        damage_event_3_and_done_marks(&dir, session);
+        let (config, dir, session) = ten_confirmed_then_event_3_lost("double-damage");
         let pool = Arc::new(WorkerPool::new(1, 2).unwrap());
         let (recorder, warnings) = Recorder::start(&config, pool).unwrap();
         let all = warnings.join("; ");
@@ -962,12 +970,7 @@ mod tests {
         // is full: the done marks cannot be written, so the move stays
         // unchecked and its events pending (not sent as if new); with room
         // again, the next start asks again and marks them: every event once.
-        let (recorder, config, dir) = recorder_in("moved-full-disk");
-        recorder.record(&blasts(10)).unwrap();
-        recorder.flush();
-        let session = recorder.session();
-        assert_eq!(recorder.finish().confirmed, 10);
-        damage_event_3_and_done_marks(&dir, session);
+        let (config, dir, session) = ten_confirmed_then_event_3_lost("moved-full-disk");
         let opened = journal::Journal::open(&dir).unwrap();
         let [m] = opened.moved.as_slice() else {
             panic!("one move expected: {:?}", opened.moved);
