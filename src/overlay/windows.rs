@@ -591,12 +591,19 @@ fn worker_bars(ui: &mut egui::Ui, stats: &WorkerStats) {
                     .desired_width(110.0)
                     .text(format!("{} {:.0}%", w.name, w.utilization * 100.0)),
             );
-            ui.label(
-                egui::RichText::new(format!(
-                    "{:.0}/s · {:.0} stolen · q {} · p99 {:.0} µs · {} failed",
-                    w.tasks_per_s, w.stolen_per_s, w.queue_depth, w.latency_p99_us, w.failed
-                ))
-                .small(),
+            // Cut to the window's width (the whole line on hover; queue and
+            // failures first): in a row it would not wrap, and one long
+            // figure widened the window for good, over the Memory window
+            // beside it.
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(format!(
+                        "q {} · {} failed · p99 {:.0} µs · {:.0}/s · {:.0} stolen",
+                        w.queue_depth, w.failed, w.latency_p99_us, w.tasks_per_s, w.stolen_per_s
+                    ))
+                    .small(),
+                )
+                .truncate(),
             );
         });
     }
