@@ -452,7 +452,9 @@ pub fn memory_window(
             }
             let store = &sandbox.store;
             let frag = store.fragmentation();
-            ui.horizontal(|ui| {
+            // Wrapped: at millions of particles the line would widen the
+            // window over the Hotspots window beside it.
+            ui.horizontal_wrapped(|ui| {
                 ui.label(format!(
                     "store: {} live, {:.1} MiB, {:.0}% dead, {} compactions",
                     store.len(),
