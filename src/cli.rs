@@ -32,19 +32,19 @@ pub struct Cli {
 
     /// Frames to run before exiting (headless default: 600; window default:
     /// run until closed, or 60 with --screenshot).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub frames: Option<u64>,
 
     /// Particles at start and after reset [config: particles.initial, default 100000].
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub particles: Option<usize>,
 
     /// Most particles alive at once [config: particles.max, default 2000000].
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub max_particles: Option<usize>,
 
     /// Seed of every random choice; same seed, same run [config: world.seed].
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub seed: Option<u64>,
 
     /// Headless: make the last line of stdout one JSON object.
@@ -68,15 +68,15 @@ pub struct Cli {
     pub set: Vec<String>,
 
     /// Physics threads, 0 = one per core [config: physics.threads].
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
     pub threads: Option<usize>,
 
     /// Physics substeps per frame [config: physics.substeps, default 3].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub substeps: Option<u32>,
 
     /// Contact passes per substep [config: physics.iterations, default 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub iterations: Option<u32>,
 
     /// Downward acceleration in world units/s² [config: world.gravity, default 500].
@@ -84,19 +84,19 @@ pub struct Cli {
     pub gravity: Option<f32>,
 
     /// Window width in pixels [config: window.width, default 1280].
-    #[arg(long, value_name = "PX")]
+    #[arg(long, value_name = "PX", allow_negative_numbers = true)]
     pub width: Option<u32>,
 
     /// Window height in pixels [config: window.height, default 720].
-    #[arg(long, value_name = "PX")]
+    #[arg(long, value_name = "PX", allow_negative_numbers = true)]
     pub height: Option<u32>,
 
     /// Buffers the memory pool maps at start [config: memory.pool_buffers, default 20].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub pool_buffers: Option<usize>,
 
     /// Size of one pool buffer in KiB [config: memory.pool_buffer_kib, default 1024].
-    #[arg(long, value_name = "KIB")]
+    #[arg(long, value_name = "KIB", allow_negative_numbers = true)]
     pub pool_buffer_kib: Option<usize>,
 
     /// Draw the frames into an image instead of a window: no display needed,

@@ -53,6 +53,12 @@ fn particle_counts_out_of_range_are_refused() {
     );
     let line = user_error(&["--headless", "--particles", "abc"]);
     assert!(line.contains("abc"), "{line}");
+    // A negative count is a bad value of --particles, not an unknown flag.
+    let line = user_error(&["--headless", "--particles", "-5"]);
+    assert!(
+        line.contains("'-5'") && line.contains("--particles"),
+        "{line}"
+    );
 }
 
 #[test]
