@@ -137,6 +137,7 @@ fn sample_frame(
     mut history: ResMut<FrameHistory>,
     mut workers: ResMut<WorkerStats>,
 ) {
+    let _tag = crate::memory::enter(crate::memory::Component::Overlay);
     history.push(time.delta_secs_f64() * 1000.0, sandbox.last_step.total_ms);
     workers.sample(sandbox.pool.metrics());
 }

@@ -98,6 +98,9 @@ pub fn manual_settings() -> EguiContextSettings {
 /// overlay draws), or on a frame without one hands bevy_egui an empty
 /// output (`keep_triangles` then draws the last pass's triangles).
 pub fn egui_pass(world: &mut World) {
+    // What the windows allocate (egui's widget state and laid-out text)
+    // is the overlay's in the memory table.
+    let _tag = crate::memory::enter(crate::memory::Component::Overlay);
     let overlay_open = world
         .get_resource::<PlayerState>()
         .is_some_and(|p| p.show_overlay);

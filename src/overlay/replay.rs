@@ -172,6 +172,7 @@ impl EguiBevyPaintCallbackImpl for DrawKept {
         _key: EguiPipelineKey,
         world: &mut World,
     ) {
+        let _tag = crate::memory::enter(crate::memory::Component::Overlay);
         world.resource_scope(|world, mut gpu: Mut<KeptGpu>| {
             let gpu = &mut *gpu;
             if gpu.generation == gpu.latest.generation {

@@ -141,6 +141,7 @@ fn mib(bytes: i64) -> f64 {
 
 /// Once per frame: the memory history.
 pub fn sample_overlay(mut state: ResMut<OverlayState>, memory: Res<MemorySystem>) {
+    let _tag = crate::memory::enter(crate::memory::Component::Overlay);
     state.sample(&memory);
 }
 

@@ -99,3 +99,22 @@ fn pool_flags_reach_the_pool_and_bad_sizes_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn what_the_overlay_samples_is_counted_as_the_overlays() {
+    use bevy::ecs::system::RunSystemOnce;
+    use particle_forge::game::{Config, memory::MemorySystem};
+    use particle_forge::overlay::windows::{OverlayState, sample_overlay};
+    let config = Config::default();
+    let mut world = bevy::prelude::World::new();
+    world.insert_resource(MemorySystem::new(&config.memory).unwrap());
+    world.insert_resource(OverlayState::default());
+    // The first sample starts the overlay's 60-second history: its room
+    // is the overlay's, whichever thread runs the system.
+    let before = LEDGER.totals(Component::Overlay).heap_allocs;
+    world.run_system_once(sample_overlay).unwrap();
+    assert!(
+        LEDGER.totals(Component::Overlay).heap_allocs > before,
+        "nothing counted for the overlay"
+    );
+}
