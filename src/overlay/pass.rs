@@ -4,10 +4,9 @@
 //! overlay is closed (the status line costs nothing); otherwise about
 //! `IDLE_PASSES_PER_S` times a second, and in between the last pass's
 //! triangles are drawn again from the GPU (`replay`). egui's layout and
-//! tessellation — the
-//! overlay's CPU cost — are so paid per tenth of a second rather than per
-//! frame: a machine that runs the game at 60 or 144 frames a second pays
-//! what one at 20 pays. Input that arrives between passes waits in
+//! tessellation — the overlay's CPU cost — are so paid per tenth of a
+//! second rather than per frame: a machine that runs the game at 60 or 144
+//! frames a second pays what one at 20 pays. Input that arrives between passes waits in
 //! `EguiInput` for the next one (bevy_egui appends to it until a pass
 //! takes it).
 
@@ -96,7 +95,7 @@ pub fn manual_settings() -> EguiContextSettings {
 
 /// Runs the egui pass (the `EguiPrimaryContextPass` schedule, where the
 /// overlay draws), or on a frame without one hands bevy_egui an empty
-/// output (`keep_triangles` then draws the last pass's triangles).
+/// output (`keep_triangles` then hands it the replay of the last pass).
 pub fn egui_pass(world: &mut World) {
     // What the windows allocate (egui's widget state and laid-out text)
     // is the overlay's in the memory table.
