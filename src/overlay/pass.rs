@@ -6,9 +6,9 @@
 //! triangles are drawn again from the GPU (`replay`). egui's layout and
 //! tessellation — the overlay's CPU cost — are so paid per tenth of a
 //! second rather than per frame: a machine that runs the game at 60 or 144
-//! frames a second pays what one at 20 pays. Input that arrives between passes waits in
-//! `EguiInput` for the next one (bevy_egui appends to it until a pass
-//! takes it).
+//! frames a second pays what one at 20 pays. Input that arrives between
+//! passes waits in `EguiInput` for the next one (bevy_egui appends to it
+//! until a pass takes it).
 
 use super::replay::KeptTriangles;
 use crate::game::{PlayerState, input::UiCapturesInput};
