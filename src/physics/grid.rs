@@ -31,6 +31,7 @@
 use crate::particles::ParticleStore;
 use crate::workers::WorkerPool;
 use std::sync::atomic::{AtomicU32, Ordering};
+use wide::{f32x4, i32x4};
 
 /// Grid geometry plus the per-step tables (reused, never shrunk).
 #[derive(Default)]
@@ -136,8 +137,7 @@ impl Grid {
         self.band.resize(n, 0);
         self.cursor.clear();
         self.cursor.resize(chunks * bands, 0);
-        let (inv, small) = (self.inv_height, self.small_bands);
-        let (inv_big, big, cut) = (self.inv_big_height, self.bands - small, self.cut);
+        let geometry = Keys::of(self);
         {
             let mut work: Vec<(&mut [u32], &mut [u32], usize)> = self
                 .band
@@ -147,13 +147,13 @@ impl Grid {
                 .map(|(c, (keys, counts))| (keys, counts, c * chunk_len))
                 .collect();
             pool.for_each_mut(&mut work, |(keys, counts, base)| {
-                for ((k, &y), &r) in keys.iter_mut().zip(&y[*base..]).zip(&radius[*base..]) {
-                    *k = if r > cut {
-                        small + band_of(inv_big, big, y)
-                    } else {
-                        band_of(inv, small, y)
-                    };
-                    counts[*k as usize] += 1;
+                let end = *base + keys.len();
+                geometry.fill(keys, &y[*base..end], &radius[*base..end]);
+                // Counted a run of one band at a time: the rows arrive in
+                // last substep's band order, and one increment per row would
+                // wait on the previous row's store to the same count.
+                for (band, len) in band_runs(keys) {
+                    counts[band as usize] += len;
                 }
             });
         }
@@ -244,9 +244,94 @@ impl Grid {
     }
 }
 
+/// `keys` as runs of equal values: (value, length), in order.
+fn band_runs(keys: &[u32]) -> impl Iterator<Item = (u32, u32)> + '_ {
+    let mut rest = keys;
+    std::iter::from_fn(move || {
+        let &first = rest.first()?;
+        let len = rest.iter().position(|&k| k != first).unwrap_or(rest.len());
+        rest = &rest[len..];
+        Some((first, len as u32))
+    })
+}
+
+/// What a particle's band key depends on besides its height and radius.
+#[derive(Clone, Copy)]
+struct Keys {
+    inv: f32,
+    /// The top small particles' band.
+    top: u32,
+    inv_big: f32,
+    /// The top big particles' band, counted from the first of them.
+    big_top: u32,
+    small: u32,
+    cut: f32,
+}
+
+impl Keys {
+    fn of(grid: &Grid) -> Self {
+        let (small, big) = (grid.small_bands, grid.bands - grid.small_bands);
+        Self {
+            inv: grid.inv_height,
+            top: small - 1,
+            inv_big: grid.inv_big_height,
+            // With no big bands no particle is big (`cut` is infinite).
+            big_top: big.max(1) - 1,
+            small,
+            cut: grid.cut,
+        }
+    }
+
+    /// Every particle's band: a small particle's among the small bands, a
+    /// big one's (radius above `cut`) among the big ones. Four at a time,
+    /// both keys computed and one picked: the same values as `band_of`.
+    fn fill(&self, keys: &mut [u32], y: &[f32], radius: &[f32]) {
+        let n = keys.len();
+        let (y, radius) = (&y[..n], &radius[..n]);
+        let lanes = |k: &mut [u32], y: &[f32], r: &[f32]| {
+            let (y, r) = (
+                f32x4::new(y.try_into().unwrap()),
+                f32x4::new(r.try_into().unwrap()),
+            );
+            let as_small = band_lanes(self.inv, self.top, y);
+            let as_big =
+                band_lanes(self.inv_big, self.big_top, y) + i32x4::splat(self.small as i32);
+            let big: i32x4 = bytemuck::cast(r.simd_gt(f32x4::splat(self.cut)));
+            let key: [u32; 4] = bytemuck::cast((big & as_big) | (!big & as_small));
+            k.copy_from_slice(&key);
+        };
+        let whole = n - n % 4;
+        for ((k, y), r) in keys[..whole]
+            .chunks_exact_mut(4)
+            .zip(y[..whole].chunks_exact(4))
+            .zip(radius[..whole].chunks_exact(4))
+        {
+            lanes(k, y, r);
+        }
+        for i in whole..n {
+            keys[i] = if radius[i] > self.cut {
+                self.small + band_of(self.inv_big, self.big_top + 1, y[i])
+            } else {
+                band_of(self.inv, self.top + 1, y[i])
+            };
+        }
+    }
+}
+
 #[inline(always)]
 fn band_of(inv_height: f32, bands: u32, y: f32) -> u32 {
     ((y * inv_height) as i32).clamp(0, bands as i32 - 1) as u32
+}
+
+/// `band_of` for four heights: clamped as floats first (NaN to 0, as the
+/// scalar cast does), so the truncating conversion needs no saturation.
+#[inline(always)]
+fn band_lanes(inv_height: f32, top: u32, y: f32x4) -> i32x4 {
+    let v = y * f32x4::splat(inv_height);
+    let v = v & v.simd_eq(v);
+    v.fast_max(f32x4::ZERO)
+        .fast_min(f32x4::splat(top as f32))
+        .fast_trunc_int()
 }
 
 /// `x`'s bits, mapped so that unsigned order is float order.
@@ -265,6 +350,45 @@ mod tests {
         let xs = [-1e9f32, -3.5, -0.0, 0.0, 1e-30, 2.0, 2.5, 1e9];
         for w in xs.windows(2) {
             assert!(sortable(w[0]) <= sortable(w[1]), "{} vs {}", w[0], w[1]);
+        }
+    }
+
+    #[test]
+    fn keys_four_at_a_time_match_one_at_a_time() {
+        let mut rng = crate::game::rng::Rng::new(5);
+        let mut y: Vec<f32> = (0..1_003).map(|_| rng.range(-20.0, 220.0)).collect();
+        // Heights a broken particle may have, and band borders.
+        let odd = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            2.0,
+            198.0,
+            199.99,
+            1e30,
+            -1e30,
+        ];
+        y[..odd.len()].copy_from_slice(&odd);
+        let radius: Vec<f32> = (0..y.len())
+            .map(|i| if i % 3 == 0 { 1.9 } else { 1.0 })
+            .collect();
+        for (band_radius, max_radius) in [(1.0, 1.9), (1.0, 1.0)] {
+            let mut grid = Grid::default();
+            grid.configure(200.0, band_radius, max_radius);
+            let small = grid.small_bands;
+            let keys = Keys::of(&grid);
+            let mut got = vec![u32::MAX; y.len()];
+            keys.fill(&mut got, &y, &radius);
+            for (i, (&y, &r)) in y.iter().zip(&radius).enumerate() {
+                let want = if r > grid.cut {
+                    small + grid.big_band_of(y)
+                } else {
+                    grid.band_of(y)
+                };
+                assert_eq!(got[i], want, "y {y}, radius {r}, cut {}", grid.cut);
+            }
         }
     }
 
