@@ -47,6 +47,16 @@ fn params(kinds: &KindTable, w: f32, h: f32) -> PhysicsParams {
     PhysicsParams::new(w, h, 500.0, kinds)
 }
 
+/// Steps `store` `steps` times at 60 Hz on `threads` workers; returns the
+/// touching pairs summed over the steps.
+fn step_n(store: &mut ParticleStore, p: PhysicsParams, threads: usize, steps: usize) -> u64 {
+    let mut physics = Physics::new(p);
+    let pool = pool(threads);
+    (0..steps)
+        .map(|_| physics.step(store, 1.0 / 60.0, &pool).contacts)
+        .sum()
+}
+
 /// Overlap of touching pairs as a fraction of the smaller radius:
 /// (pairs deeper than `frac`, the deepest, the mean over touching pairs).
 fn overlaps(store: &ParticleStore, frac: f32) -> (usize, f32, f32) {
@@ -145,12 +155,7 @@ fn momentum_is_conserved_without_walls_and_gravity() {
         (px, py, m)
     };
     let (px0, py0, scale) = momentum(&store);
-    let mut physics = Physics::new(p);
-    let pool = pool(2);
-    let mut contacts = 0;
-    for _ in 0..120 {
-        contacts += physics.step(&mut store, 1.0 / 60.0, &pool).contacts;
-    }
+    let contacts = step_n(&mut store, p, 2, 120);
     assert!(
         contacts > 1000,
         "the test must exercise collisions ({contacts})"
@@ -167,11 +172,7 @@ fn piles_settle_without_deep_overlap() {
     let kinds = KindTable::default();
     let (w, h) = (200.0, 200.0);
     let mut store = cloud(5000, 3, &kinds, w, h);
-    let mut physics = Physics::new(params(&kinds, w, h));
-    let pool = pool(2);
-    for _ in 0..900 {
-        physics.step(&mut store, 1.0 / 60.0, &pool);
-    }
+    step_n(&mut store, params(&kinds, w, h), 2, 900);
     let s = store.slices();
     let mean_speed: f32 =
         s.vx.iter().zip(s.vy).map(|(a, b)| a.hypot(*b)).sum::<f32>() / s.x.len() as f32;
@@ -234,11 +235,7 @@ fn a_fast_particle_does_not_tunnel_through_a_wall_of_particles() {
             0.0,
         );
     }
-    let mut physics = Physics::new(p);
-    let pool = pool(1);
-    for _ in 0..120 {
-        physics.step(&mut store, 1.0 / 60.0, &pool);
-    }
+    step_n(&mut store, p, 1, 120);
     let s = store.slices();
     let wall_back =
         s.x.iter()
@@ -261,11 +258,7 @@ fn run(threads: usize, seed: u64) -> Vec<u32> {
     let kinds = KindTable::default();
     let (w, h) = (300.0, 200.0);
     let mut store = cloud(8000, seed, &kinds, w, h);
-    let mut physics = Physics::new(params(&kinds, w, h));
-    let pool = pool(threads);
-    for _ in 0..60 {
-        physics.step(&mut store, 1.0 / 60.0, &pool);
-    }
+    step_n(&mut store, params(&kinds, w, h), threads, 60);
     let s = store.slices();
     s.x.iter()
         .chain(s.y)
@@ -442,11 +435,7 @@ fn deep_pool(speed_passed: f32) -> (f32, f32, f32) {
             })
             .unwrap();
     }
-    let mut physics = Physics::new(p);
-    let pool = pool(2);
-    for _ in 0..900 {
-        physics.step(&mut store, 1.0 / 60.0, &pool);
-    }
+    step_n(&mut store, p, 2, 900);
     let s = store.slices();
     let mean_speed =
         s.vx.iter().zip(s.vy).map(|(a, b)| a.hypot(*b)).sum::<f32>() / s.x.len() as f32;
