@@ -183,6 +183,10 @@ pub struct ToolsConfig {
     pub explosion_sparks: usize,
 }
 
+/// Most particles one use of a tool may add (`brush_per_frame`,
+/// `explosion_sparks`).
+pub const MAX_PER_USE: usize = 1_000_000;
+
 impl Default for WindowConfig {
     fn default() -> Self {
         Self {
@@ -481,6 +485,19 @@ impl Config {
                 return err(format!("tools.{name} must be 0 or more, got {v}"));
             }
         }
+        // A guard against a slip of the keyboard: one use of a tool adding
+        // millions of particles stalls the game for seconds (the store's
+        // limit caps what is really added anyway).
+        for (name, v) in [
+            ("brush_per_frame", t.brush_per_frame),
+            ("explosion_sparks", t.explosion_sparks),
+        ] {
+            if v > MAX_PER_USE {
+                return err(format!(
+                    "tools.{name} must be at most {MAX_PER_USE}, got {v}"
+                ));
+            }
+        }
         let m = &self.memory;
         if !(4..=1 << 20).contains(&m.pool_buffer_kib) {
             return err(format!(
@@ -606,6 +623,19 @@ mod tests {
             assert!(e.0.contains(key) && e.0.contains(range), "{bad}: {}", e.0);
         }
         assert!(Config::parse("[kinds.water]\nradius = 64.0\n").is_ok());
+    }
+
+    #[test]
+    fn a_tool_use_adds_at_most_a_million_particles() {
+        let e = Config::parse("[tools]\nexplosion_sparks = 100000000\n").unwrap_err();
+        assert!(
+            e.0.contains("tools.explosion_sparks must be at most 1000000, got 100000000"),
+            "{}",
+            e.0
+        );
+        let e = Config::parse("[tools]\nbrush_per_frame = 1000001\n").unwrap_err();
+        assert!(e.0.contains("tools.brush_per_frame"), "{}", e.0);
+        assert!(Config::parse("[tools]\nbrush_per_frame = 1000000\n").is_ok());
     }
 
     #[test]
