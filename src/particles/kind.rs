@@ -147,6 +147,15 @@ impl KindTable {
             .fold(0.0, f32::max)
     }
 
+    /// Whether every particle has the same radius (one size for all kinds,
+    /// no jitter).
+    pub fn one_size(&self) -> bool {
+        let first = self.sand.radius;
+        self.rows()
+            .iter()
+            .all(|k| k.radius == first && k.size_jitter == 0.0)
+    }
+
     /// The radius the collision grid's small bands are sized for (a band is
     /// twice it tall). Normally the largest radius; but when one kind is
     /// much bigger than all the others (more than 1.25× the next, as heavy

@@ -15,8 +15,9 @@
 //! gravity) and divided by the larger contact count of the two from the
 //! last pass, so a particle pressed from many sides does not overshoot.
 //!
-//! The pair terms come in two forms, chosen per run: a run of at most two
-//! candidates (a grain's own band ahead of it, usually) goes one candidate
+//! The pair terms come in two forms, chosen per run: a short run (a
+//! grain's own band ahead of it, usually; at most `one_by_one` candidates,
+//! two for particles of one size, one where sizes vary) goes one candidate
 //! at a time; a longer one (the band above; a big particle's search) four
 //! candidates per vector, with masks instead of branches. A test holds the
 //! two to the same sums. The band loop is compiled for AVX-512VL, AVX2+FMA
@@ -244,10 +245,6 @@ impl Sums<'_> {
 
 /// Candidates handled side by side: one SSE register of f32.
 const LANES: usize = 4;
-
-/// Runs up to this long go one candidate at a time (a vector group costs
-/// about as much as three scalar pair tests).
-const ONE_BY_ONE: usize = 2;
 
 /// `VALID[m]` keeps the first `m` lanes.
 const VALID: [[f32; LANES]; LANES + 1] = {
@@ -592,7 +589,7 @@ fn band_pairs(
     (b, top): (usize, usize),
     grid: &Grid,
     c: Cols<'_>,
-    reach: f32,
+    (reach, one_by_one): (f32, usize),
     h: f32,
     stack: f32,
     sums: &mut Sums<'_>,
@@ -640,7 +637,7 @@ fn band_pairs(
         // SAFETY: as above.
         let mine = unsafe { One::of(c, i, xi) };
         let mut acc1 = One::default();
-        if same - i <= ONE_BY_ONE + 1 && above_end - above <= ONE_BY_ONE {
+        if same - i <= one_by_one + 1 && above_end - above <= one_by_one {
             // Short runs: one candidate at a time.
             // SAFETY: as above.
             unsafe {
@@ -663,12 +660,12 @@ fn band_pairs(
         let (first, above) = std::hint::black_box((i + 1, above));
         // SAFETY: as above.
         unsafe {
-            if same - first <= ONE_BY_ONE {
+            if same - first <= one_by_one {
                 span_pairs_one_by_one(&mine, c, first, same, h, stack, sums, &mut acc1);
             } else {
                 span_pairs(&me, c, first, same, h, stack, sums, &mut acc);
             }
-            if above_end - above <= ONE_BY_ONE {
+            if above_end - above <= one_by_one {
                 span_pairs_one_by_one(&mine, c, above, above_end, h, stack, sums, &mut acc1);
             } else {
                 span_pairs(&me, c, above, above_end, h, stack, sums, &mut acc);
@@ -929,7 +926,8 @@ pub fn resolve(
             Priority::FrameCritical,
             &mut tasks,
             |(bands, found, sums)| {
-                *found = band_pairs(*bands, grid, cols, reach(bands.0), h, stack, sums);
+                let search = (reach(bands.0), p.one_by_one);
+                *found = band_pairs(*bands, grid, cols, search, h, stack, sums);
             },
         );
         touching += tasks.iter().map(|t| t.1).sum::<u64>();
@@ -1248,37 +1246,41 @@ mod tests {
                     .count() as u32
             })
             .collect();
-        let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; cloud.n]);
-        let mut touching = 0;
-        for b in (0..bands).step_by(2).chain((1..bands).step_by(2)) {
-            touching += band_pairs(
-                (b, bands),
-                &grid,
-                cloud.cols(),
-                grid.band_height,
-                h,
-                stack,
-                &mut sums_of(&mut out),
-            );
-        }
-        let mut pairs = 0;
-        for i in 0..cloud.n {
-            let want = cloud.sums(i, h, stack);
-            for (k, what) in ["push x", "push y", "contacts", "fastest"]
-                .iter()
-                .enumerate()
-            {
-                assert!(
-                    close(out[k][i], want[k]),
-                    "row {i}: {what} {} vs {}",
-                    out[k][i],
-                    want[k]
+        // Every run four at a time (0), and one by one up to one, two or
+        // three candidates.
+        for one_by_one in 0..=3 {
+            let mut out: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0; cloud.n]);
+            let mut touching = 0;
+            for b in (0..bands).step_by(2).chain((1..bands).step_by(2)) {
+                touching += band_pairs(
+                    (b, bands),
+                    &grid,
+                    cloud.cols(),
+                    (grid.band_height, one_by_one),
+                    h,
+                    stack,
+                    &mut sums_of(&mut out),
                 );
             }
-            pairs += want[2] as u64;
+            let mut pairs = 0;
+            for i in 0..cloud.n {
+                let want = cloud.sums(i, h, stack);
+                for (k, what) in ["push x", "push y", "contacts", "fastest"]
+                    .iter()
+                    .enumerate()
+                {
+                    assert!(
+                        close(out[k][i], want[k]),
+                        "one by one up to {one_by_one}, row {i}: {what} {} vs {}",
+                        out[k][i],
+                        want[k]
+                    );
+                }
+                pairs += want[2] as u64;
+            }
+            assert_eq!(2 * touching, pairs, "each pair is found once");
+            assert!(pairs > 1000, "the cloud must be dense: {pairs}");
         }
-        assert_eq!(2 * touching, pairs, "each pair is found once");
-        assert!(pairs > 1000, "the cloud must be dense: {pairs}");
     }
 
     /// The four-candidate kernel gives both particles of each pair the

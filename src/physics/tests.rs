@@ -470,3 +470,22 @@ fn a_deep_pool_of_water_lies_still() {
         "at 1: speed {speed}, top {top}"
     );
 }
+
+#[test]
+fn runs_of_two_go_one_by_one_only_where_every_particle_has_one_size() {
+    // The game's kinds: four sizes, each jittered.
+    assert_eq!(params(&KindTable::default(), 100.0, 100.0).one_by_one, 1);
+    let mut one_size = KindTable::default();
+    for kind in [
+        &mut one_size.sand,
+        &mut one_size.water,
+        &mut one_size.spark,
+        &mut one_size.heavy,
+    ] {
+        kind.radius = 1.0;
+        kind.size_jitter = 0.0;
+    }
+    assert_eq!(params(&one_size, 100.0, 100.0).one_by_one, 2);
+    one_size.water.size_jitter = 0.1;
+    assert_eq!(params(&one_size, 100.0, 100.0).one_by_one, 1);
+}
