@@ -161,7 +161,7 @@ struct Ours {
 /// contact reach are sized for them (the largest kind sets both).
 fn kinds() -> KindTable {
     let mut k = KindTable::default();
-    for kind in [&mut k.sand, &mut k.water, &mut k.spark, &mut k.heavy] {
+    for kind in k.rows_mut() {
         kind.radius = RADIUS;
         kind.size_jitter = 0.0;
     }

@@ -139,6 +139,17 @@ impl KindTable {
         [&self.sand, &self.water, &self.spark, &self.heavy]
     }
 
+    /// Every kind's properties, in the order of `rows`, to change them
+    /// all at once.
+    pub fn rows_mut(&mut self) -> [&mut KindProperties; Kind::COUNT] {
+        [
+            &mut self.sand,
+            &mut self.water,
+            &mut self.spark,
+            &mut self.heavy,
+        ]
+    }
+
     /// The largest radius any particle can have (jitter included).
     pub fn max_radius(&self) -> f32 {
         self.rows()

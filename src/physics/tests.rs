@@ -121,12 +121,7 @@ fn nothing_leaves_the_box() {
 #[test]
 fn momentum_is_conserved_without_walls_and_gravity() {
     let mut kinds = KindTable::default();
-    for k in [
-        &mut kinds.sand,
-        &mut kinds.water,
-        &mut kinds.spark,
-        &mut kinds.heavy,
-    ] {
+    for k in kinds.rows_mut() {
         k.drag = 1.0;
     }
     let mut p = params(&kinds, 400.0, 400.0);
@@ -476,12 +471,7 @@ fn runs_of_two_go_one_by_one_only_where_every_particle_has_one_size() {
     // The game's kinds: four sizes, each jittered.
     assert_eq!(params(&KindTable::default(), 100.0, 100.0).one_by_one, 1);
     let mut one_size = KindTable::default();
-    for kind in [
-        &mut one_size.sand,
-        &mut one_size.water,
-        &mut one_size.spark,
-        &mut one_size.heavy,
-    ] {
+    for kind in one_size.rows_mut() {
         kind.radius = 1.0;
         kind.size_jitter = 0.0;
     }
