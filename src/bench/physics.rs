@@ -322,11 +322,12 @@ impl CellSort {
 }
 
 /// The same-model peer's grid, ours (`physics::grid`): bands one diameter
-/// tall, items counting-sorted by band, then each band sorted by x, so a
-/// particle's neighbours within a diameter are one x window in each of
-/// three bands. `start[b]..start[b + 1]` are band `b`'s items.
+/// tall, items counting-sorted by band in parallel (per-chunk counts, each
+/// chunk scattering into its own slots of each band, so the order within a
+/// band is the input's), then each band sorted by x, so a particle's
+/// neighbours within a diameter are one x window in each of three bands.
+/// `start[b]..start[b + 1]` are band `b`'s items.
 struct BandSort {
-    band: Vec<u32>,
     start: Vec<u32>,
     bands: usize,
     inv: f32,
@@ -337,7 +338,6 @@ impl BandSort {
         let bh = 2.0 * RADIUS;
         let bands = ((h / bh).ceil() as usize).max(1);
         Self {
-            band: Vec::new(),
             start: vec![0; bands + 1],
             bands,
             inv: 1.0 / bh,
@@ -348,22 +348,58 @@ impl BandSort {
         ((y * self.inv) as usize).min(self.bands - 1)
     }
 
-    /// Counts `items` per band and fills `start`; returns each band's first
-    /// output slot (the scatter's cursors).
-    fn count<T: Sync>(&mut self, items: &[T], y: impl Fn(&T) -> f32 + Sync) -> Vec<u32> {
-        let band: Vec<u32> = items
-            .par_iter()
-            .map(|t| self.band_of(y(t)) as u32)
+    /// Counting sort by band: `out` gets `make(i, item)` for every item, in
+    /// band order (stable), and `start` the bands' ranges.
+    fn place<T: Sync, U: Copy + Default + Send>(
+        &mut self,
+        items: &[T],
+        out: &mut Vec<U>,
+        y: impl Fn(&T) -> f32 + Sync,
+        make: impl Fn(usize, &T) -> U + Sync,
+    ) {
+        let (n, bands) = (items.len(), self.bands);
+        let chunk = n.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let keyed: Vec<(Vec<u32>, Vec<usize>)> = items
+            .par_chunks(chunk)
+            .map(|c| {
+                let keys: Vec<u32> = c.iter().map(|t| self.band_of(y(t)) as u32).collect();
+                let mut counts = vec![0; bands];
+                for &b in &keys {
+                    counts[b as usize] += 1;
+                }
+                (keys, counts)
+            })
             .collect();
-        self.band = band;
-        self.start.iter_mut().for_each(|s| *s = 0);
-        for &b in &self.band {
-            self.start[b as usize + 1] += 1;
+        // Each (band, chunk) piece of the output, band-major, handed to its
+        // chunk.
+        out.resize(n, U::default());
+        let mut rest = &mut out[..];
+        let mut pieces: Vec<Vec<&mut [U]>> =
+            keyed.iter().map(|_| Vec::with_capacity(bands)).collect();
+        let mut at = 0;
+        for b in 0..bands {
+            self.start[b] = at as u32;
+            for (c, (_, counts)) in keyed.iter().enumerate() {
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(counts[b]);
+                rest = tail;
+                pieces[c].push(head);
+                at += counts[b];
+            }
         }
-        for b in 0..self.bands {
-            self.start[b + 1] += self.start[b];
-        }
-        self.start.clone()
+        self.start[bands] = at as u32;
+        items
+            .par_chunks(chunk)
+            .enumerate()
+            .zip(pieces)
+            .zip(&keyed)
+            .for_each(|(((c, part), mut outs), (keys, _))| {
+                let mut filled = vec![0; bands];
+                for (k, (t, &b)) in part.iter().zip(keys).enumerate() {
+                    let b = b as usize;
+                    outs[b][filled[b]] = make(c * chunk + k, t);
+                    filled[b] += 1;
+                }
+            });
     }
 
     /// `data` cut into the bands' pieces.
@@ -378,20 +414,15 @@ impl BandSort {
         out
     }
 
-    /// Sorts `items` by band (stable), using `spare` as the second buffer,
-    /// then each band by x, the bands in parallel.
+    /// Sorts `items` by band, using `spare` as the second buffer, then each
+    /// band by x, the bands in parallel.
     fn sort<T: Copy + Default + Send + Sync>(
         &mut self,
         items: &mut Vec<T>,
         spare: &mut Vec<T>,
         pos: impl Fn(&T) -> (f32, f32) + Sync,
     ) {
-        let mut cursor = self.count(items, |t| pos(t).1);
-        spare.resize(items.len(), T::default());
-        for (i, &b) in self.band.iter().enumerate() {
-            spare[cursor[b as usize] as usize] = items[i];
-            cursor[b as usize] += 1;
-        }
+        self.place(items, spare, |t| pos(t).1, |_, t| *t);
         std::mem::swap(items, spare);
         self.pieces(items)
             .into_par_iter()
@@ -406,12 +437,7 @@ impl BandSort {
         index: &mut Vec<u32>,
         pos: impl Fn(&T) -> (f32, f32) + Sync,
     ) {
-        let mut cursor = self.count(items, |t| pos(t).1);
-        index.resize(items.len(), 0);
-        for (i, &b) in self.band.iter().enumerate() {
-            index[cursor[b as usize] as usize] = i as u32;
-            cursor[b as usize] += 1;
-        }
+        self.place(items, index, |t| pos(t).1, |i, _| i as u32);
         let x = |i: &u32| pos(&items[*i as usize]).0;
         self.pieces(index)
             .into_par_iter()
