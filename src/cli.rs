@@ -51,7 +51,7 @@ pub struct Cli {
     #[arg(long)]
     pub json: bool,
 
-    /// A scripted player uses the tools (spawn bursts, attract, explosions).
+    /// A scripted player uses the tools (spawn bursts, attract, explosions); it spawns up to twice the initial count, never past what the box holds at rest.
     #[arg(long)]
     pub autoplay: bool,
 

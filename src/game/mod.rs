@@ -213,8 +213,12 @@ fn run_autoplay(
     sandbox: Res<Sandbox>,
     config: Res<GameConfig>,
 ) {
-    // The scripted player tops the box up to twice the initial count.
-    let room = sandbox.store.len() < (2 * config.0.particles.initial).max(20_000);
+    // The scripted player tops the box up to twice the initial count, but
+    // not past what the box can hold at rest: beyond that the particles
+    // only pack tighter (200,000 topped up to 400,000 in the default box
+    // stepped at 133 ms, against 24 ms at 200,000).
+    let room =
+        sandbox.store.len() < (2 * config.0.particles.initial).max(20_000) && !sandbox.is_full();
     driver.0.next_frame(room, &mut queue.0);
 }
 

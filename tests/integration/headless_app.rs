@@ -1,6 +1,7 @@
 //! The real game plugins on Bevy's `MinimalPlugins`: no window, no GPU.
 
 use particle_forge::game::{Config, Sandbox, headless};
+use particle_forge::particles::Kind;
 
 fn config(particles: usize, seed: u64) -> Config {
     let mut c = Config::default();
@@ -55,6 +56,39 @@ fn autoplay_spawns_explodes_and_sparks_expire() {
         s.store.len() as u64,
         s.counts.spawned - s.counts.despawned,
         "every spawn and despawn is accounted for"
+    );
+}
+
+#[test]
+fn autoplay_stops_spawning_when_the_box_is_full() {
+    // A box that holds about 6,000 grains at rest: twice the initial
+    // 4,000 would pack it tight.
+    let mut c = config(4000, 3);
+    let (w, h) = (200.0, 120.0);
+    (c.world.width, c.world.height) = (w, h);
+    c.tools.brush_per_frame = 100;
+    let (brush, largest) = (c.tools.brush_per_frame, c.kinds.max_radius());
+    let mut app = headless::build_app(c, true).unwrap();
+    // How much of the box the grains cover; the sparks an explosion throws
+    // out are left out (they burn out in a second or two).
+    let grains = |s: &Sandbox| {
+        let p = s.store.slices();
+        let area: f32 = (p.radius.iter().zip(p.kind))
+            .filter(|&(_, &k)| k != Kind::Spark as u8)
+            .map(|(r, _)| std::f32::consts::PI * r * r)
+            .sum();
+        area / (w * h)
+    };
+    let mut fullest: f32 = 0.0;
+    for _ in 0..600 {
+        app.update();
+        fullest = fullest.max(grains(app.world().resource::<Sandbox>()));
+    }
+    // One frame's brush may land after the box has filled.
+    let one_brush = brush as f32 * std::f32::consts::PI * largest * largest / (w * h);
+    assert!(
+        fullest > 0.7 && fullest <= 0.8 + one_brush,
+        "the grains' crowding peaked at {fullest:.3}"
     );
 }
 
