@@ -239,6 +239,17 @@ pub fn draw_windows(ctx: &egui::Context, d: OverlayData<'_>) {
     windows::settings_window(ctx, d.state, sandbox, d.memory, d.config);
 }
 
+/// The status band's text after the kind's name. A full box (as many
+/// particles as can rest in it) is said, since more only pack tighter and
+/// slow the step.
+fn status_line(particles: usize, paused: bool, full: bool) -> String {
+    format!(
+        "{particles} particles{}{}   H help · F3 debug",
+        if full { " · box full" } else { "" },
+        if paused { " · PAUSED" } else { "" }
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn draw_ui(
     mut contexts: EguiContexts,
@@ -280,10 +291,10 @@ fn draw_ui(
                             .strong(),
                     );
                     ui.label(
-                        egui::RichText::new(format!(
-                            "{} particles{}   H help · F3 debug",
+                        egui::RichText::new(status_line(
                             sandbox.store.len(),
-                            if player.paused { " · PAUSED" } else { "" }
+                            player.paused,
+                            sandbox.is_full(),
                         ))
                         .color(egui::Color32::from_gray(200)),
                     );
@@ -376,6 +387,18 @@ fn draw_ui(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_line_says_paused_and_a_full_box() {
+        assert_eq!(
+            status_line(1200, false, false),
+            "1200 particles   H help · F3 debug"
+        );
+        assert_eq!(
+            status_line(5, true, true),
+            "5 particles · box full · PAUSED   H help · F3 debug"
+        );
+    }
 
     #[test]
     fn history_is_bounded_and_fps_follows_frame_time() {
