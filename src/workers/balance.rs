@@ -61,7 +61,7 @@ impl Balancer {
     /// outwards once chunks were a few items long — 128 chunks of ~600
     /// stripes on 16 workers — and neighbouring chunks taught the same
     /// edge bucket two different costs: the predictions drifted apart
-    /// until a third of the chunks held most of the work.)
+    /// and chunks planned as equal were not.)
     fn chunks(&mut self, n: usize, workers: usize) -> Vec<Chunk> {
         if n != self.n {
             // A different item count: the old shape no longer applies.
