@@ -148,16 +148,22 @@ impl Sandbox {
     /// Whether the box holds as many particles as can rest in it without
     /// overlapping (never, without walls).
     pub fn is_full(&self) -> bool {
-        self.physics.params.walls && self.crowding() > CROWDED
+        self.crowding_if_full().is_some()
+    }
+
+    /// The crowding, when the box is full.
+    fn crowding_if_full(&self) -> Option<f32> {
+        if !self.physics.params.walls {
+            return None;
+        }
+        let crowding = self.crowding();
+        (crowding > CROWDED).then_some(crowding)
     }
 
     /// What to tell a player whose initial particles cannot rest in the box
     /// without overlapping (they would stay packed and compressed).
     pub fn crowding_warning(&self) -> Option<String> {
-        if !self.is_full() {
-            return None;
-        }
-        let crowding = self.crowding();
+        let crowding = self.crowding_if_full()?;
         let n = self.store.len();
         let fit = (n as f32 * CROWDED / crowding) as usize;
         Some(format!(
