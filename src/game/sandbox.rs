@@ -34,7 +34,7 @@ pub struct FrameCounts {
     pub spawned: u64,
     pub despawned: u64,
     pub explosions: u64,
-    /// Spawns refused because the store was full.
+    /// Spawns refused because the store or the box was full.
     pub refused: u64,
 }
 
@@ -270,6 +270,14 @@ impl Sandbox {
     pub fn apply(&mut self, cmd: ToolCommand, dt: f32) {
         match cmd {
             ToolCommand::Spawn { x, y, kind, count } => {
+                // A full box takes no more from the brush: more would only
+                // pack tighter and slow the step (the status band says
+                // "box full"). An explosion's sparks still fly; they burn
+                // out.
+                if self.is_full() {
+                    self.counts.refused += count as u64;
+                    return;
+                }
                 let radius = self.tools.brush_radius;
                 for _ in 0..count {
                     let (ox, oy) = self.rng.in_disc(radius);
@@ -475,5 +483,40 @@ mod tests {
         // Without walls they spread out: nothing to say.
         config.world.walls = false;
         assert_eq!(Sandbox::new(&config).unwrap().crowding_warning(), None);
+    }
+
+    #[test]
+    fn the_brush_stops_at_a_full_box_and_sparks_still_fly() {
+        let mut config = Config::default();
+        config.particles.initial = 0;
+        config.world.width = 100.0;
+        config.world.height = 60.0;
+        let mut sandbox = Sandbox::new(&config).unwrap();
+        let brush = ToolCommand::Spawn {
+            x: 50.0,
+            y: 30.0,
+            kind: Kind::Sand,
+            count: 50,
+        };
+        // Filled stroke by stroke until the box is full: every stroke lands
+        // whole until then.
+        let mut strokes = 0;
+        while !sandbox.is_full() {
+            let before = sandbox.store.len();
+            sandbox.apply(brush, 1.0 / 60.0);
+            assert_eq!(sandbox.store.len(), before + 50);
+            strokes += 1;
+            assert!(strokes < 1000, "the box never filled");
+        }
+        let (n, refused) = (sandbox.store.len(), sandbox.counts.refused);
+        assert_eq!(refused, 0);
+        assert!(sandbox.crowding() < CROWDED + 0.1, "{}", sandbox.crowding());
+        // Full: the brush adds nothing and says so in the counts.
+        sandbox.apply(brush, 1.0 / 60.0);
+        assert_eq!(sandbox.store.len(), n);
+        assert_eq!(sandbox.counts.refused, refused + 50);
+        // An explosion's sparks still come (they burn out).
+        sandbox.apply(ToolCommand::Explode { x: 50.0, y: 30.0 }, 1.0 / 60.0);
+        assert_eq!(sandbox.store.len(), n + config.tools.explosion_sparks);
     }
 }

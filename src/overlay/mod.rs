@@ -240,8 +240,8 @@ pub fn draw_windows(ctx: &egui::Context, d: OverlayData<'_>) {
 }
 
 /// The status band's text after the kind's name. A full box (as many
-/// particles as can rest in it) is said, since more only pack tighter and
-/// slow the step.
+/// particles as can rest in it) is said, since the brush then adds no
+/// more.
 fn status_line(particles: usize, paused: bool, full: bool) -> String {
     format!(
         "{particles} particles{}{}   H help · F3 debug",
