@@ -15,15 +15,17 @@
 //! gravity) and divided by the larger contact count of the two from the
 //! last pass, so a particle pressed from many sides does not overshoot.
 //!
-//! The pair terms come in two forms, chosen per run: a short run (a
-//! grain's own band ahead of it, usually; at most `one_by_one` candidates,
-//! two for particles of one size, one where sizes vary) goes one candidate
-//! at a time; a longer one (the band above; a big particle's search) four
-//! candidates per vector, with masks instead of branches. A test holds the
-//! two to the same sums. The band loop is compiled for AVX-512VL, AVX2+FMA
-//! and plain SSE2 and picked at run time (`multiversion`); the vector form
-//! gains mostly from AVX-512's 32 registers (fewer spills), its lanes being
-//! candidates.
+//! The pair terms come in three forms. A grain whose two runs are both
+//! short (at most `one_by_one` candidates each: two for particles of one
+//! size, one where sizes vary) takes them one candidate at a time. Any
+//! other grain, on a CPU with AVX2, takes both runs in one eight-lane group
+//! (`avx2`): its own band's run in the low four lanes, the band above's in
+//! the high four, masks instead of branches. Without AVX2, a longer run
+//! goes four candidates per vector (as does a big particle's search) and a
+//! short one one by one. Tests hold all three to the same sums. The band
+//! loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked at
+//! run time (`multiversion`); the vector forms gain from AVX-512's 32
+//! registers too (fewer spills), their lanes being candidates.
 //!
 //! Writing to `j` is made race-free and deterministic by parity: a band's
 //! particles write only to their own band and the next, so all even bands
@@ -39,6 +41,9 @@
 //! grain loses a little at each, so a deep pile's churn dies out. Pair
 //! terms are equal and opposite, so momentum is conserved up to that limit
 //! and the per-particle correction cap.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 use super::{PhysicsParams, grid::Grid};
 use crate::particles::ParticleStore;
@@ -645,6 +650,17 @@ fn band_pairs(
                 span_pairs_one_by_one(&mine, c, above, above_end, h, stack, sums, &mut acc1);
             }
             touching += sums.add_own(i, &acc1);
+            continue;
+        }
+        // With AVX2, both runs in one eight-lane group (`avx2`).
+        #[cfg(target_arch = "x86_64")]
+        if multiversion::target::target_cfg_f!(target_feature = "avx2") {
+            // SAFETY: this clone of the function runs only on CPUs with
+            // AVX2; both runs lie in `lo..up_hi`, as above.
+            let theirs = unsafe {
+                avx2::both_runs(&mine, c, (i + 1, same), (above, above_end), h, stack, sums)
+            };
+            touching += sums.add_own(i, &theirs);
             continue;
         }
         // A longer run goes four candidates at a time; the other, if short
@@ -1306,6 +1322,58 @@ mod tests {
             assert_eq!(2 * touching, pairs, "each pair is found once");
             assert!(pairs > 1000, "the cloud must be dense: {pairs}");
         }
+    }
+
+    /// The eight-lane group (own run in the low lanes, the band above's in
+    /// the high ones) gives the same sums as the one-by-one path, for runs
+    /// of 0 to 9 rows each, ending anywhere (also at the columns' end).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn both_runs_in_eight_lanes_match_one_by_one() {
+        if !std::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: the eight-lane group never runs here");
+            return;
+        }
+        let cloud = Cloud::new(60, (6.0, 3.0), (0.6, 1.8), 13);
+        let (n, c) = (cloud.n, cloud.cols());
+        let (h, stack) = (1.0 / 180.0, 0.7);
+        let mut touching = 0.0;
+        for i in 0..n - 1 {
+            // Own run after `i`; the other from a later row on, disjoint.
+            let own = (i + 1, n.min(i + 1 + i % 7));
+            let up_lo = (own.1 + (i % 3)).min(n);
+            let up = (up_lo, n.min(up_lo + (i * 5) % 10));
+            let mut out: [[Vec<f32>; 4]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; n]));
+            let [a, b] = &mut out;
+            // SAFETY: `i < n`, the rows of `c`.
+            let one = unsafe { One::of(c, i, c.x[i]) };
+            // SAFETY: AVX2 is there (checked above); both runs end at or
+            // below `n` and the sums cover every row.
+            let got = unsafe { avx2::both_runs(&one, c, own, up, h, stack, &mut sums_of(a)) };
+            let mut want = One::default();
+            let mut sums = sums_of(b);
+            for (lo, hi) in [own, up] {
+                assert!(sums.covers(lo, hi));
+                // SAFETY: `hi <= n`, the rows of `c`, and the sums cover them.
+                unsafe { span_pairs_one_by_one(&one, c, lo, hi, h, stack, &mut sums, &mut want) };
+            }
+            let close = |p: f32, q: f32| (p - q).abs() <= 1e-5 * (1.0 + p.abs().max(q.abs()));
+            assert!(
+                close(got.x, want.x) && close(got.y, want.y),
+                "row {i}: own push"
+            );
+            assert_eq!(got.n, want.n, "row {i}: contacts");
+            assert!(close(got.speed2, want.speed2), "row {i}: fastest neighbour");
+            touching += want.n;
+            let [eight, one_by_one] = &out;
+            for (k, (p, q)) in eight.iter().zip(one_by_one).enumerate() {
+                for (j, (&p, &q)) in p.iter().zip(q).enumerate() {
+                    assert!(close(p, q), "row {i}: sum {k} of row {j}: {p} vs {q}");
+                }
+            }
+        }
+        assert!(touching > 60.0, "the runs must touch: {touching} pairs");
     }
 
     /// `skip` stops where a row-by-row walk does: at the first row that
