@@ -50,6 +50,9 @@ pub struct Grid {
     /// `band_start[b]..band_start[b + 1]` are the rows of band `b` after
     /// sorting.
     pub band_start: Vec<u32>,
+    /// `band_start` of the rebuild before: where each band's stayers come
+    /// from (`sort_band`).
+    last_start: Vec<u32>,
     /// Each particle's band, in the input order.
     band: Vec<u32>,
     /// Per chunk, per band: first the counts, then the output cursors.
@@ -160,6 +163,7 @@ impl Grid {
 
         // 2. Exclusive prefix in (band, chunk) order: chunk c's particles of
         // band b go after every earlier chunk's of band b.
+        std::mem::swap(&mut self.last_start, &mut self.band_start);
         self.band_start.clear();
         self.band_start.resize(bands + 1, 0);
         let mut at = 0u32;
@@ -216,6 +220,8 @@ impl Grid {
                 work.push((first..b, head));
             }
             let (scattered, band_start) = (&self.scattered[..], &self.band_start[..]);
+            // The last rebuild's bands, if it had as many.
+            let last = Some(&self.last_start[..]).filter(|l| l.len() == bands + 1);
             pool.for_each_mut(&mut work, |(range, out)| {
                 let base = band_start[range.start] as usize;
                 // Sized once for the longest band of the run.
@@ -225,6 +231,7 @@ impl Grid {
                     .max()
                     .unwrap_or(0);
                 let mut keys = Vec::with_capacity(longest as usize);
+                let mut movers = Vec::new();
                 for b in range.clone() {
                     let (lo, hi) = (band_start[b] as usize, band_start[b + 1] as usize);
                     keys.clear();
@@ -232,16 +239,82 @@ impl Grid {
                         let r = r.load(Ordering::Relaxed);
                         (sortable(x[r as usize]) << 32) | u64::from(r)
                     }));
-                    // Keys are unique (the row is in the low bits).
-                    keys.sort();
-                    for (o, k) in out[lo - base..hi - base].iter_mut().zip(&keys) {
-                        *o = *k as u32;
-                    }
+                    let stayers = last.map(|l| (l[b], l[b + 1]));
+                    sort_band(&mut keys, &mut movers, stayers, &mut out[lo - base..hi - base]);
                 }
             });
         }
         store.permute(&self.order, (n >= 4 * GRAIN).then_some(pool));
     }
+}
+
+/// Writes the rows of `keys` (x in the high bits, the row in the low ones:
+/// all distinct) to `out` in key order.
+///
+/// A band arrives in row order, which is last substep's order: first the
+/// particles that rose from the bands below, then the band's stayers
+/// (rows `stayers.0..stayers.1` last time), then those that fell from
+/// above and any spawned since, each part in last substep's x order. The
+/// stayers, most of the band, moved less than a radius, so they are
+/// nearly sorted: insertion sort puts them in order in about one pass.
+/// The few movers are sorted on their own and each put in its place by a
+/// binary search. (The standard library's stable sort, which this
+/// replaced, found the same runs but paid for a general merge: xx.)
+fn sort_band(keys: &mut [u64], movers: &mut Vec<u64>, stayers: Option<(u32, u32)>, out: &mut [u32]) {
+    let row = |k: u64| k as u32;
+    // Rows grow along `keys`, so the stayers are one stretch of it.
+    let (from, to) = match stayers {
+        Some((first, end)) => (
+            keys.partition_point(|&k| row(k) < first),
+            keys.partition_point(|&k| row(k) < end),
+        ),
+        None => (0, keys.len()),
+    };
+    let settled = &mut keys[from..to];
+    if !insertion_sort(settled, settled.len()) {
+        settled.sort_unstable();
+    }
+    movers.clear();
+    movers.extend_from_slice(&keys[..from]);
+    movers.extend_from_slice(&keys[to..]);
+    movers.sort_unstable();
+    let settled = &keys[from..to];
+    let mut at = 0;
+    let mut put = 0;
+    for &m in movers.iter() {
+        let until = at + settled[at..].partition_point(|&k| k < m);
+        for (o, &k) in out[put..].iter_mut().zip(&settled[at..until]) {
+            *o = row(k);
+        }
+        put += until - at;
+        out[put] = row(m);
+        put += 1;
+        at = until;
+    }
+    for (o, &k) in out[put..].iter_mut().zip(&settled[at..]) {
+        *o = row(k);
+    }
+}
+
+/// Sorts `v` by insertion while that moves at most `budget` values in
+/// all; returns whether it finished (if not, `v` holds the same values in
+/// some order).
+fn insertion_sort(v: &mut [u64], budget: usize) -> bool {
+    let mut moved = 0;
+    for i in 1..v.len() {
+        let k = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > k {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = k;
+        moved += i - j;
+        if moved > budget {
+            return false;
+        }
+    }
+    true
 }
 
 /// `keys` as runs of equal values: (value, length), in order.
