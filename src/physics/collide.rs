@@ -18,9 +18,9 @@
 //! The pair terms come in three forms. A grain whose two runs are both
 //! short (at most `one_by_one` candidates each: two for particles of one
 //! size, one where sizes vary) takes them one candidate at a time. Any
-//! other grain, on a CPU with AVX2, takes both runs in one eight-lane group
+//! other grain, on a CPU with AVX2 and FMA, takes both runs in one eight-lane group
 //! (`avx2`): its own band's run in the low four lanes, the band above's in
-//! the high four, masks instead of branches. Without AVX2, a longer run
+//! the high four, masks instead of branches. Without them, a longer run
 //! goes four candidates per vector (as does a big particle's search) and a
 //! short one one by one. Tests hold all three to the same sums. The band
 //! loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked at
@@ -654,9 +654,10 @@ fn band_pairs(
         }
         // With AVX2, both runs in one eight-lane group (`avx2`).
         #[cfg(target_arch = "x86_64")]
-        if multiversion::target::target_cfg_f!(target_feature = "avx2") {
+        if multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"))
+        {
             // SAFETY: this clone of the function runs only on CPUs with
-            // AVX2; both runs lie in `lo..up_hi`, as above.
+            // AVX2 and FMA; both runs lie in `lo..up_hi`, as above.
             let theirs = unsafe {
                 avx2::both_runs(&mine, c, (i + 1, same), (above, above_end), h, stack, sums)
             };
@@ -1330,8 +1331,8 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn both_runs_in_eight_lanes_match_one_by_one() {
-        if !std::is_x86_feature_detected!("avx2") {
-            eprintln!("no AVX2 on this CPU: the eight-lane group never runs here");
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            eprintln!("no AVX2 and FMA on this CPU: the eight-lane group never runs here");
             return;
         }
         let cloud = Cloud::new(60, (6.0, 3.0), (0.6, 1.8), 13);
@@ -1348,7 +1349,7 @@ mod tests {
             let [a, b] = &mut out;
             // SAFETY: `i < n`, the rows of `c`.
             let one = unsafe { One::of(c, i, c.x[i]) };
-            // SAFETY: AVX2 is there (checked above); both runs end at or
+            // SAFETY: AVX2 and FMA are there (checked above); both runs end at or
             // below `n` and the sums cover every row.
             let got = unsafe { avx2::both_runs(&one, c, own, up, h, stack, &mut sums_of(a)) };
             let mut want = One::default();
