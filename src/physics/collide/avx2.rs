@@ -74,12 +74,34 @@ unsafe fn two_runs(col: &[f32], own: usize, up: usize) -> __m256 {
     }
 }
 
-/// `VALID[m]` as a register: the first `m` lanes on.
+/// `BOTH_VALID[5 a + b]` keeps the first `a` low lanes and the first `b`
+/// high ones: one load per group.
+const BOTH_VALID: [[f32; 8]; 25] = {
+    let mut out = [[0.0; 8]; 25];
+    let mut k = 0;
+    while k < 25 {
+        let (a, b) = (k / 5, k % 5);
+        let mut lane = 0;
+        while lane < 4 {
+            out[k][lane] = VALID[a][lane];
+            out[k][lane + 4] = VALID[b][lane];
+            lane += 1;
+        }
+        k += 1;
+    }
+    out
+};
+
+/// The lanes of `a` candidates in the low half and `b` in the high one.
+///
+/// # Safety
+/// The CPU has AVX2; `a` and `b` are at most four.
 #[inline(always)]
-fn first_lanes(m: usize) -> __m128 {
-    // SAFETY: a row of `VALID` is four floats; an unaligned read (SSE, part
-    // of x86-64).
-    unsafe { _mm_loadu_ps(VALID[m].as_ptr()) }
+unsafe fn valid(a: usize, b: usize) -> __m256 {
+    debug_assert!(a <= 4 && b <= 4);
+    // SAFETY: `5 a + b < 25` (this function's contract), a row of eight
+    // floats; an unaligned read.
+    unsafe { _mm256_loadu_ps(BOTH_VALID.get_unchecked(5 * a + b).as_ptr()) }
 }
 
 /// Four lanes as an array.
@@ -211,7 +233,7 @@ pub(super) unsafe fn both_runs(
             // An exhausted run stays at its end, whose four rows are
             // readable (the columns' padding) and masked.
             let (na, nb) = ((a_end - a).min(4), (b_end - b).min(4));
-            let valid = _mm256_set_m128(first_lanes(nb), first_lanes(na));
+            let valid = valid(na, nb);
             let (x, y, r) = (
                 two_runs(c.x, a, b),
                 two_runs(c.y, a, b),
@@ -226,8 +248,13 @@ pub(super) unsafe fn both_runs(
                 // The terms as `span_pairs` computes them (see there for
                 // why).
                 let coincident = _mm256_cmp_ps::<_CMP_LT_OQ>(d2, splat(1e-10));
-                let dx = sub(dx, and(coincident, splat(1e-4)));
-                let d2 = fma(dx, dx, mul(dy, dy));
+                // (Almost never: a branch is cheaper than the fix-up.)
+                let (dx, d2) = if _mm256_movemask_ps(coincident) == 0 {
+                    (dx, d2)
+                } else {
+                    let dx = sub(dx, and(coincident, splat(1e-4)));
+                    (dx, fma(dx, dx, mul(dy, dy)))
+                };
                 let (w, vx, vy) = (
                     two_runs(c.w, a, b),
                     two_runs(c.vx, a, b),
