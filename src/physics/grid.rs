@@ -297,7 +297,7 @@ fn sort_band(
     let mut at = 0;
     let mut put = 0;
     for &m in movers.iter() {
-        let until = at + settled[at..].partition_point(|&k| k < m);
+        let until = at + gallop(&settled[at..], m);
         for (o, &k) in out[put..].iter_mut().zip(&settled[at..until]) {
             *o = row(k);
         }
@@ -309,6 +309,20 @@ fn sort_band(
     for (o, &k) in out[put..].iter_mut().zip(&settled[at..]) {
         *o = row(k);
     }
+}
+
+/// How many of `sorted`'s first values are below `m`: found by doubling
+/// steps, then a binary search within the last step, so a mover that
+/// lands close after the one before costs a few compares, however long
+/// the band.
+fn gallop(sorted: &[u64], m: u64) -> usize {
+    let mut step = 1;
+    while step <= sorted.len() && sorted[step - 1] < m {
+        step *= 2;
+    }
+    let from = step / 2;
+    let to = step.min(sorted.len());
+    from + sorted[from..to].partition_point(|&k| k < m)
 }
 
 /// Sorts `v` by insertion while that moves at most `budget` values in
@@ -468,6 +482,17 @@ mod tests {
             let mut out = vec![u32::MAX; n];
             sort_band(&mut keys, &mut movers, stayers, &mut out);
             assert_eq!(out, want, "case {case}: {n} rows, stayers {stayers:?}");
+        }
+    }
+
+    #[test]
+    fn gallop_counts_the_values_below() {
+        let sorted: Vec<u64> = (0..40).map(|i| 3 * i).collect();
+        for n in 0..sorted.len() {
+            for m in 0..125 {
+                let want = sorted[..n].partition_point(|&k| k < m);
+                assert_eq!(gallop(&sorted[..n], m), want, "{n} values, below {m}");
+            }
         }
     }
 
