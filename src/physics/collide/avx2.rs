@@ -157,20 +157,6 @@ unsafe fn halves(v: __m256) -> [__m128; 2] {
     unsafe { [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)] }
 }
 
-/// The eight lanes summed.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[inline(always)]
-unsafe fn sum(v: __m256) -> f32 {
-    // SAFETY: AVX2 is there (this function's contract).
-    let [a, b, c, d] = unsafe {
-        let [low, high] = halves(v);
-        array(_mm_add_ps(low, high))
-    };
-    (a + b) + (c + d)
-}
-
 /// The largest of the eight lanes (all at least zero).
 ///
 /// # Safety
@@ -299,10 +285,15 @@ pub(super) unsafe fn both_runs(
             a += na;
             b += nb;
         }
+        // The three sums side by side: pairs of lanes added across the
+        // three registers, then the halves.
+        let pairs = _mm256_hadd_ps(_mm256_hadd_ps(ax, ay), _mm256_hadd_ps(hits, zero));
+        let [low, high] = halves(pairs);
+        let [x, y, n, _] = array(_mm_add_ps(low, high));
         One {
-            x: sum(ax),
-            y: sum(ay),
-            n: sum(hits),
+            x,
+            y,
+            n,
             speed2: largest(fastest),
             ..One::default()
         }
