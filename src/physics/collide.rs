@@ -18,14 +18,15 @@
 //! The pair terms come in three forms. A grain whose two runs are both
 //! short (at most `one_by_one` candidates each: two for particles of one
 //! size, one where sizes vary) takes them one candidate at a time. Any
-//! other grain, on a CPU with AVX2 and FMA, takes both runs in one eight-lane group
-//! (`avx2`): its own band's run in the low four lanes, the band above's in
-//! the high four, masks instead of branches. Without them, a longer run
-//! goes four candidates per vector (as does a big particle's search) and a
-//! short one one by one. Tests hold all three to the same sums. The band
-//! loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2 and picked at
-//! run time (`multiversion`); the vector forms gain from AVX-512's 32
-//! registers too (fewer spills), their lanes being candidates.
+//! other grain, on a CPU with AVX2 and FMA, takes both runs in eight-lane
+//! groups (`avx2`): its own band's run in the low four lanes, the band
+//! above's in the high four, masks instead of branches. Without them, a
+//! longer run goes four candidates per vector (as does a big particle's
+//! search) and a short one one by one. Tests hold all three to the same
+//! sums. The band loop is compiled for AVX-512VL, AVX2+FMA and plain SSE2
+//! and picked at run time (`multiversion`); the vector forms gain from
+//! AVX-512's 32 registers too (fewer spills), their lanes being
+//! candidates.
 //!
 //! Writing to `j` is made race-free and deterministic by parity: a band's
 //! particles write only to their own band and the next, so all even bands
@@ -652,7 +653,7 @@ fn band_pairs(
             touching += sums.add_own(i, &acc1);
             continue;
         }
-        // With AVX2, both runs in one eight-lane group (`avx2`).
+        // With AVX2 and FMA, both runs side by side in eight lanes (`avx2`).
         #[cfg(target_arch = "x86_64")]
         if multiversion::target::target_cfg_f!(all(target_feature = "avx2", target_feature = "fma"))
         {

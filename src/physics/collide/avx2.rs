@@ -1,9 +1,10 @@
-//! The band kernel's eight-lane group, for CPUs with AVX2 and FMA: one grain
-//! against both of its candidate runs at once, the rows ahead of it in its
-//! own band in the low four lanes and the band above's in the high four.
+//! The band kernel's eight-lane group, for CPUs with AVX2 and FMA: one
+//! grain against both of its candidate runs at once, the rows ahead of it
+//! in its own band in the low four lanes and the band above's in the high
+//! four.
 //!
-//! Why: in the game's mixed sizes a grain's own run averages 1.7
-//! candidates and the band above's 3.9, so as two four-lane runs most
+//! Why: in the game's mixed sizes a grain's own run averages 1.8
+//! candidates and the band above's 4.2, so as two four-lane runs most
 //! grains paid for two groups, each half empty, and a branch on which
 //! path each run takes. One 256-bit group costs about what a 128-bit one
 //! does, so a grain now usually pays for one: the game's 200k contact
@@ -13,10 +14,11 @@
 //! paths do, so all find the same pairs); a test holds them to the
 //! one-by-one path's sums.
 //!
-//! Only the sums' order of addition differs from the four-lane path, so a
-//! machine without them (which runs that path) reaches a slightly
-//! different state from the same seed; on any one machine the results
-//! stay the same for every thread count.
+//! The sums are added in another order than the four-lane path's, and the
+//! fused multiply-adds round once where it rounds twice, so a machine
+//! without AVX2 and FMA (which runs that path) reaches a slightly different
+//! state from the same seed; on any one machine the results stay the same
+//! for every thread count.
 
 use super::{Cols, One, Sums, VALID, max};
 use std::arch::x86_64::*;
@@ -171,11 +173,11 @@ unsafe fn largest(v: __m256) -> f32 {
     lanes.into_iter().fold(0.0, max)
 }
 
-/// All pairs between `mine` (row `i`) and its runs `own` (rows after `i`
-/// in its band) and `up` (the band above), four of each per group, with
-/// masks instead of per-candidate branches. Adds the opposite share to each
-/// neighbour's sums and returns `mine`'s: push, contacts, fastest
-/// neighbour.
+/// All pairs between `mine` (row `i`) and its runs `a..a_end` (rows after
+/// `i` in its band) and `b..b_end` (the band above), four of each per
+/// group, with masks instead of per-candidate branches. Adds the opposite
+/// share to each neighbour's sums and returns `mine`'s: push, contacts,
+/// fastest neighbour.
 ///
 /// Inlined into the AVX2 clones of `band_pairs`, so it gets their
 /// registers (AVX-512's 32 where there; compiled on its own with AVX2's
@@ -183,8 +185,8 @@ unsafe fn largest(v: __m256) -> f32 {
 /// four-lane path).
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA; both runs end at or below the columns' `rows`, and
-/// `sums.covers` both.
+/// The CPU has AVX2 and FMA; both runs end at or below the columns'
+/// `rows`, and `sums.covers` both.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn both_runs(
