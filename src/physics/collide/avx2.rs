@@ -20,8 +20,9 @@
 //! state from the same seed; on any one machine the results stay the same
 //! for every thread count.
 
-use super::{Cols, One, Sums, VALID, max};
+use super::{Cols, One, Sums, VALID, add_lanes, max, max_lanes};
 use std::arch::x86_64::*;
+use wide::f32x4;
 
 /// One grain's values, each in all eight lanes.
 struct Me {
@@ -115,38 +116,16 @@ fn array(v: __m128) -> [f32; 4] {
     out
 }
 
-/// `out[k..k + 4] = join(out[k..k + 4], v)`, lane by lane where the slice
-/// ends early (those lanes are masked, so `v` adds nothing there).
-#[inline(always)]
-fn update(out: &mut [f32], k: usize, v: __m128, join: impl Fn(__m128, __m128) -> __m128) {
-    match out.get_mut(k..k + 4) {
-        Some(s) => {
-            let p = s.as_mut_ptr();
-            // SAFETY: `s` is four floats; unaligned reads and writes (SSE,
-            // part of x86-64).
-            unsafe { _mm_storeu_ps(p, join(_mm_loadu_ps(p), v)) };
-        }
-        None => {
-            for (o, x) in out[k..].iter_mut().zip(array(v)) {
-                // SAFETY: SSE, part of x86-64.
-                let (o4, x4) = unsafe { (_mm_set1_ps(*o), _mm_set1_ps(x)) };
-                *o = array(join(o4, x4))[0];
-            }
-        }
-    }
-}
-
-/// Each neighbour's four sums to the rows from `at`.
+/// Each neighbour's four sums to the rows from `at` (the four-lane path's
+/// writes, the same where a window ends early).
 #[inline(always)]
 fn add_to_rows(sums: &mut Sums<'_>, at: usize, [dx, dy, hits, speed2]: [__m128; 4]) {
     let k = at - sums.base;
-    // SAFETY (the closures): SSE, part of x86-64.
-    let add = |a, b| unsafe { _mm_add_ps(a, b) };
-    update(sums.dx, k, dx, add);
-    update(sums.dy, k, dy, add);
-    update(sums.hits, k, hits, add);
-    // SAFETY: as above.
-    update(sums.speed2, k, speed2, |a, b| unsafe { _mm_max_ps(a, b) });
+    let lanes = |v| f32x4::new(array(v));
+    add_lanes(sums.dx, k, lanes(dx));
+    add_lanes(sums.dy, k, lanes(dy));
+    add_lanes(sums.hits, k, lanes(hits));
+    max_lanes(sums.speed2, k, lanes(speed2));
 }
 
 /// The two halves of `v`, low first.
